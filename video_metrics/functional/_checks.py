@@ -1,0 +1,73 @@
+"""Free (shape/dtype) argument checks shared by kernels and metric classes.
+
+Everything here looks only at ``.shape``, ``.dtype`` and ``.device``: no check reads tensor
+values, so none of them synchronises a GPU with the host. Value checks (labels out of range,
+non-finite scores) are counted on the device by the metric classes and raised at ``compute()``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+TASKS = ("multiclass", "multilabel")
+INPUTS = ("logits", "probs")
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_num_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}")
+    return num_classes
+
+
+def check_scores(scores, num_classes: int, name: str = "scores") -> None:
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(scores).__name__}")
+    if not scores.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating tensor (fp32, fp16, bf16 or fp64), got {scores.dtype}")
+    if scores.ndim != 2 or scores.shape[1] != num_classes:
+        raise ValueError(
+            f"`{name}` must have shape (N, num_classes={num_classes}), got {tuple(scores.shape)}"
+        )
+
+
+def check_target(target, scores: Tensor, task: str, name: str = "target") -> None:
+    if not isinstance(target, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(target).__name__}")
+    n, c = scores.shape
+    if task == "multiclass":
+        if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+            raise TypeError(f"`{name}` must hold integer class indices for task='multiclass', got {target.dtype}")
+        if target.shape != (n,):
+            raise ValueError(
+                f"`{name}` must have shape (N,) = ({n},) class indices for task='multiclass', got {tuple(target.shape)}"
+            )
+    else:
+        if target.is_complex():
+            raise TypeError(f"`{name}` must be a {{0,1}} tensor for task='multilabel', got {target.dtype}")
+        if target.shape != (n, c):
+            raise ValueError(
+                f"`{name}` must have shape (N, num_classes) = ({n}, {c}) with values in {{0, 1}} for "
+                f"task='multilabel', got {tuple(target.shape)}"
+            )
+    if target.device != scores.device:
+        raise ValueError(f"`{name}` is on {target.device} but `scores` is on {scores.device}")
+
+
+def check_ids(ids: Optional[Tensor], n: int, device, name: str) -> None:
+    if ids is None:
+        return
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"`{name}` must be an int64 torch.Tensor of shape (N,), got {type(ids).__name__}")
+    if ids.is_floating_point() or ids.dtype == torch.bool or ids.is_complex():
+        raise TypeError(f"`{name}` must be an integer tensor (int64), got {ids.dtype}")
+    if ids.shape != (n,):
+        raise ValueError(f"`{name}` must have shape (N,) = ({n},), got {tuple(ids.shape)}")
+    if ids.device != device:
+        raise ValueError(f"`{name}` is on {ids.device} but `scores` is on {device}")

@@ -1,0 +1,195 @@
+"""Label-based kernels: input normalisation, valid-row masks, top-k ranks, confusion counts,
+precision/recall/F1 and balanced accuracy from counts.
+
+Conventions (shared by every metric in the package):
+
+* Scores are ``(N, C)`` floats of any floating dtype and are computed in fp32. Whether they are
+  logits or probabilities is said by the caller (``input=``), never guessed from the values.
+* Ties between class scores go to the **lower class index**, both for the argmax and for top-k,
+  so top-1 accuracy always equals ``trace(confusion) / N``.
+* Rows with invalid values are not dropped (that would need a data-dependent shape); they get
+  weight 0 and are counted, so the caller can raise at ``compute()``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def prepare_rows(
+    scores: Tensor,
+    target: Tensor,
+    task: str,
+    input: str,
+    num_classes: int,
+    ignore_index: Optional[int] = None,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Validate values on the device, without a host sync.
+
+    Returns ``(scores_f32, target_safe, valid, bad_target, bad_score)``:
+
+    * ``scores_f32``: fp32 scores with invalid rows replaced by zeros (so that sums stay finite);
+    * ``target_safe``: int64 targets with invalid rows replaced by class 0 (so that scatter
+      indices stay in range); multilabel targets become int64 ``{0,1}``;
+    * ``valid``: ``(N,)`` bool, rows that may enter the state;
+    * ``bad_target`` / ``bad_score``: int64 scalars, rows rejected for their label / their
+      scores (NaN, inf, or for ``input="probs"`` a value outside [0, 1]). Rows whose target
+      equals ``ignore_index`` are neither valid nor bad.
+    """
+    s = scores.float()
+    finite = torch.isfinite(s)
+    if input == "probs":
+        finite = finite & (s >= 0) & (s <= 1)
+    score_ok = finite.all(dim=1)
+    if task == "multiclass":
+        t = target.long()
+        in_range = (t >= 0) & (t < num_classes)
+        if ignore_index is not None:
+            ignored = t == ignore_index
+        else:
+            ignored = torch.zeros_like(in_range)
+        label_ok = in_range | ignored
+        valid = in_range & score_ok & ~ignored
+        target_safe = torch.where(valid, t, torch.zeros_like(t))
+    else:
+        t = target
+        if t.dtype == torch.bool:
+            label_ok = torch.ones(t.shape[0], dtype=torch.bool, device=t.device)
+        else:
+            label_ok = ((t == 0) | (t == 1)).all(dim=1)
+        ignored = torch.zeros_like(label_ok)
+        valid = label_ok & score_ok
+        target_safe = torch.where(valid[:, None], t.long(), torch.zeros((), dtype=torch.long, device=t.device))
+    bad_target = (~label_ok).sum()
+    bad_score = (~score_ok & ~ignored).sum()
+    s = torch.where(valid[:, None], s, torch.zeros((), dtype=s.dtype, device=s.device))
+    return s, target_safe, valid, bad_target, bad_score
+
+
+def probabilities(scores: Tensor, task: str, input: str) -> Tensor:
+    """fp32 probabilities: softmax (multiclass) or sigmoid (multilabel) of logits, or the input."""
+    if input == "probs":
+        return scores
+    return scores.softmax(dim=1) if task == "multiclass" else scores.sigmoid()
+
+
+def ranking_scores(scores: Tensor, task: str, input: str) -> Tensor:
+    """Scores to rank samples within a class (AP, AUROC, PR curves).
+
+    They order exactly as the probabilities do, but keep resolution where fp32 probabilities
+    would underflow or saturate into spurious ties: log-softmax for multiclass logits, the raw
+    logit for multilabel logits (sigmoid is monotone), the probability itself for
+    ``input="probs"``. Use :func:`ranking_to_probability` to map thresholds back.
+    """
+    if input == "probs":
+        return scores
+    return scores.log_softmax(dim=1) if task == "multiclass" else scores
+
+
+def ranking_to_probability(values: Tensor, task: str, input: str) -> Tensor:
+    if input == "probs":
+        return values
+    return values.exp() if task == "multiclass" else values.sigmoid()
+
+
+def target_rank(scores: Tensor, target: Tensor) -> Tensor:
+    """Rank (0 = best) of each row's target score, ties to the lower class index.
+
+    ``rank < k`` is "target in the top k". O(N·C) comparisons, no sort and no one-hot.
+    """
+    st = scores.gather(1, target[:, None])
+    idx = torch.arange(scores.shape[1], device=scores.device)
+    greater = (scores > st).sum(dim=1)
+    tied_before = ((scores == st) & (idx[None, :] < target[:, None])).sum(dim=1)
+    return greater + tied_before
+
+
+def argmax_lowest(scores: Tensor) -> Tensor:
+    """Argmax with ties to the lowest index (``torch.argmax`` returns the first maximum)."""
+    return scores.argmax(dim=1)
+
+
+def scatter_count(index: Tensor, weight: Tensor, size: int) -> Tensor:
+    """``bincount`` without the host sync: int64 counts of ``index`` weighted by ``weight``."""
+    out = torch.zeros(size, dtype=torch.long, device=index.device)
+    return out.scatter_add_(0, index.reshape(-1), weight.reshape(-1).long())
+
+
+def confusion_counts(pred: Tensor, target: Tensor, weight: Tensor, num_classes: int) -> Tensor:
+    """(C, C) int64 confusion counts, rows = true class, columns = predicted class."""
+    flat = scatter_count(target * num_classes + pred, weight, num_classes * num_classes)
+    return flat.view(num_classes, num_classes)
+
+
+def multilabel_counts(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """(3, C) int64: true positives, false positives, false negatives per class."""
+    w = weight.long()[:, None]
+    p = pred.long()
+    t = target.long()
+    tp = (p * t * w).sum(dim=0)
+    fp = (p * (1 - t) * w).sum(dim=0)
+    fn = ((1 - p) * t * w).sum(dim=0)
+    return torch.stack([tp, fp, fn])
+
+
+def safe_div(num: Tensor, den: Tensor) -> Tensor:
+    """num / den with 0 where den == 0 (sklearn's ``zero_division=0``), in float64."""
+    num = num.double()
+    den = den.double()
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+
+
+def precision_recall_f1(
+    tp: Tensor, pred_count: Tensor, support: Tensor, average: str, labels_mask: Optional[Tensor] = None
+) -> dict:
+    """Precision, recall and F1 from per-class counts, as sklearn with ``zero_division=0``.
+
+    ``labels_mask`` selects the classes that enter the macro/weighted mean (sklearn uses the
+    labels present in ``y_true`` or ``y_pred`` for multiclass input and every column for
+    multilabel input). ``average="micro"`` pools the counts of all classes.
+    """
+    if labels_mask is None:
+        labels_mask = torch.ones_like(support, dtype=torch.bool)
+    if average == "micro":
+        tp_s, pc_s, su_s = tp[labels_mask].sum(), pred_count[labels_mask].sum(), support[labels_mask].sum()
+        p = safe_div(tp_s, pc_s)
+        r = safe_div(tp_s, su_s)
+        f = safe_div(2 * tp_s, pc_s + su_s)
+        return {"precision": p, "recall": r, "f1": f}
+    p = safe_div(tp, pred_count)
+    r = safe_div(tp, support)
+    f = safe_div(2 * tp, pred_count + support)
+    if average == "none":
+        return {"precision": p, "recall": r, "f1": f}
+    m = labels_mask.double()
+    if average == "macro":
+        w = m
+    elif average == "weighted":
+        w = support.double() * m
+    else:  # pragma: no cover - checked by the callers
+        raise ValueError(f"unknown average {average!r}")
+    den = w.sum()
+
+    def mean(v: Tensor) -> Tensor:
+        return (v * w).sum() / den if den > 0 else torch.zeros((), dtype=torch.float64, device=v.device)
+
+    return {"precision": mean(p), "recall": mean(r), "f1": mean(f)}
+
+
+def balanced_accuracy(tp: Tensor, pred_count: Tensor, support: Tensor, predicted_absent: str = "ignore") -> Tensor:
+    """Mean per-class recall.
+
+    ``"ignore"``: over the classes present in the targets (sklearn ``balanced_accuracy_score``).
+    ``"zero"``: over the classes present in the targets **or** the predictions; a class that is
+    predicted but never a target counts 0 (mmaction2 ``mean_class_accuracy``).
+    """
+    present = support > 0
+    if predicted_absent == "zero":
+        present = present | (pred_count > 0)
+    recall = safe_div(tp, support)
+    n = present.sum()
+    if n == 0:
+        return torch.tensor(float("nan"), dtype=torch.float64, device=tp.device)
+    return recall[present].sum() / n

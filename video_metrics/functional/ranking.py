@@ -1,0 +1,293 @@
+"""Exact ranking metrics (AP, AUROC, PR curves) for all classes at once.
+
+One kernel serves every class: each (sample, class) score becomes an int64 key
+``class << 33 | order(score) << 1 | label`` where ``order`` is an order-preserving map of the
+fp32 bit pattern. A single *values-only* sort of the flat keys then yields, for every class, the
+samples in score order together with their labels; ties (equal scores) are grouped exactly as
+scikit-learn's ``_binary_clf_curve`` groups them. The sort is NumPy's on CPU (it is ~7x faster
+than ``torch.sort``, which always builds indices) and ``torch.sort`` on other devices. There is
+no Python loop over classes and no per-class host sync.
+
+Definitions (scikit-learn's, for each class with P positives and Nn negatives among N rows):
+
+* step AP (``average_precision_score``): ``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds
+  in decreasing order;
+* interpolated AP (VOC 2010+, ActivityNet): precision replaced by its running maximum from the
+  right (the precision envelope) before the same sum;
+* VOC 11-point AP (VOC 2007): mean over recall levels 0, 0.1, ..., 1 of the envelope at the first
+  point reaching that recall;
+* AUROC (``roc_auc_score``): trapezoidal area under (FPR, TPR) through all distinct thresholds,
+  i.e. the Mann-Whitney statistic with ties counted one half.
+
+A class with P = 0 has no AP; a class with P = 0 or Nn = 0 has no AUROC: those entries are NaN
+and ``defined`` is False. What to do with them (skip/nan/zero) is decided by the caller.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_LABEL_BITS = 1
+_SCORE_BITS = 32
+
+
+def order_keys(scores: Tensor) -> Tensor:
+    """Map fp32 values to int64 keys in [0, 2**32) with the same order (and -0.0 == +0.0)."""
+    s = scores.float() + 0.0  # folds -0.0 into +0.0
+    bits = s.view(torch.int32).to(torch.int64)
+    flipped = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return flipped + 2**31
+
+
+def _sort_values(x: Tensor) -> Tensor:
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sort(x.numpy()))
+    return torch.sort(x).values
+
+
+@dataclass
+class RankingCurves:
+    """Per-class operating points at each distinct threshold, flattened over classes.
+
+    Points of class ``c`` are ``slice(offsets[c], offsets[c+1])``, in decreasing score order.
+    """
+
+    cls: Tensor  # (M,) int64 class of each point
+    tp: Tensor  # (M,) int64 true positives at or above the threshold
+    fp: Tensor  # (M,) int64 false positives at or above the threshold
+    key: Tensor  # (M,) int64 order key of the threshold score
+    first: Tensor  # (M,) bool, first point of its class
+    positives: Tensor  # (C,) int64
+    negatives: Tensor  # (C,) int64
+    offsets: Tensor  # (C+1,) int64
+
+
+def ranking_curves(scores: Tensor, positive: Tensor) -> RankingCurves:
+    """Operating points of every class. ``scores`` (N, C) finite floats, ``positive`` (N, C) bool."""
+    n, c = scores.shape
+    device = scores.device
+    if c >= 2**30:
+        raise ValueError("ranking_curves supports fewer than 2**30 classes")
+    cls = torch.arange(c, device=device, dtype=torch.int64)
+    # ascending sort of these keys = classes ascending, scores descending within a class
+    inv_order = (2**_SCORE_BITS - 1) - order_keys(scores.T)
+    keys = (cls[:, None] << (_SCORE_BITS + _LABEL_BITS)) | (inv_order << _LABEL_BITS) | positive.T.long()
+    srt = _sort_values(keys.reshape(-1)).to(device)
+    lab = srt & 1
+    sk = srt >> _LABEL_BITS  # class and score: equal => same threshold group
+    m = srt.numel()
+    ar = torch.arange(m, device=device)
+    cum = torch.cumsum(lab, 0)
+    if n > 0:
+        block_start_cum = torch.cat([cum.new_zeros(1), cum[n - 1 : m - 1 : n]])
+        tp_all = cum - block_start_cum[ar // n]
+        fp_all = ar % n + 1 - tp_all
+        positives = tp_all[n - 1 :: n].clone()
+    else:
+        tp_all = fp_all = cum
+        positives = torch.zeros(c, dtype=torch.long, device=device)
+    end = torch.ones(m, dtype=torch.bool, device=device)
+    if m > 1:
+        end[:-1] = sk[:-1] != sk[1:]
+    idx = torch.nonzero(end).squeeze(1)
+    pcls = sk[idx] >> _SCORE_BITS
+    first = torch.ones(idx.numel(), dtype=torch.bool, device=device)
+    if idx.numel() > 1:
+        first[1:] = pcls[1:] != pcls[:-1]
+    counts = torch.zeros(c, dtype=torch.long, device=device).index_add_(0, pcls, torch.ones_like(pcls))
+    offsets = torch.zeros(c + 1, dtype=torch.long, device=device)
+    offsets[1:] = torch.cumsum(counts, 0)
+    key = (2**_SCORE_BITS - 1) - (sk[idx] & (2**_SCORE_BITS - 1))
+    return RankingCurves(
+        cls=pcls, tp=tp_all[idx], fp=fp_all[idx], key=key, first=first,
+        positives=positives, negatives=n - positives, offsets=offsets,
+    )
+
+
+def _prev(x: Tensor, first: Tensor) -> Tensor:
+    """Value at the previous point of the same class (0 before the first point)."""
+    p = torch.roll(x, 1)
+    return torch.where(first, torch.zeros_like(x), p)
+
+
+def _per_class_sum(values: Tensor, cls: Tensor, c: int) -> Tensor:
+    return torch.zeros(c, dtype=values.dtype, device=values.device).index_add_(0, cls, values)
+
+
+def _envelope(precision: Tensor, curves: RankingCurves) -> Tensor:
+    """Running max of precision from the right within each class (the VOC precision envelope)."""
+    # reversed, the layout is classes descending; an offset growing with the reversed position of
+    # the class keeps one global cummax from crossing a class boundary (precision is in [0, 1]).
+    offset = 2.0 * (curves.positives.numel() - 1 - curves.cls).double()
+    rev = (precision + offset).flip(0)
+    env = torch.cummax(rev, 0).values.flip(0) - offset
+    return env
+
+
+def average_precision(curves: RankingCurves, mode: str = "step") -> Tensor:
+    """(C,) float64 AP per class; NaN where a class has no positive."""
+    c = curves.positives.numel()
+    pos = curves.positives.double()
+    tp = curves.tp.double()
+    prec = tp / (curves.tp + curves.fp).double()
+    d_tp = (curves.tp - _prev(curves.tp, curves.first)).double()
+    if mode == "step":
+        ap = _per_class_sum(d_tp * prec, curves.cls, c) / pos
+    elif mode == "interpolated":
+        ap = _per_class_sum(d_tp * _envelope(prec, curves), curves.cls, c) / pos
+    elif mode == "voc11":
+        env = _envelope(prec, curves)
+        recall = tp / pos[curves.cls].clamp_min(1)
+        levels = torch.arange(11, dtype=torch.float64, device=tp.device) / 10
+        # recall is non-decreasing within a class: add 2*class so that it is sorted globally
+        flat = recall + 2.0 * curves.cls.double()
+        queries = (levels[None, :] + 2.0 * torch.arange(c, device=tp.device, dtype=torch.float64)[:, None])
+        hit = torch.searchsorted(flat.contiguous(), queries.reshape(-1).contiguous())
+        inside = hit < curves.offsets[1:].repeat_interleave(11)
+        vals = torch.where(inside, env[hit.clamp_max(max(env.numel() - 1, 0))], torch.zeros_like(queries.reshape(-1)))
+        ap = vals.view(c, 11).mean(1)
+    else:
+        raise ValueError(f"`ap_mode` must be one of ('step', 'interpolated', 'voc11'), got {mode!r}")
+    return torch.where(curves.positives > 0, ap, torch.full_like(ap, float("nan")))
+
+
+def auroc(curves: RankingCurves) -> Tensor:
+    """(C,) float64 AUROC per class; NaN where a class has no positive or no negative."""
+    c = curves.positives.numel()
+    d_fp = curves.fp - _prev(curves.fp, curves.first)
+    tp_sum = curves.tp + _prev(curves.tp, curves.first)
+    twice_area = _per_class_sum(d_fp * tp_sum, curves.cls, c)  # exact in int64
+    den = 2 * curves.positives * curves.negatives
+    out = twice_area.double() / den.clamp_min(1).double()
+    return torch.where(den > 0, out, torch.full_like(out, float("nan")))
+
+
+@dataclass
+class PRCurveData:
+    """Per-class precision-recall curves, as ``sklearn.metrics.precision_recall_curve``.
+
+    ``precision[c]``, ``recall[c]`` have one more entry than ``thresholds[c]``: the curve ends at
+    (recall 0, precision 1); thresholds increase, recall decreases. Thresholds are in
+    probability space. A class with no positive gets recall 1 everywhere (sklearn's choice).
+    """
+
+    precision: List[Tensor]
+    recall: List[Tensor]
+    thresholds: List[Tensor]
+
+
+def key_to_value(key: Tensor) -> Tensor:
+    """Inverse of :func:`order_keys`: int64 keys back to fp32 values."""
+    k = key - 2**31
+    bits = torch.where(k < 0, k ^ 0x7FFFFFFF, k).to(torch.int32)
+    return bits.view(torch.float32)
+
+
+def pr_curves(curves: RankingCurves, to_probability=None) -> PRCurveData:
+    c = curves.positives.numel()
+    tp = curves.tp.double()
+    prec = tp / (curves.tp + curves.fp).double()
+    pos = curves.positives.double()[curves.cls]
+    recall = torch.where(pos > 0, tp / pos.clamp_min(1), torch.ones_like(tp))
+    thr = key_to_value(curves.key)
+    if to_probability is not None:
+        thr = to_probability(thr)
+    sizes = (curves.offsets[1:] - curves.offsets[:-1]).tolist()
+    one = torch.ones(1, dtype=torch.float64, device=tp.device)
+    zero = torch.zeros(1, dtype=torch.float64, device=tp.device)
+    ps = torch.split(prec, sizes)
+    rs = torch.split(recall, sizes)
+    ts = torch.split(thr, sizes)
+    return PRCurveData(
+        precision=[torch.cat([p.flip(0), one]) for p in ps],
+        recall=[torch.cat([r.flip(0), zero]) for r in rs],
+        thresholds=[t.flip(0) for t in ts],
+    )
+
+
+def reduce_classes(
+    values: Tensor, defined: Tensor, average: str, empty_class: str, weights: Optional[Tensor] = None
+) -> Tensor:
+    """Reduce a per-class value vector under an empty-class policy.
+
+    ``empty_class``: ``"skip"`` leaves undefined classes out of the mean (the Charades
+    convention); ``"nan"`` makes the mean NaN if any class is undefined (sklearn's behaviour for
+    AUROC); ``"zero"`` counts them as 0 (torchmetrics' behaviour). ``average="none"`` returns the
+    vector with undefined entries NaN (``skip``/``nan``) or 0 (``zero``).
+    """
+    v = values.double()
+    if empty_class == "zero":
+        v = torch.where(defined, v, torch.zeros_like(v))
+        use = torch.ones_like(defined)
+    elif empty_class == "nan":
+        use = torch.ones_like(defined)
+    else:
+        use = defined
+    if average == "none":
+        return v
+    w = use.double() if weights is None else weights.double() * use.double()
+    w = torch.where(use, w, torch.zeros_like(w))
+    vv = torch.where(use, v, torch.zeros_like(v))
+    if empty_class == "nan" and not bool(defined.all()):
+        return torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
+    den = w.sum()
+    if den <= 0:
+        return torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
+    return (vv * w).sum() / den
+
+
+def _sort_rows(x: Tensor) -> Tensor:
+    """Values-only ascending sort of each row (NumPy's on CPU, ``torch.sort`` elsewhere)."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sort(x.contiguous().numpy(), axis=1))
+    return torch.sort(x, dim=1).values
+
+
+def exact_ap_auroc(scores: Tensor, positive: Tensor):
+    """Step AP and AUROC of every class from one values-only sort per class.
+
+    For a class with P positives among N rows, with ``lt(s)``/``le(s)`` the number of rows
+    scoring below / at most ``s`` and ``lt_pos(s)`` the positives scoring below ``s``:
+
+    * ``AP = (1/P) * sum_{positives} (P - lt_pos(s)) / (N - lt(s))`` — each positive contributes
+      the precision at its own (tie-grouped) threshold, which is sklearn's step AP;
+    * ``AUROC = (sum_{positives} (lt(s) + le(s)) - P**2) / (2 P (N - P))`` — the Mann-Whitney
+      statistic with ties counted one half (mid-ranks), which is sklearn's trapezoidal AUROC.
+
+    Only the positives are searched, so the cost is one sort of the (C, N) scores plus
+    O(nnz log N). Returns ``(ap, auroc, positives)``; undefined entries are NaN.
+    """
+    n, c = scores.shape
+    device = scores.device
+    st = scores.float().T.contiguous() + 0.0
+    pos_t = positive.T
+    cls, sample = torch.nonzero(pos_t, as_tuple=True)  # row-major: grouped by class
+    positives = torch.zeros(c, dtype=torch.long, device=device).index_add_(0, cls, torch.ones_like(cls))
+    k = int(positives.max()) if c > 0 and n > 0 else 0
+    nan = torch.full((c,), float("nan"), dtype=torch.float64, device=device)
+    if k == 0:
+        return nan, nan.clone(), positives
+    offsets = torch.cumsum(positives, 0) - positives
+    rank = torch.arange(cls.numel(), device=device) - offsets[cls]
+    q = torch.full((c, k), float("inf"), dtype=torch.float32, device=device)
+    q[cls, rank] = st[cls, sample]
+    srt = _sort_rows(st).to(device)
+    lt = torch.searchsorted(srt, q, right=False)
+    le = torch.searchsorted(srt, q, right=True)
+    q_sorted = _sort_rows(q).to(device)
+    lt_pos = torch.searchsorted(q_sorted, q, right=False)
+    mask = torch.arange(k, device=device)[None, :] < positives[:, None]
+    p = positives.double()
+    prec = (p[:, None] - lt_pos.double()) / (n - lt).double().clamp_min(1)
+    ap = torch.where(mask, prec, torch.zeros_like(prec)).sum(1) / p.clamp_min(1)
+    ranks2 = torch.where(mask, lt + le, torch.zeros_like(lt)).sum(1)
+    neg = n - positives
+    den = 2 * positives * neg
+    auc = (ranks2 - positives * positives).double() / den.clamp_min(1).double()
+    ap = torch.where(positives > 0, ap, nan)
+    auc = torch.where(den > 0, auc, nan)
+    return ap, auc, positives

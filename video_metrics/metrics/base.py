@@ -1,0 +1,195 @@
+"""The base class of every video_metrics metric: packed sync and deferred validation.
+
+* **Packed sync.** All sum-reduced states travel in one ``all_reduce`` (as one float64 buffer:
+  int64 counters are exact in float64 below 2**53) and all concatenated states in one
+  ``all_gather`` of a byte buffer, after one ``all_gather`` of the per-rank sizes: at most three
+  collectives per ``compute()``, whatever the number of states, and correct on ranks that saw no
+  data. torchmetrics issues a barrier plus one or two gathers per state.
+* **Deferred validation.** ``update()`` never reads tensor values on the host. Rows with bad
+  values are counted on the device (``n_bad_target``, ``n_bad_score``) and left out of the
+  state; ``compute()`` raises after the sync, so every rank takes the same decision and none
+  raises while the others wait in a collective.
+* **No data.** ``compute()`` with no valid row anywhere raises ``ValueError`` (one documented
+  behaviour for all metrics).
+* A rejected batch (bad shape, dtype, device) leaves the state untouched, update count included.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
+
+__all__ = ["VideoMetric", "count_collectives"]
+
+# Counter that tests and benchmarks read to verify the number of collectives per sync.
+_COLLECTIVES = {"all_reduce": 0, "all_gather": 0}
+
+
+def count_collectives() -> Dict[str, int]:
+    """Collectives issued by video_metrics' packed sync in this process so far."""
+    return dict(_COLLECTIVES)
+
+
+class VideoMetric(Metric):
+    """Base class: see the module docstring. Subclasses declare states with
+    :meth:`add_sum_state` and :meth:`add_cat_state` and call :meth:`_count_rows` in ``update``
+    and :meth:`_check_rows` at the start of ``compute``."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better: Optional[bool] = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cat_specs: Dict[str, Tuple[torch.dtype, Tuple[int, ...]]] = {}
+        self.add_sum_state("n_rows", torch.zeros((), dtype=torch.long))
+        self.add_sum_state("n_bad_target", torch.zeros((), dtype=torch.long))
+        self.add_sum_state("n_bad_score", torch.zeros((), dtype=torch.long))
+
+    # ----------------------------------------------------------------------------------- states
+    def add_sum_state(self, name: str, default: Tensor) -> None:
+        self.add_state(name, default=default, dist_reduce_fx="sum")
+
+    def add_cat_state(self, name: str, dtype: torch.dtype, trailing: Tuple[int, ...] = ()) -> None:
+        """A concatenated state of rows with a fixed trailing shape and dtype."""
+        self._cat_specs[name] = (dtype, tuple(trailing))
+        self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def _cat(self, name: str) -> Tensor:
+        value = getattr(self, name)
+        dtype, trailing = self._cat_specs[name]
+        if isinstance(value, Tensor):
+            return value
+        if len(value) == 0:
+            return torch.zeros((0, *trailing), dtype=dtype, device=self.device)
+        return torch.cat(value) if len(value) > 1 else value[0]
+
+    # ------------------------------------------------------------------------------- validation
+    def _count_rows(self, valid: Tensor, bad_target: Tensor, bad_score: Tensor) -> None:
+        self.n_rows += valid.sum()
+        self.n_bad_target += bad_target
+        self.n_bad_score += bad_score
+
+    def _check_rows(self) -> None:
+        """Raise, after the sync and so on every rank alike, for bad rows or no data."""
+        bad_t, bad_s, n = int(self.n_bad_target), int(self.n_bad_score), int(self.n_rows)
+        if bad_t or bad_s:
+            parts = []
+            if bad_t:
+                parts.append(f"{bad_t} row(s) with a `target` outside the valid labels ({self._target_rule()})")
+            if bad_s:
+                parts.append(f"{bad_s} row(s) with invalid `scores` ({self._score_rule()})")
+            raise ValueError(
+                f"{type(self).__name__}: " + " and ".join(parts) + " were passed to update(); they were left out "
+                f"of the state ({n} valid row(s) kept). Fix the inputs, or call reset()."
+            )
+        if n == 0:
+            raise ValueError(
+                f"{type(self).__name__}.compute() was called with no valid data (no rows on any process). "
+                "Call update() with at least one valid row first."
+            )
+
+    def _synced(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the states synced across processes, as ``compute()`` does."""
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=True):
+            return fn()
+
+    def _target_rule(self) -> str:
+        task = getattr(self, "task", "multiclass")
+        if task == "multilabel":
+            return "multilabel targets must be 0 or 1"
+        return f"class indices must be in [0, {getattr(self, 'num_classes', '?')})"
+
+    def _score_rule(self) -> str:
+        if getattr(self, "input", "logits") == "probs":
+            return "NaN, inf, or a probability outside [0, 1]"
+        return "NaN or inf"
+
+    # ------------------------------------------------------------------- rejected batches
+    def _wrap_update(self, update: Callable) -> Callable:
+        wrapped = super()._wrap_update(update)
+
+        @functools.wraps(update)
+        def guarded(*args: Any, **kwargs: Any) -> None:
+            count, computed = self._update_count, self._computed
+            try:
+                wrapped(*args, **kwargs)
+            except (TypeError, ValueError):
+                self._update_count, self._computed = count, computed
+                raise
+
+        return guarded
+
+    def _wrap_compute(self, compute: Callable) -> Callable:
+        wrapped = super()._wrap_compute(compute)
+
+        @functools.wraps(compute)
+        def quiet(*args: Any, **kwargs: Any) -> Any:
+            # A rank that received no batch is normal under DDP; no-data is reported by _check_rows.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*was called before the ``update`` method.*")
+                return wrapped(*args, **kwargs)
+
+        return quiet
+
+    # ------------------------------------------------------------------------------------ sync
+    def _sync_dist(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None) -> None:
+        group = process_group or self.process_group
+        sum_names = [n for n, fx in self._reductions.items() if fx is dim_zero_sum]
+        cat_names = [n for n, fx in self._reductions.items() if fx is dim_zero_cat]
+        other = set(self._reductions) - set(sum_names) - set(cat_names)
+        if other:
+            raise TypeError(f"{type(self).__name__}: states {sorted(other)} have a reduction packed sync cannot handle")
+        if sum_names:
+            self._sync_sums(sum_names, group)
+        if cat_names:
+            self._sync_cats(cat_names, group)
+
+    def _sync_sums(self, names, group) -> None:
+        tensors = [getattr(self, n) for n in names]
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+        _COLLECTIVES["all_reduce"] += 1
+        offset = 0
+        for name, t in zip(names, tensors):
+            part = flat[offset : offset + t.numel()].view(t.shape)
+            offset += t.numel()
+            if not t.is_floating_point():
+                part = part.round()
+            setattr(self, name, part.to(t.dtype))
+
+    def _sync_cats(self, names, group) -> None:
+        world = dist.get_world_size(group)
+        local = [self._cat(n).contiguous() for n in names]
+        chunks = [t.reshape(-1).view(torch.uint8) for t in local]
+        sizes = torch.tensor([c.numel() for c in chunks], dtype=torch.long, device=self.device)
+        all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
+        dist.all_gather(all_sizes, sizes, group=group)
+        _COLLECTIVES["all_gather"] += 1
+        table = torch.stack(all_sizes).cpu()
+        totals = table.sum(1)
+        width = int(totals.max())
+        buf = torch.zeros(width, dtype=torch.uint8, device=self.device)
+        if chunks:
+            own = torch.cat(chunks)
+            buf[: own.numel()] = own
+        gathered = [torch.empty_like(buf) for _ in range(world)]
+        dist.all_gather(gathered, buf, group=group)
+        _COLLECTIVES["all_gather"] += 1
+        per_state = {n: [] for n in names}
+        for r in range(world):
+            offset = 0
+            for i, name in enumerate(names):
+                nbytes = int(table[r, i])
+                dtype, trailing = self._cat_specs[name]
+                raw = gathered[r][offset : offset + nbytes]
+                offset += nbytes
+                per_state[name].append(raw.clone().view(dtype).view(-1, *trailing))  # clone: re-align
+        for name in names:
+            setattr(self, name, torch.cat(per_state[name]))

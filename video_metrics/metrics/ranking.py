@@ -1,0 +1,157 @@
+"""Exact ranking metrics: mean average precision, AUROC and per-class PR curves.
+
+The state is the scores of every valid row (one ``(N, C)`` fp32 tensor; memory grows with the
+number of rows) and the targets; ``compute()`` ranks all classes at once with the kernels of
+:mod:`video_metrics.functional.ranking` — no Python loop over classes, no per-class host sync.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..functional._checks import check_choice
+from ..functional.classification import ranking_scores, ranking_to_probability
+from ..functional.ranking import (
+    PRCurveData,
+    average_precision,
+    exact_ap_auroc,
+    pr_curves,
+    ranking_curves,
+    reduce_classes,
+)
+from ._inputs import ScoresMetric
+
+__all__ = ["MeanAveragePrecision", "AUROC", "PRCurve"]
+
+AVERAGES = ("macro", "micro", "weighted", "none")
+EMPTY = ("skip", "nan", "zero")
+AP_MODES = ("step", "interpolated", "voc11")
+
+
+class _RankingMetric(ScoresMetric):
+    def __init__(self, num_classes: int, task: str, input: str, ignore_index: Optional[int], **kwargs: Any) -> None:
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+        self.add_cat_state("rscores", torch.float32, (num_classes,))
+        if task == "multiclass":
+            self.add_cat_state("targets", torch.long, ())
+        else:
+            self.add_cat_state("targets", torch.bool, (num_classes,))
+        self.add_cat_state("valid", torch.bool, ())
+
+    def update(self, scores: Tensor, target: Tensor) -> None:
+        s, t, valid, counts = self._prepare(scores, target)
+        self.rscores.append(ranking_scores(s, self.task, self.input))
+        self.targets.append(t if self.task == "multiclass" else t.bool())
+        self.valid.append(valid)
+        self._count_rows(*counts)
+
+    def _rows(self):
+        """Valid rows after the sync: ``(scores (N, C), positive (N, C) bool)``."""
+        valid = self._cat("valid")
+        s = self._cat("rscores")[valid]
+        t = self._cat("targets")[valid]
+        if self.task == "multiclass":
+            pos = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
+            pos[torch.arange(t.numel(), device=s.device), t] = True
+        else:
+            pos = t
+        return s, pos
+
+
+class MeanAveragePrecision(_RankingMetric):
+    """Exact average precision, one-vs-rest per class, reduced over classes.
+
+    AP of a class is scikit-learn's ``average_precision_score`` (step AP, tied scores grouped
+    into one threshold) with ``ap_mode="step"``; ``"interpolated"`` uses the precision envelope
+    (VOC 2010+, ActivityNet) and ``"voc11"`` the VOC 2007 11-point mean.
+
+    ``average``: ``"macro"`` mean over classes, ``"weighted"`` weighted by the number of positives
+    (Charades' class-size weighted mAP), ``"micro"`` AP of all (sample, class) pairs pooled,
+    ``"none"`` the per-class vector.
+
+    ``empty_class`` says what to do with classes that have **no positive target**, whose AP is
+    undefined: ``"skip"`` (default) leaves them out of the mean — the Charades protocol and what
+    PySlowFast, mmaction2 and torchmetrics do; ``"nan"`` makes the mean NaN; ``"zero"`` counts them
+    as AP 0 (what ``sklearn.metrics.average_precision_score`` does for multilabel input).
+    """
+
+    def __init__(self, num_classes: int, task: str = "multilabel", average: str = "macro", empty_class: str = "skip",
+                 input: str = "logits", ap_mode: str = "step", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+        check_choice("average", average, AVERAGES)
+        check_choice("empty_class", empty_class, EMPTY)
+        check_choice("ap_mode", ap_mode, AP_MODES)
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+        self.average, self.empty_class, self.ap_mode = average, empty_class, ap_mode
+
+    def compute(self) -> Tensor:
+        self._check_rows()
+        s, pos = self._rows()
+        return mean_average_precision(s, pos, self.average, self.empty_class, self.ap_mode)
+
+
+def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: str, ap_mode: str = "step") -> Tensor:
+    if average == "micro":
+        s, pos = s.reshape(-1, 1), pos.reshape(-1, 1)
+    if ap_mode == "step":
+        ap, _, positives = exact_ap_auroc(s, pos)
+    else:
+        curves = ranking_curves(s, pos)
+        ap, positives = average_precision(curves, ap_mode), curves.positives
+    if average == "micro":
+        return ap[0]
+    weights = positives if average == "weighted" else None
+    return reduce_classes(ap, positives > 0, average, empty_class, weights)
+
+
+class AUROC(_RankingMetric):
+    """Exact area under the ROC curve, one-vs-rest per class, as ``sklearn.metrics.roc_auc_score``
+    (trapezoidal, ties counted one half).
+
+    ``average`` as in :class:`MeanAveragePrecision` (``"weighted"``: by number of positives).
+    A class with no positive **or** no negative has no AUROC; ``empty_class="skip"`` (default)
+    leaves it out of the mean, ``"nan"`` makes the mean NaN (sklearn raises or returns NaN),
+    ``"zero"`` counts it as 0 (torchmetrics' behaviour, which drags the macro mean down).
+    """
+
+    def __init__(self, num_classes: int, task: str = "multiclass", average: str = "macro", empty_class: str = "skip",
+                 input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+        check_choice("average", average, AVERAGES)
+        check_choice("empty_class", empty_class, EMPTY)
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+        self.average, self.empty_class = average, empty_class
+
+    def compute(self) -> Tensor:
+        self._check_rows()
+        s, pos = self._rows()
+        return mean_auroc(s, pos, self.average, self.empty_class)
+
+
+def mean_auroc(s: Tensor, pos: Tensor, average: str, empty_class: str) -> Tensor:
+    if average == "micro":
+        s, pos = s.reshape(-1, 1), pos.reshape(-1, 1)
+    _, auc, positives = exact_ap_auroc(s, pos)
+    if average == "micro":
+        return auc[0]
+    n = s.shape[0]
+    defined = (positives > 0) & (positives < n)
+    weights = positives if average == "weighted" else None
+    return reduce_classes(auc, defined, average, empty_class, weights)
+
+
+class PRCurve(_RankingMetric):
+    """Exact per-class precision-recall curves (:class:`~video_metrics.functional.ranking.PRCurveData`),
+    point for point equal to ``sklearn.metrics.precision_recall_curve`` of each class; thresholds
+    are probabilities."""
+
+    higher_is_better = None
+
+    def __init__(self, num_classes: int, task: str = "multilabel", input: str = "logits",
+                 ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+
+    def compute(self) -> PRCurveData:
+        self._check_rows()
+        s, pos = self._rows()
+        return pr_curves(ranking_curves(s, pos), lambda v: ranking_to_probability(v, self.task, self.input))
