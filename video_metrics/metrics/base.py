@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -117,6 +118,7 @@ class VideoMetric(Metric):
 
         @functools.wraps(update)
         def guarded(*args: Any, **kwargs: Any) -> None:
+            self._declare_signature()
             count, computed = self._update_count, self._computed
             try:
                 wrapped(*args, **kwargs)
@@ -125,6 +127,25 @@ class VideoMetric(Metric):
                 raise
 
         return guarded
+
+    _TM_ATTRS = frozenset({"compute_on_cpu", "dist_sync_on_step", "sync_on_compute", "compute_with_cache", "training"})
+
+    def signature(self) -> str:
+        """Class and configuration. ``MetricCollection`` may let two metrics share state only when
+        their signatures agree (never because their values happen to match after one batch)."""
+        cfg = sorted(
+            (k, repr(v)) for k, v in vars(self).items()
+            if not k.startswith("_") and k not in self._TM_ATTRS and isinstance(v, (int, float, str, bool, tuple, type(None)))
+        )
+        return f"{type(self).__module__}.{type(self).__qualname__}{cfg}"
+
+    def _declare_signature(self) -> None:
+        # A zero-size state named after the signature: torchmetrics' compute groups require equal
+        # state names, so metrics of different configuration are never merged.
+        if getattr(self, "_signature_state", None) is None:
+            name = "sig_" + hashlib.sha1(self.signature().encode()).hexdigest()[:16]
+            self._signature_state = name
+            self.add_state(name, default=torch.zeros(0, device=self.device), dist_reduce_fx="sum")
 
     def _wrap_compute(self, compute: Callable) -> Callable:
         wrapped = super()._wrap_compute(compute)

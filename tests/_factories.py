@@ -1,0 +1,20 @@
+"""One instance of every metric configuration worth checking, by name."""
+import video_metrics as vm
+
+
+def all_metrics(c: int = 10):
+    return {
+        "top1": lambda: vm.TopKAccuracy(c, k=1),
+        "top5_macro": lambda: vm.TopKAccuracy(c, k=5, average="macro"),
+        "prf1_mc": lambda: vm.PrecisionRecallF1(c, average="macro"),
+        "prf1_ml": lambda: vm.PrecisionRecallF1(c, task="multilabel", average="weighted"),
+        "balanced": lambda: vm.BalancedAccuracy(c),
+        "confmat": lambda: vm.ConfusionMatrix(c),
+        "map_ml": lambda: vm.MeanAveragePrecision(c),
+        "map_mc": lambda: vm.MeanAveragePrecision(c, task="multiclass", average="weighted"),
+        "auroc_mc": lambda: vm.AUROC(c),
+        "auroc_ml": lambda: vm.AUROC(c, task="multilabel", average="micro"),
+        "prcurve": lambda: vm.PRCurve(c),
+        "ece_mc": lambda: vm.CalibrationError(c),
+        "ece_ml_quantile": lambda: vm.CalibrationError(c, task="multilabel", binning="quantile"),
+    }

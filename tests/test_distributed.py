@@ -1,0 +1,113 @@
+"""Synced results on 2-3 gloo processes equal the single-process result on the concatenated
+data, for every metric: uneven shards, an empty rank, at most 3 collectives per compute()."""
+import numpy as np
+import pytest
+import torch
+
+import _dist
+from _data import multiclass, multilabel
+from _factories import all_metrics
+
+pytestmark = pytest.mark.timeout(180)
+
+C = 10
+N = 157
+
+
+def data(task):
+    return (multiclass if task == "multiclass" else multilabel)("random", N, C, 7)
+
+
+def plain(x):
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, torch.Tensor):
+        return x.double().numpy()
+    if hasattr(x, "precision"):
+        return [p.numpy() for p in x.precision] + [r.numpy() for r in x.recall]
+    return x
+
+
+def bounds(world):
+    # uneven shards, rank 0 empty
+    cuts = {2: [0, 0, N], 3: [0, 0, 40, N]}[world]
+    return cuts
+
+
+def worker(rank, world):
+    counts = _dist.install_counter()
+    cuts = bounds(world)
+    out = {}
+    for name, make in all_metrics(C).items():
+        m = make()
+        s, t = data(m.task)
+        lo, hi = cuts[rank], cuts[rank + 1]
+        for i in range(lo, hi, 23):  # several batches, the last one short
+            j = min(i + 23, hi)
+            m.update(s[i:j], t[i:j])
+        before = counts["n"]
+        value = m.compute()
+        out[name] = (plain(value), counts["n"] - before)
+        if name == "confmat":
+            before = counts["n"]
+            out["top_confusions"] = (m.top_confusions(3), counts["n"] - before)
+    # a bad row on one rank only: every rank raises (after the sync), none hangs
+    m = all_metrics(C)["auroc_mc"]()
+    s, t = data("multiclass")
+    if rank == world - 1:
+        t = t.clone()
+        t[0] = -3
+    m.update(s[:5], t[:5])
+    try:
+        m.compute()
+        out["bad"] = "no error"
+    except ValueError as err:
+        out["bad"] = str(err)
+    # no data anywhere: every rank raises
+    try:
+        all_metrics(C)["top1"]().compute()
+        out["empty"] = "no error"
+    except ValueError as err:
+        out["empty"] = str(err)
+    return out
+
+
+def reference():
+    out = {}
+    for name, make in all_metrics(C).items():
+        m = make()
+        s, t = data(m.task)
+        m.update(s, t)
+        out[name] = plain(m.compute())
+        if name == "confmat":
+            out["top_confusions"] = m.top_confusions(3)
+    return out
+
+
+def assert_same(a, b, name):
+    if isinstance(a, dict):
+        for k in a:
+            assert_same(a[k], b[k], f"{name}.{k}")
+    elif isinstance(a, list) and a and isinstance(a[0], np.ndarray):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
+    else:
+        assert a == b, name
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_synced_equals_single_process(world):
+    ref = reference()
+    results = _dist.run(worker, world)
+    for rank, res in enumerate(results):
+        for name, expected in ref.items():
+            value, collectives = res[name]
+            assert_same(value, expected, f"rank{rank}:{name}")
+            assert collectives <= 3, (name, collectives)
+        assert "1 row(s) with a `target` outside" in res["bad"]
+        assert "no valid data" in res["empty"]
+    # sum-only metrics need one all_reduce; exact ranking metrics one all_reduce + two all_gathers
+    assert results[0]["top1"][1] == 1
+    assert results[0]["auroc_mc"][1] == 3

@@ -1,0 +1,63 @@
+"""update() must not synchronise with the host: checked on the meta device (no values exist)
+and with every host-reading call patched to raise."""
+import contextlib
+
+import pytest
+import torch
+
+from _data import multiclass, multilabel
+from _factories import all_metrics
+
+METRICS = all_metrics(10)
+
+
+def inputs(metric, device="cpu"):
+    s, t = (multiclass if metric.task == "multiclass" else multilabel)("random", 64, 10, 0)
+    return s.to(device), t.to(device)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_update_runs_on_meta_device(name):
+    m = METRICS[name]().to("meta")
+    s, t = inputs(m, "meta")
+    m.update(s, t)
+    m.update(s.half(), t)
+    assert all(v.device.type == "meta" for v in m.metric_state.values() if isinstance(v, torch.Tensor))
+
+
+@contextlib.contextmanager
+def host_reads_forbidden():
+    def boom(*_, **__):
+        raise AssertionError("host-device synchronisation in update()")
+
+    patches = [
+        (torch.Tensor, "item"), (torch.Tensor, "tolist"), (torch.Tensor, "cpu"), (torch.Tensor, "numpy"),
+        (torch.Tensor, "__bool__"), (torch.Tensor, "__int__"), (torch.Tensor, "__float__"), (torch.Tensor, "nonzero"),
+        (torch, "nonzero"), (torch, "bincount"), (torch.Tensor, "bincount"), (torch, "unique"), (torch.Tensor, "unique"),
+        (torch, "masked_select"), (torch.Tensor, "masked_select"),
+    ]
+    saved = [(obj, name, getattr(obj, name)) for obj, name in patches]
+    try:
+        for obj, name, _ in saved:
+            setattr(obj, name, boom)
+        yield
+    finally:
+        for obj, name, orig in saved:
+            setattr(obj, name, orig)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_update_reads_no_value_on_host(name):
+    m = METRICS[name]()
+    s, t = inputs(m)
+    bad_t = t.clone()
+    bad_t[0] = 99 if m.task == "multiclass" else 2  # value errors are counted, not raised
+    with host_reads_forbidden():
+        m.update(s, t)
+        m.update(s, bad_t)
+    assert m.n_bad_target.item() == 1
+
+
+def test_patch_catches_a_sync():
+    with host_reads_forbidden(), pytest.raises(AssertionError, match="synchronisation"):
+        torch.ones(2).sum().item()
