@@ -24,3 +24,17 @@ __all__ = [
     "TopKAccuracy", "PrecisionRecallF1", "BalancedAccuracy", "ConfusionMatrix", "MeanAveragePrecision",
     "AUROC", "PRCurve", "CalibrationError", "VideoMetric", "count_collectives", "ReliabilityData", "PRCurveData",
 ]
+
+from .ids import IdRegistry, stable_id  # noqa: E402
+from .suite import (  # noqa: E402
+    PRESETS,
+    AggregatedVideos,
+    Coverage,
+    LevelReport,
+    SuiteReport,
+    VideoAggregator,
+    VideoClassificationMetrics,
+)
+
+__all__ += ["stable_id", "IdRegistry", "VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics",
+            "SuiteReport", "LevelReport", "PRESETS"]

@@ -263,7 +263,8 @@ def exact_ap_auroc(scores: Tensor, positive: Tensor):
     """
     n, c = scores.shape
     device = scores.device
-    st = scores.float().T.contiguous() + 0.0
+    dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32  # video-level scores stay fp64
+    st = scores.to(dtype).T.contiguous() + 0.0
     pos_t = positive.T
     cls, sample = torch.nonzero(pos_t, as_tuple=True)  # row-major: grouped by class
     positives = torch.zeros(c, dtype=torch.long, device=device).index_add_(0, cls, torch.ones_like(cls))
@@ -273,7 +274,7 @@ def exact_ap_auroc(scores: Tensor, positive: Tensor):
         return nan, nan.clone(), positives
     offsets = torch.cumsum(positives, 0) - positives
     rank = torch.arange(cls.numel(), device=device) - offsets[cls]
-    q = torch.full((c, k), float("inf"), dtype=torch.float32, device=device)
+    q = torch.full((c, k), float("inf"), dtype=dtype, device=device)
     q[cls, rank] = st[cls, sample]
     srt = _sort_rows(st).to(device)
     lt = torch.searchsorted(srt, q, right=False)

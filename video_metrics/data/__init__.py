@@ -1,0 +1,3 @@
+from .predictions import SyntheticPredictions, synthetic_predictions
+
+__all__ = ["SyntheticPredictions", "synthetic_predictions"]

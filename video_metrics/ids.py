@@ -1,0 +1,60 @@
+"""String video ids (YouTube ids, file names) as stable int64 ids, and back."""
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, Iterable, List, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["stable_id", "IdRegistry"]
+
+
+def stable_id(name: str) -> int:
+    """A 63-bit non-negative int id for a string: the first 8 bytes of BLAKE2b(name, UTF-8),
+    big-endian, with the top bit cleared. The same on every machine, process and Python version
+    (unlike ``hash()``). Two distinct strings collide with probability ~ n**2 / 2**64; register
+    names in an :class:`IdRegistry` to have collisions detected."""
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str, got {type(name).__name__}")
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & (2**63 - 1)
+
+
+class IdRegistry:
+    """Maps names to :func:`stable_id` ids and back, and detects collisions.
+
+    ``ids(names)`` returns an int64 tensor to pass as ``video_ids``; ``name(id)`` and
+    ``names(ids)`` map ids back for reports; ``check()`` raises if two names share an id (the
+    suites call it at ``compute()`` when given a registry).
+    """
+
+    def __init__(self, names: Optional[Iterable[str]] = None) -> None:
+        self._names: Dict[int, str] = {}
+        self._collisions: List[tuple] = []
+        if names is not None:
+            self.ids(names)
+
+    def add(self, name: str) -> int:
+        i = stable_id(name)
+        known = self._names.setdefault(i, name)
+        if known != name:
+            self._collisions.append((known, name, i))
+        return i
+
+    def ids(self, names: Iterable[str], device=None) -> Tensor:
+        return torch.tensor([self.add(n) for n in names], dtype=torch.long, device=device)
+
+    def name(self, i: int) -> str:
+        return self._names.get(int(i), str(int(i)))
+
+    def names(self, ids) -> List[str]:
+        return [self.name(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
+
+    def check(self) -> None:
+        if self._collisions:
+            a, b, i = self._collisions[0]
+            raise ValueError(f"video id collision: {a!r} and {b!r} both map to {i} ({len(self._collisions)} collision(s))")
+
+    def __len__(self) -> int:
+        return len(self._names)

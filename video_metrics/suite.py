@@ -1,0 +1,557 @@
+"""Clip -> video aggregation (:class:`VideoAggregator`) and the one-object evaluation suite
+(:class:`VideoClassificationMetrics`).
+
+State: one row per clip — its scores (fp32, ``C`` values), target, ``video_id``, ``clip_id``
+and a validity flag — kept as concatenated states, i.e. about ``N * (4*C + 25)`` bytes for N
+clips (multilabel targets add ``N * C`` bytes): 30,000 clips x 400 classes is 49 MB. Video-level
+aggregation needs those per-clip rows, because clips of one video may sit on different processes
+and padding duplicates can only be recognised once everything is gathered. ``update()`` only
+validates on the device and appends; ``compute()`` gathers all rows in one packed sync (at most
+three collectives for everything), drops repeated ``(video_id, clip_id)`` pairs, then computes
+clip- and video-level metrics with the same kernels as the single metric classes.
+
+Without ``clip_ids``, each row counts as its own clip and padding duplicates (the
+``DistributedSampler`` repeats up to ``world_size - 1`` samples) cannot be removed: pass clip ids
+(e.g. the dataset index of the view), or evaluate with an unpadded sampler.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .functional._checks import INPUTS, TASKS, check_choice, check_ids, check_num_classes, check_scores, check_target
+from .functional.aggregation import REDUCTIONS, aggregate, dedup_clips, group_rows
+from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
+from .functional.classification import (
+    confusion_counts,
+    multilabel_counts,
+    precision_recall_f1,
+    prepare_rows,
+    safe_div,
+    scatter_count,
+    target_rank,
+)
+from .functional.ranking import PRCurveData, exact_ap_auroc, pr_curves, ranking_curves, reduce_classes
+from .ids import IdRegistry
+from .metrics.base import VideoMetric
+from .metrics.classification import top_confusions
+
+__all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics", "SuiteReport", "LevelReport",
+           "PRESETS"]
+
+MISSING = ("ignore", "count_as_wrong")
+
+
+@dataclass
+class Coverage:
+    """How complete the video-level evaluation is. ``duplicates_dropped``: rows whose
+    ``(video_id, clip_id)`` was already seen (sampler padding); ``missing_videos``: expected ids
+    with no clip; ``videos_with_fewer_clips``: videos with fewer than ``expected_clips`` clips."""
+
+    num_videos: int
+    num_clips: int
+    duplicates_dropped: int
+    min_clips: int
+    max_clips: int
+    missing_videos: int = 0
+    missing_video_ids: List[int] = field(default_factory=list)
+    videos_with_fewer_clips: int = 0
+
+
+@dataclass
+class AggregatedVideos:
+    """Result of :class:`VideoAggregator`: one row per video, ids ascending.
+
+    ``scores``: video probabilities (float64; for ``vote``, the mean clip probabilities);
+    ``rank``: scores ordering videos as ``scores`` without fp saturation (log-probabilities or
+    logits); ``key``: what the video prediction is the argmax of (for ``vote``: votes + mean
+    probability / 2); ``votes``: clip-argmax counts (``vote`` only); ``num_clips`` per video."""
+
+    video_ids: Tensor
+    scores: Tensor
+    rank: Tensor
+    key: Tensor
+    target: Tensor
+    num_clips: Tensor
+    coverage: Coverage
+    votes: Optional[Tensor] = None
+
+
+class _ClipRows(VideoMetric):
+    """Per-clip rows with device-side validation; shared by the aggregator and the suite."""
+
+    def __init__(self, num_classes: int, task: str, input: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = check_num_classes(num_classes)
+        check_choice("task", task, TASKS)
+        check_choice("input", input, INPUTS)
+        self.task, self.input = task, input
+        self.add_cat_state("scores", torch.float32, (num_classes,))
+        if task == "multiclass":
+            self.add_cat_state("target", torch.long, ())
+        else:
+            self.add_cat_state("target", torch.bool, (num_classes,))
+        self.add_cat_state("video_ids", torch.long, ())
+        self.add_cat_state("clip_ids", torch.long, ())
+        self.add_cat_state("valid", torch.bool, ())
+        self.add_sum_state("n_with_clip_ids", torch.zeros((), dtype=torch.long))
+        self.add_sum_state("n_with_video_ids", torch.zeros((), dtype=torch.long))
+
+    def _append(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor], clip_ids: Optional[Tensor]) -> None:
+        check_scores(scores, self.num_classes)
+        check_target(target, scores, self.task)
+        n = scores.shape[0]
+        check_ids(video_ids, n, scores.device, "video_ids")
+        check_ids(clip_ids, n, scores.device, "clip_ids")
+        if clip_ids is not None and video_ids is None:
+            raise ValueError("`clip_ids` need `video_ids`: a clip id is unique within its video")
+        if scores.device != self.device:
+            raise ValueError(f"`scores` is on {scores.device} but {type(self).__name__} is on {self.device}; "
+                             f"move the metric with .to({str(scores.device)!r})")
+        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes)
+        dev = scores.device
+        # rows without ids get ids that cannot collide with real ones: negative, unique per row
+        vid = video_ids.long() if video_ids is not None else torch.full((n,), -1, dtype=torch.long, device=dev)
+        cid = clip_ids.long() if clip_ids is not None else self._fresh_ids(n, dev)
+        self.scores.append(s)
+        self.target.append(t if self.task == "multiclass" else t.bool())
+        self.video_ids.append(vid)
+        self.clip_ids.append(cid)
+        self.valid.append(valid)
+        if clip_ids is not None:
+            self.n_with_clip_ids += n
+        if video_ids is not None:
+            self.n_with_video_ids += n
+        self._count_rows(valid, bad_t, bad_s)
+
+    def _fresh_ids(self, n: int, device) -> Tensor:
+        # -(1 + running row count on this process) * world-unique salt is not needed: rows
+        # without clip ids are never deduplicated (see _rows), so any value works.
+        return torch.full((n,), -1, dtype=torch.long, device=device)
+
+    def _rows(self):
+        """Valid rows after the sync, padding duplicates removed when clip ids were given.
+        Returns ``(scores, target, video_ids, n_dropped)``."""
+        self._check_rows()
+        valid = self._cat("valid")
+        s, t = self._cat("scores")[valid], self._cat("target")[valid]
+        vid, cid = self._cat("video_ids")[valid], self._cat("clip_ids")[valid]
+        n_clip_ids, n_total = int(self.n_with_clip_ids), int(self.n_rows) + int(self.n_bad_score) + int(self.n_bad_target)
+        if 0 < n_clip_ids < n_total:
+            raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
+        n_vid = int(self.n_with_video_ids)
+        if 0 < n_vid < n_total:
+            raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
+        dropped = 0
+        if n_clip_ids:
+            keep = dedup_clips(vid, cid)
+            dropped = vid.numel() - keep.numel()
+            s, t, vid = s[keep], t[keep], vid[keep]
+        return s, t, vid, dropped
+
+
+class VideoAggregator(_ClipRows):
+    """Aggregate clip scores into video scores, exactly and independently of world size, batch
+    size, order and sampler padding.
+
+    ``update(scores, target, video_ids, clip_ids=None)``: int64 ids on the scores' device (use
+    :class:`~video_metrics.ids.IdRegistry` for string ids). Repeated ``(video_id, clip_id)``
+    pairs count once. Clips of one video with different targets are reported at ``compute()``.
+    ``reduction`` is one of ``mean_logits``, ``mean_probs``, ``max``, ``vote`` (see
+    :mod:`video_metrics.functional.aggregation`). ``compute()`` returns :class:`AggregatedVideos`.
+    """
+
+    higher_is_better = None
+
+    def __init__(self, num_classes: int, task: str = "multiclass", reduction: str = "mean_probs", input: str = "logits",
+                 expected_video_ids: Optional[Sequence[int]] = None, missing: str = "ignore",
+                 expected_clips: Optional[int] = None, id_registry: Optional[IdRegistry] = None, **kwargs: Any) -> None:
+        super().__init__(num_classes, task, input, **kwargs)
+        check_reduction(reduction, task, input)
+        check_choice("missing", missing, MISSING)
+        if expected_clips is not None and (not isinstance(expected_clips, int) or expected_clips < 1):
+            raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
+        self.reduction, self.missing, self.expected_clips = reduction, missing, expected_clips
+        self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
+        self.id_registry = id_registry
+
+    def update(self, scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids: Optional[Tensor] = None) -> None:
+        if video_ids is None:
+            raise ValueError("`video_ids` is required by VideoAggregator")
+        self._append(scores, target, video_ids, clip_ids)
+
+    def compute(self) -> AggregatedVideos:
+        if self.id_registry is not None:
+            self.id_registry.check()
+        s, t, vid, dropped = self._rows()
+        return aggregate_videos(s, t, vid, dropped, self.task, self.input, self.reduction,
+                                self.expected_video_ids, self.expected_clips)
+
+
+def check_reduction(reduction, task, input) -> None:
+    check_choice("reduction", reduction, REDUCTIONS)
+    if reduction == "mean_logits" and input == "probs":
+        raise ValueError("`reduction='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")
+    if reduction == "vote" and task != "multiclass":
+        raise ValueError("`reduction='vote'` is defined for task='multiclass' only")
+
+
+def aggregate_videos(s, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None) -> AggregatedVideos:
+    uniq, inverse, counts = group_rows(vid)
+    v = uniq.numel()
+    # one target per video: every clip must agree
+    if task == "multiclass":
+        tmin = torch.full((v,), 2**62, dtype=torch.long, device=s.device).scatter_reduce_(0, inverse, t, "amin")
+        tmax = torch.full((v,), -1, dtype=torch.long, device=s.device).scatter_reduce_(0, inverse, t, "amax")
+        bad = int((tmin != tmax).sum())
+        vt = tmax
+    else:
+        ti = t.long()
+        tmin = torch.full((v, ti.shape[1]), 2, dtype=torch.long, device=s.device).scatter_reduce_(0, inverse[:, None].expand_as(ti), ti, "amin")
+        tmax = torch.zeros((v, ti.shape[1]), dtype=torch.long, device=s.device).scatter_reduce_(0, inverse[:, None].expand_as(ti), ti, "amax")
+        bad = int((tmin != tmax).any(1).sum())
+        vt = tmax.bool()
+    if bad:
+        raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
+    probs, rank, key, votes = aggregate(s, inverse, counts, task, input, reduction)
+    missing_ids: List[int] = []
+    if expected_video_ids is not None:
+        exp = expected_video_ids.to(uniq.device)
+        missing_ids = exp[~torch.isin(exp, uniq)].tolist()
+    fewer = int((counts < expected_clips).sum()) if expected_clips is not None else 0
+    cov = Coverage(
+        num_videos=v, num_clips=int(counts.sum()), duplicates_dropped=int(dropped),
+        min_clips=int(counts.min()) if v else 0, max_clips=int(counts.max()) if v else 0,
+        missing_videos=len(missing_ids), missing_video_ids=missing_ids, videos_with_fewer_clips=fewer,
+    )
+    return AggregatedVideos(uniq, probs, rank, key, vt, counts, cov, votes)
+
+
+# ----------------------------------------------------------------------------------- the suite
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # Kinetics: video-level top-1/top-5 of mean clip scores; a video with no prediction is a miss;
+    # challenge score = mean of top-1 and top-5 error.
+    "kinetics": {"task": "multiclass", "top_k": (1, 5), "video_reduction": "mean_logits", "missing": "count_as_wrong"},
+    # Charades: multi-label, max over clips, mAP over classes with a positive, class-size weighted mAP.
+    "charades": {"task": "multilabel", "video_reduction": "max", "empty_class": "skip"},
+}
+
+_CALIBRATION_KEYS = {"ece", "mce", "nll", "brier"}
+_LABEL_KEYS_MC = ("balanced_acc", "precision_macro", "recall_macro", "f1_macro", "f1_micro", "f1_weighted")
+
+
+def keys_for(task: str, top_k: Sequence[int], reduction: Optional[str]) -> List[str]:
+    """Scalar keys (without prefix) reported at one level; ``reduction=None`` means clip level."""
+    if task == "multiclass":
+        keys = [f"top{k}" for k in top_k] + ["balanced_acc"] + [f"mean_class_top{k}" for k in top_k]
+        keys += ["precision_macro", "recall_macro", "f1_macro", "f1_micro", "f1_weighted", "auroc_macro", "auprc_macro",
+                 "ece", "mce", "nll", "brier"]
+        if reduction == "vote":
+            keys = [k for k in keys if k.startswith("top") or k.startswith("mean_class_top") or k in _LABEL_KEYS_MC]
+        elif reduction == "max":
+            keys = [k for k in keys if k not in _CALIBRATION_KEYS]
+    else:
+        keys = ["mAP", "mAP_micro", "mAP_weighted", "precision_macro", "recall_macro", "f1_macro", "f1_micro",
+                "auroc_macro", "ece"]
+        if reduction == "max":
+            keys = [k for k in keys if k not in _CALIBRATION_KEYS]
+    return keys
+
+
+@dataclass
+class LevelReport:
+    """Everything about one level (``"clip"`` or ``"video"``) for plots, callbacks and the CLI."""
+
+    level: str
+    scalars: Dict[str, float]
+    support: List[int]
+    precision: List[float]
+    recall: List[float]
+    f1: List[float]
+    ap: List[float]
+    reliability: Optional[ReliabilityData]
+    confusion: Optional[Tensor] = None
+    top_confusions: List[Tuple[int, int, int]] = field(default_factory=list)
+    pr_curves: Optional[PRCurveData] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        d: Dict[str, Any] = {
+            "level": self.level, "scalars": _clean(self.scalars), "support": self.support,
+            "precision": _clean(self.precision), "recall": _clean(self.recall), "f1": _clean(self.f1), "ap": _clean(self.ap),
+            "top_confusions": [list(x) for x in self.top_confusions],
+        }
+        if self.reliability is not None:
+            r = self.reliability
+            d["reliability"] = {"confidence": _clean(r.confidence.tolist()), "accuracy": _clean(r.accuracy.tolist()),
+                                "count": r.count.tolist(), "edges": r.edges.tolist(), "ece": _clean(r.ece.item()),
+                                "mce": _clean(r.mce.item())}
+        return d
+
+
+@dataclass
+class SuiteReport:
+    """What :meth:`VideoClassificationMetrics.report` returns: scalars (the ``compute()``
+    dict), one :class:`LevelReport` per level, coverage and class names. ``to_dict()`` is
+    JSON-serialisable and small (per-class vectors, bins, top confusions; no per-clip arrays,
+    no curves)."""
+
+    task: str
+    num_classes: int
+    class_names: List[str]
+    scalars: Dict[str, float]
+    clip: LevelReport
+    video: Optional[LevelReport]
+    coverage: Optional[Coverage]
+    video_reduction: Optional[str]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "task": self.task, "num_classes": self.num_classes, "class_names": self.class_names,
+            "video_reduction": self.video_reduction, "scalars": _clean(self.scalars), "clip": self.clip.to_dict(),
+            "video": None if self.video is None else self.video.to_dict(),
+            "coverage": None if self.coverage is None else asdict(self.coverage),
+        }
+
+
+def _clean(x):
+    """NaN/inf -> None so that the dict is strict JSON."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+class VideoClassificationMetrics(_ClipRows):
+    """Every metric a video-classification evaluation reports, at clip and video level, from one
+    ``update(scores, target, video_ids=None, clip_ids=None)``.
+
+    ``compute()`` returns a flat ``dict[str, Tensor]`` of scalars for ``self.log_dict``: keys
+    ``clip/<name>`` and, with ``video_reduction``, ``video/<name>`` (see :func:`keys_for` and the
+    README table), plus ``video/num_videos``, ``video/num_clips``, ``video/missing_videos`` and,
+    for ``preset="kinetics"``, ``video/challenge_score``.
+
+    Definitions: as the single metric classes (``TopKAccuracy``, ``BalancedAccuracy``,
+    ``PrecisionRecallF1``, ``MeanAveragePrecision``, ``AUROC``, ``CalibrationError``);
+    ``auprc_macro`` is one-vs-rest AP; ``nll = mean(-log p[target])`` and
+    ``brier = mean(sum_c (p_c - 1[c = target])**2)`` over samples (clips or videos).
+    ``missing="count_as_wrong"`` counts expected videos without any clip as misses in the video
+    ``top{k}`` (their targets are unknown, so the other metrics use the videos seen).
+    """
+
+    higher_is_better = None
+
+    def __init__(self, num_classes: int, task: str = "multiclass", top_k: Sequence[int] = (1, 5),
+                 video_reduction: Optional[str] = None, calibration_bins: int = 15, empty_class: str = "skip",
+                 input: str = "logits", class_names: Optional[Sequence[str]] = None,
+                 expected_video_ids: Optional[Sequence[int]] = None, missing: str = "ignore",
+                 expected_clips: Optional[int] = None, ap_mode: str = "step", preset: Optional[str] = None,
+                 threshold: float = 0.5, id_registry: Optional[IdRegistry] = None, **kwargs: Any) -> None:
+        check_choice("preset", preset, (None,) + tuple(PRESETS))
+        if preset is not None:
+            p = PRESETS[preset]
+            task = p.get("task", task)
+            top_k = p.get("top_k", top_k)
+            video_reduction = p.get("video_reduction", video_reduction) if video_reduction is None else video_reduction
+            missing = p.get("missing", missing)
+            empty_class = p.get("empty_class", empty_class)
+        super().__init__(num_classes, task, input, **kwargs)
+        top_k = tuple(int(k) for k in top_k)
+        if task == "multiclass" and (not top_k or any(k < 1 for k in top_k)):
+            raise ValueError(f"`top_k` must be positive ints, got {top_k!r}")
+        self.top_k = tuple(k for k in top_k if k <= num_classes) or (1,)
+        if video_reduction is not None:
+            check_reduction(video_reduction, task, input)
+        check_choice("empty_class", empty_class, ("skip", "nan", "zero"))
+        check_choice("missing", missing, MISSING)
+        check_choice("ap_mode", ap_mode, ("step", "interpolated", "voc11"))
+        if not isinstance(calibration_bins, int) or calibration_bins < 1:
+            raise ValueError(f"`calibration_bins` must be a positive int, got {calibration_bins!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"`class_names` must have num_classes={num_classes} entries, got {len(class_names)}")
+        self.video_reduction, self.calibration_bins, self.empty_class = video_reduction, calibration_bins, empty_class
+        self.missing, self.expected_clips, self.ap_mode, self.preset = missing, expected_clips, ap_mode, preset
+        self.threshold = float(threshold)
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
+        self.id_registry = id_registry
+
+    def update(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor] = None, clip_ids: Optional[Tensor] = None) -> None:
+        if self.video_reduction is not None and video_ids is None:
+            raise ValueError("`video_ids` is required when `video_reduction` is set")
+        self._append(scores, target, video_ids, clip_ids)
+
+    # ------------------------------------------------------------------------------ compute
+    def compute(self) -> Dict[str, Tensor]:
+        return self._evaluate(detail=False)[0]
+
+    def report(self) -> SuiteReport:
+        """Scalars plus everything plots, callbacks and the CLI need, for both levels (synced)."""
+        out, clip, video, coverage = self._synced(lambda: self._evaluate(detail=True))
+        return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in out.items()},
+                           clip, video, coverage, self.video_reduction)
+
+    def _evaluate(self, detail: bool):
+        if self.id_registry is not None:
+            self.id_registry.check()
+        s, t, vid, dropped = self._rows()
+        clip = _Level(self, "clip", None)
+        clip.from_clips(s, t)
+        out = {f"clip/{k}": v for k, v in clip.scalars().items()}
+        video = coverage = None
+        if self.video_reduction is not None:
+            agg = aggregate_videos(s, t, vid, dropped, self.task, self.input, self.video_reduction,
+                                   self.expected_video_ids, self.expected_clips)
+            coverage = agg.coverage
+            video = _Level(self, "video", self.video_reduction, missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
+            video.from_videos(agg)
+            out.update({f"video/{k}": v for k, v in video.scalars().items()})
+            out["video/num_videos"] = torch.tensor(float(coverage.num_videos), dtype=torch.float64)
+            out["video/num_clips"] = torch.tensor(float(coverage.num_clips), dtype=torch.float64)
+            if self.expected_video_ids is not None:
+                out["video/missing_videos"] = torch.tensor(float(coverage.missing_videos), dtype=torch.float64)
+            if self.preset == "kinetics" and 1 in self.top_k and 5 in self.top_k:
+                out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
+        if not detail:
+            return out, None, None, None
+        return out, clip.report(), (video.report() if video is not None else None), coverage
+
+
+class _Level:
+    """Metrics of one level from its probabilities, ranking scores and prediction key."""
+
+    def __init__(self, suite: VideoClassificationMetrics, level: str, reduction: Optional[str], missing: int = 0) -> None:
+        self.suite, self.level, self.reduction, self.missing = suite, level, reduction, missing
+        self.task, self.c = suite.task, suite.num_classes
+
+    def from_clips(self, s: Tensor, t: Tensor) -> None:
+        su = self.suite
+        if self.task == "multiclass":
+            logp = s.log_softmax(1) if su.input == "logits" else s.log()
+            self.probs, self.rank, self.key = logp.exp() if su.input == "logits" else s, logp, s
+        else:
+            self.probs = s.sigmoid() if su.input == "logits" else s
+            self.rank, self.key = s, s
+        self.target = t
+
+    def from_videos(self, agg: AggregatedVideos) -> None:
+        self.probs, self.rank, self.key, self.target = agg.scores, agg.rank, agg.key, agg.target
+
+    def scalars(self) -> Dict[str, Tensor]:
+        if not hasattr(self, "_scalars"):
+            self._scalars = self._compute()
+        return self._scalars
+
+    def _compute(self) -> Dict[str, Tensor]:
+        su, c = self.suite, self.c
+        keys = keys_for(self.task, su.top_k, self.reduction)
+        out: Dict[str, Tensor] = {}
+        dev = self.key.device
+        n = self.key.shape[0]
+        ones = torch.ones(n, dtype=torch.bool, device=dev)
+        if self.task == "multiclass":
+            t = self.target
+            pos = torch.zeros(n, c, dtype=torch.bool, device=dev)
+            pos[torch.arange(n, device=dev), t] = True
+            rank_t = target_rank(self.key, t)
+            support = scatter_count(t, ones, c)
+            for k in su.top_k:
+                hit = rank_t < k
+                out[f"top{k}"] = hit.sum().double() / (n + self.missing)
+                per = safe_div(scatter_count(t, hit, c), support)
+                out[f"mean_class_top{k}"] = per[support > 0].mean()
+            pred = self.key.argmax(1)
+            cm = confusion_counts(pred, t, ones, c)
+            tp, pc = cm.diagonal(), cm.sum(0)
+            self.cm, self.tp, self.pc, self.support = cm, tp, pc, support
+            out["balanced_acc"] = safe_div(tp, support)[support > 0].mean()
+            labels = (support > 0) | (pc > 0)
+            for avg in ("macro", "micro", "weighted"):
+                prf = precision_recall_f1(tp, pc, support, avg, labels)
+                if avg == "macro":
+                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
+                else:
+                    out[f"f1_{avg}"] = prf["f1"]
+            self.pos = pos
+            if "auroc_macro" in keys:
+                ap, auc, npos = exact_ap_auroc(self.rank, pos)
+                self.ap = ap
+                out["auroc_macro"] = reduce_classes(auc, (npos > 0) & (npos < n), "macro", su.empty_class)
+                out["auprc_macro"] = reduce_classes(self._ap(ap, pos), npos > 0, "macro", su.empty_class)
+            if "ece" in keys:
+                conf = self.probs.gather(1, pred[:, None]).squeeze(1)
+                self.bins = bin_update(conf, pred == t, ones, su.calibration_bins)
+                out["ece"] = calibration_error(self.bins, "l1")
+                out["mce"] = calibration_error(self.bins, "max")
+                out["nll"] = -self.rank.gather(1, t[:, None]).double().mean()
+                out["brier"] = ((self.probs.double() - pos.double()) ** 2).sum(1).mean()
+        else:
+            pos = self.target.bool()
+            self.pos = pos
+            ap, auc, npos = exact_ap_auroc(self.rank, pos)
+            ap = self._ap(ap, pos)
+            self.ap = ap
+            out["mAP"] = reduce_classes(ap, npos > 0, "macro", su.empty_class)
+            out["mAP_weighted"] = reduce_classes(ap, npos > 0, "weighted", su.empty_class, npos)
+            flat_ap, _, _ = exact_ap_auroc(self.rank.reshape(-1, 1), pos.reshape(-1, 1))
+            out["mAP_micro"] = flat_ap[0]
+            out["auroc_macro"] = reduce_classes(auc, (npos > 0) & (npos < n), "macro", su.empty_class)
+            pred = self.probs > su.threshold
+            tp, fp, fn = multilabel_counts(pred, pos, ones)
+            self.tp, self.pc, self.support = tp, tp + fp, tp + fn
+            for avg in ("macro", "micro"):
+                prf = precision_recall_f1(tp, tp + fp, tp + fn, avg)
+                if avg == "macro":
+                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
+                else:
+                    out["f1_micro"] = prf["f1"]
+            if "ece" in keys:
+                self.bins = bin_update(self.probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), su.calibration_bins)
+                out["ece"] = calibration_error(self.bins, "l1")
+        return {k: out[k].double() for k in keys}
+
+    def _ap(self, step_ap: Tensor, pos: Tensor) -> Tensor:
+        if self.suite.ap_mode == "step":
+            return step_ap
+        from .functional.ranking import average_precision
+        return average_precision(ranking_curves(self.rank, pos), self.suite.ap_mode)
+
+    def report(self, max_points: int = 200) -> LevelReport:
+        scalars = {k: float(v) for k, v in self.scalars().items()}
+        su = self.suite
+        avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
+        ap = getattr(self, "ap", None)
+        if ap is None:
+            ap = self._ap(exact_ap_auroc(self.rank, self.pos)[0], self.pos)
+        rel = reliability(self.bins, uniform_edges(su.calibration_bins, self.bins.device)) if hasattr(self, "bins") else None
+        curves = pr_curves(ranking_curves(self.rank.float(), self.pos))
+        curves = _downsample(curves, max_points)
+        rep = LevelReport(self.level, scalars, self.support.tolist(), avg["precision"].tolist(), avg["recall"].tolist(),
+                          avg["f1"].tolist(), ap.tolist(), rel, pr_curves=curves)
+        if self.task == "multiclass":
+            rep.confusion = self.cm
+            rep.top_confusions = top_confusions(self.cm, 20)
+        return rep
+
+
+def _downsample(curves: PRCurveData, max_points: int) -> PRCurveData:
+    def pick(x: Tensor, idx: Tensor) -> Tensor:
+        return x[idx]
+
+    out = PRCurveData([], [], [])
+    for p, r, t in zip(curves.precision, curves.recall, curves.thresholds):
+        m = p.numel()
+        if m > max_points:
+            idx = torch.linspace(0, m - 1, max_points).round().long().unique()
+            tidx = idx[idx < t.numel()]
+            p, r, t = pick(p, idx), pick(r, idx), pick(t, tidx)
+        out.precision.append(p)
+        out.recall.append(r)
+        out.thresholds.append(t)
+    return out
