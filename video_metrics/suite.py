@@ -31,6 +31,7 @@ from .functional.classification import (
     multilabel_counts,
     precision_recall_f1,
     prepare_rows,
+    probabilities,
     safe_div,
     scatter_count,
     target_rank,
@@ -434,7 +435,7 @@ class _Level:
         su = self.suite
         if self.task == "multiclass":
             logp = s.log_softmax(1) if su.input == "logits" else s.log()
-            self.probs, self.rank, self.key = logp.exp() if su.input == "logits" else s, logp, s
+            self.probs, self.rank, self.key = probabilities(s, self.task, su.input), logp, s
         else:
             self.probs = s.sigmoid() if su.input == "logits" else s
             self.rank, self.key = s, s

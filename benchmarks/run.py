@@ -1,0 +1,174 @@
+"""video_metrics vs torchmetrics vs scikit-learn on the same data, in one run.
+
+    python benchmarks/run.py            # 20k x 400 multiclass, 20k x 157 multilabel
+    python benchmarks/run.py --quick    # 5k rows, about a minute
+
+For each metric: total update() time over batches of 256, compute() time (best of --repeats),
+and sklearn's one-shot time on the concatenated NumPy arrays; ratios are "other / ours" (> 1
+means we are faster). Also the whole suite (clip + video level, every key) against the
+equivalent torchmetrics MetricCollection, update and compute.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+import warnings
+
+import numpy as np
+import torch
+import torchmetrics
+import torchmetrics.classification as tmc
+from sklearn import metrics as skm
+
+import video_metrics as vm
+
+warnings.filterwarnings("ignore")
+
+
+def timed(fn, repeats=1):
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def feed_time(metric, s, t, bs=256):
+    def run():
+        metric.reset()
+        for i in range(0, len(s), bs):
+            metric.update(s[i:i + bs], t[i:i + bs])
+    return timed(run)[0]
+
+
+def compute_time(metric, repeats):
+    def run():
+        metric._computed = None
+        return metric.compute()
+    return timed(run, repeats)
+
+
+def fmt(x):
+    return "      -" if x is None else f"{x:7.3f}"
+
+
+def ratio(a, b):
+    return "     -" if a is None or b is None or b == 0 else f"{a / b:6.1f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = 5000 if args.quick else 20000
+    g = torch.Generator().manual_seed(0)
+    c_mc, c_ml = 400, 157
+    s_mc = torch.randn(n, c_mc, generator=g) * 2
+    t_mc = torch.randint(0, c_mc, (n,), generator=g)
+    s_mc[torch.arange(n), t_mc] += 2.0  # a model that is right ~ half the time
+    p_mc = torch.softmax(s_mc, 1)
+    s_ml = torch.randn(n, c_ml, generator=g)
+    t_ml = (torch.rand(n, c_ml, generator=g) < 0.05).long()
+    s_ml = s_ml + 2.0 * t_ml
+    np_p_mc, np_t_mc = p_mc.double().numpy(), t_mc.numpy()
+    np_s_ml, np_t_ml = s_ml.double().numpy(), t_ml.numpy()
+    pred = np_p_mc.argmax(1)
+    y_ml_onehot = np.eye(c_mc)[np_t_mc]
+
+    rows = [
+        ("top-1 accuracy (micro)", vm.TopKAccuracy(c_mc, k=1), tmc.MulticlassAccuracy(c_mc, average="micro"), (s_mc, t_mc),
+         lambda: skm.accuracy_score(np_t_mc, pred)),
+        ("top-5 accuracy (micro)", vm.TopKAccuracy(c_mc, k=5), tmc.MulticlassAccuracy(c_mc, top_k=5, average="micro"), (s_mc, t_mc),
+         lambda: skm.top_k_accuracy_score(np_t_mc, np_p_mc, k=5, labels=range(c_mc))),
+        ("F1 macro", vm.PrecisionRecallF1(c_mc), tmc.MulticlassF1Score(c_mc, average="macro"), (s_mc, t_mc),
+         lambda: skm.f1_score(np_t_mc, pred, average="macro")),
+        ("balanced accuracy", vm.BalancedAccuracy(c_mc), tmc.MulticlassRecall(c_mc, average="macro"), (s_mc, t_mc),
+         lambda: skm.balanced_accuracy_score(np_t_mc, pred)),
+        ("confusion matrix", vm.ConfusionMatrix(c_mc), tmc.MulticlassConfusionMatrix(c_mc), (s_mc, t_mc),
+         lambda: skm.confusion_matrix(np_t_mc, pred, labels=range(c_mc))),
+        ("ECE (15 bins)", vm.CalibrationError(c_mc), tmc.MulticlassCalibrationError(c_mc, n_bins=15), (s_mc, t_mc), None),
+        ("AUROC macro exact 400 cls", vm.AUROC(c_mc), tmc.MulticlassAUROC(c_mc, average="macro", thresholds=None), (s_mc, t_mc),
+         lambda: skm.roc_auc_score(np_t_mc, np_p_mc, multi_class="ovr", average="macro")),
+        ("AP macro exact 400 cls (1-vs-rest)", vm.MeanAveragePrecision(c_mc, task="multiclass"),
+         tmc.MulticlassAveragePrecision(c_mc, average="macro", thresholds=None), (s_mc, t_mc),
+         lambda: skm.average_precision_score(y_ml_onehot, np_p_mc, average="macro")),
+        ("mAP exact 157 labels", vm.MeanAveragePrecision(c_ml), tmc.MultilabelAveragePrecision(c_ml, average="macro", thresholds=None),
+         (s_ml, t_ml), lambda: skm.average_precision_score(np_t_ml, np_s_ml, average="macro")),
+        ("AUROC exact 157 labels", vm.AUROC(c_ml, task="multilabel"), tmc.MultilabelAUROC(c_ml, average="macro", thresholds=None),
+         (s_ml, t_ml), lambda: skm.roc_auc_score(np_t_ml, np_s_ml, average="macro")),
+    ]
+    print(f"# video_metrics benchmark: N={n}, batches of 256, torch {torch.__version__}, torchmetrics "
+          f"{torchmetrics.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    print("times in seconds; ratios = other / ours")
+    hdr = f"{'operation':<36}{'ours':>8}{'tm':>8}{'sklearn':>8}{'tm/ours':>9}{'sk/ours':>9}   value ours / tm / sklearn"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, ours, tm, (s, t), sk in rows:
+        tm_in = torch.softmax(s, 1) if tm.__class__.__name__.startswith("Multiclass") else s
+        u_ours = feed_time(ours, s, t)
+        u_tm = feed_time(tm, tm_in, t)
+        c_ours, v_ours = compute_time(ours, args.repeats)
+        c_tm, v_tm = compute_time(tm, args.repeats)
+        c_sk, v_sk = timed(sk, 1) if sk is not None else (None, None)
+        if isinstance(v_ours, dict):
+            v_ours = v_ours["f1"]
+        val = lambda v: "-" if v is None else (f"{float(np.asarray(v).sum()):.6f}" if np.ndim(v) else f"{float(v):.6f}")
+        print(f"{name + ' update':<36}{fmt(u_ours)}{fmt(u_tm)}{fmt(None)}{ratio(u_tm, u_ours):>9}{'':>9}")
+        print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(c_sk)}{ratio(c_tm, c_ours):>9}{ratio(c_sk, c_ours):>9}   "
+              f"{val(v_ours)} / {val(v_tm)} / {val(v_sk)}")
+    suite_vs_collection(s_mc, t_mc, args)
+
+
+def suite_vs_collection(s, t, args):
+    """The whole suite (clip level, every multiclass key) vs the torchmetrics collection of the
+    same metrics (which has no video level), update and compute, plus collectives per sync."""
+    n, c = s.shape
+    vid = torch.arange(n) // 4
+    cid = torch.arange(n) % 4
+    # give every clip of a video the same target, as real data has
+    t = t.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
+    ours = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits")
+    col = torchmetrics.MetricCollection({
+        "top1": tmc.MulticlassAccuracy(c, average="micro"), "top5": tmc.MulticlassAccuracy(c, top_k=5, average="micro"),
+        "balanced": tmc.MulticlassRecall(c, average="macro"), "mean_top5": tmc.MulticlassRecall(c, top_k=5, average="macro"),
+        "prec": tmc.MulticlassPrecision(c, average="macro"), "f1": tmc.MulticlassF1Score(c, average="macro"),
+        "f1w": tmc.MulticlassF1Score(c, average="weighted"), "auroc": tmc.MulticlassAUROC(c, thresholds=None),
+        "ap": tmc.MulticlassAveragePrecision(c, thresholds=None), "ece": tmc.MulticlassCalibrationError(c, n_bins=15),
+        "mce": tmc.MulticlassCalibrationError(c, n_bins=15, norm="max"),
+    })
+
+    def feed_ours():
+        ours.reset()
+        for i in range(0, n, 256):
+            ours.update(s[i:i + 256], t[i:i + 256], vid[i:i + 256], cid[i:i + 256])
+
+    def feed_tm():
+        col.reset()
+        for i in range(0, n, 256):
+            col.update(torch.softmax(s[i:i + 256], 1), t[i:i + 256])
+
+    u_ours, _ = timed(feed_ours, args.repeats)
+    u_tm, _ = timed(feed_tm, args.repeats)
+    c_ours, _ = compute_time(ours, args.repeats)
+
+    def tm_compute():
+        for m in col.values():
+            m._computed = None
+        return col.compute()
+
+    c_tm, _ = timed(tm_compute, args.repeats)
+    print(f"{'suite (clip+video) update':<36}{fmt(u_ours)}{fmt(u_tm)}{fmt(None)}{ratio(u_tm, u_ours):>9}")
+    print(f"{'suite (clip+video) compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(None)}{ratio(c_tm, c_ours):>9}"
+          f"   (torchmetrics: clip level only)")
+    print(f"collectives per sync: suite 3 (1 all_reduce + 2 all_gather, counted in tests/test_suite_distributed.py); "
+          f"torchmetrics collection of {len(col)} metrics: one barrier + 1-2 all_gathers per state and per metric")
+
+
+if __name__ == "__main__":
+    main()
