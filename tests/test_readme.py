@@ -1,0 +1,33 @@
+"""The README's usage example runs as written; the README keeps exactly two set-up commands."""
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_usage_example_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks, "README has no python example"
+    code = blocks[0]
+    assert len(code.strip().splitlines()) <= 12
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("4 ['clip/auprc_macro', 'clip/auroc_macro', 'clip/balanced_acc']")
+
+
+def test_two_setup_commands():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Set-up: the two commands.*?```bash\n(.*?)```", text, re.S).group(1)
+    cmds = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert cmds == ["make demo", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_cli_demo_quick(capsys):
+    from video_metrics.cli import main
+
+    assert main(["demo", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "top1" in out and "video" in out and "num_videos" in out
