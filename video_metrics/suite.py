@@ -139,8 +139,9 @@ class _ClipRows(VideoMetric):
         Returns ``(scores, target, video_ids, n_dropped)``."""
         self._check_rows()
         valid = self._cat("valid")
-        s, t = self._cat("scores")[valid], self._cat("target")[valid]
-        vid, cid = self._cat("video_ids")[valid], self._cat("clip_ids")[valid]
+        s, t, vid, cid = self._cat("scores"), self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
+        if not bool(valid.all()):  # avoid copying every row when all are valid
+            s, t, vid, cid = s[valid], t[valid], vid[valid], cid[valid]
         n_clip_ids, n_total = int(self.n_with_clip_ids), int(self.n_rows) + int(self.n_bad_score) + int(self.n_bad_target)
         if 0 < n_clip_ids < n_total:
             raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
@@ -481,7 +482,7 @@ class _Level:
                     out[f"f1_{avg}"] = prf["f1"]
             self.pos = pos
             if "auroc_macro" in keys:
-                ap, auc, npos = exact_ap_auroc(self.rank, pos)
+                ap, auc, npos = exact_ap_auroc(self.rank, target=t)
                 self.ap = ap
                 out["auroc_macro"] = reduce_classes(auc, (npos > 0) & (npos < n), "macro", su.empty_class)
                 out["auprc_macro"] = reduce_classes(self._ap(ap, pos), npos > 0, "macro", su.empty_class)

@@ -247,7 +247,7 @@ def _sort_rows(x: Tensor) -> Tensor:
     return torch.sort(x, dim=1).values
 
 
-def exact_ap_auroc(scores: Tensor, positive: Tensor):
+def exact_ap_auroc(scores: Tensor, positive: Optional[Tensor] = None, target: Optional[Tensor] = None):
     """Step AP and AUROC of every class from one values-only sort per class.
 
     For a class with P positives among N rows, with ``lt(s)``/``le(s)`` the number of rows
@@ -258,15 +258,20 @@ def exact_ap_auroc(scores: Tensor, positive: Tensor):
     * ``AUROC = (sum_{positives} (lt(s) + le(s)) - P**2) / (2 P (N - P))`` — the Mann-Whitney
       statistic with ties counted one half (mid-ranks), which is sklearn's trapezoidal AUROC.
 
-    Only the positives are searched, so the cost is one sort of the (C, N) scores plus
-    O(nnz log N). Returns ``(ap, auroc, positives)``; undefined entries are NaN.
+    Positives are given as a (N, C) bool matrix ``positive`` or, for multiclass one-vs-rest, as
+    class indices ``target`` (N,). Only the positives are searched, so the cost is one sort of
+    the (C, N) scores plus O(nnz log N). Returns ``(ap, auroc, positives)``; undefined entries
+    are NaN.
     """
     n, c = scores.shape
     device = scores.device
     dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32  # video-level scores stay fp64
-    st = scores.to(dtype).T.contiguous() + 0.0
-    pos_t = positive.T
-    cls, sample = torch.nonzero(pos_t, as_tuple=True)  # row-major: grouped by class
+    st = scores.to(dtype).T.contiguous()  # -0.0 == +0.0 for sort and searchsorted: no folding needed
+    if target is not None:
+        order = torch.argsort(target, stable=True)
+        cls, sample = target[order], order
+    else:
+        cls, sample = torch.nonzero(positive.T, as_tuple=True)  # row-major: grouped by class
     positives = torch.zeros(c, dtype=torch.long, device=device).index_add_(0, cls, torch.ones_like(cls))
     k = int(positives.max()) if c > 0 and n > 0 else 0
     nan = torch.full((c,), float("nan"), dtype=torch.float64, device=device)

@@ -48,16 +48,20 @@ class _RankingMetric(ScoresMetric):
         self._count_rows(*counts)
 
     def _rows(self):
-        """Valid rows after the sync: ``(scores (N, C), positive (N, C) bool)``."""
+        """Valid rows after the sync: ``(scores (N, C), targets)`` — targets are class indices
+        (multiclass) or a (N, C) bool matrix (multilabel)."""
         valid = self._cat("valid")
-        s = self._cat("rscores")[valid]
-        t = self._cat("targets")[valid]
-        if self.task == "multiclass":
-            pos = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
-            pos[torch.arange(t.numel(), device=s.device), t] = True
-        else:
-            pos = t
-        return s, pos
+        s, t = self._cat("rscores"), self._cat("targets")
+        if not bool(valid.all()):  # avoid copying every row when all are valid
+            s, t = s[valid], t[valid]
+        return s, t
+
+    def _positive(self, s, t):
+        if self.task == "multilabel":
+            return t
+        pos = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
+        pos[torch.arange(t.numel(), device=s.device), t] = True
+        return pos
 
 
 class MeanAveragePrecision(_RankingMetric):
@@ -87,8 +91,12 @@ class MeanAveragePrecision(_RankingMetric):
 
     def compute(self) -> Tensor:
         self._check_rows()
-        s, pos = self._rows()
-        return mean_average_precision(s, pos, self.average, self.empty_class, self.ap_mode)
+        s, t = self._rows()
+        if self.task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
+            ap, _, positives = exact_ap_auroc(s, target=t)
+            weights = positives if self.average == "weighted" else None
+            return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
+        return mean_average_precision(s, self._positive(s, t), self.average, self.empty_class, self.ap_mode)
 
 
 def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: str, ap_mode: str = "step") -> Tensor:
@@ -124,14 +132,16 @@ class AUROC(_RankingMetric):
 
     def compute(self) -> Tensor:
         self._check_rows()
-        s, pos = self._rows()
-        return mean_auroc(s, pos, self.average, self.empty_class)
+        s, t = self._rows()
+        if self.task == "multiclass" and self.average != "micro":
+            return mean_auroc(s, None, self.average, self.empty_class, target=t)
+        return mean_auroc(s, self._positive(s, t), self.average, self.empty_class)
 
 
-def mean_auroc(s: Tensor, pos: Tensor, average: str, empty_class: str) -> Tensor:
+def mean_auroc(s: Tensor, pos: Optional[Tensor], average: str, empty_class: str, target: Optional[Tensor] = None) -> Tensor:
     if average == "micro":
         s, pos = s.reshape(-1, 1), pos.reshape(-1, 1)
-    _, auc, positives = exact_ap_auroc(s, pos)
+    _, auc, positives = exact_ap_auroc(s, pos, target=target)
     if average == "micro":
         return auc[0]
     n = s.shape[0]
@@ -153,5 +163,5 @@ class PRCurve(_RankingMetric):
 
     def compute(self) -> PRCurveData:
         self._check_rows()
-        s, pos = self._rows()
-        return pr_curves(ranking_curves(s, pos), lambda v: ranking_to_probability(v, self.task, self.input))
+        s, t = self._rows()
+        return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self.task, self.input))
