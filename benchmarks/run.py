@@ -22,6 +22,7 @@ import torchmetrics.classification as tmc
 from sklearn import metrics as skm
 
 import video_metrics as vm
+import video_metrics.data  # noqa: F401
 
 warnings.filterwarnings("ignore")
 
@@ -123,6 +124,7 @@ def main():
         print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(c_sk)}{ratio(c_tm, c_ours):>9}{ratio(c_sk, c_ours):>9}   "
               f"{val(v_ours)} / {val(v_tm)} / {val(v_sk)}")
     suite_vs_collection(s_mc, t_mc, args)
+    aggregation(args)
 
 
 def suite_vs_collection(s, t, args):
@@ -168,6 +170,60 @@ def suite_vs_collection(s, t, args):
           f"   (torchmetrics: clip level only)")
     print(f"collectives per sync: suite 3 (1 all_reduce + 2 all_gather, counted in tests/test_suite_distributed.py); "
           f"torchmetrics collection of {len(col)} metrics: one barrier + 1-2 all_gathers per state and per metric")
+
+
+def aggregation(args):
+    """30,000 clips x 400 classes in 1,000 videos: our aggregator + video-level metrics vs a
+    straightforward per-video NumPy loop (+ sklearn) and vs torchmetrics on pre-aggregated scores."""
+    n_videos, clips, c = (250, 30, 400) if args.quick else (1000, 30, 400)
+    d = vm.data.synthetic_predictions(n_videos, clips, c, seed=1)
+    n = len(d.target)
+    suite = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_probs")
+
+    def feed():
+        suite.reset()
+        for i in range(0, n, 256):
+            sl = slice(i, i + 256)
+            suite.update(d.scores[sl], d.target[sl], d.video_ids[sl], d.clip_ids[sl])
+
+    u, _ = timed(feed, args.repeats)
+    cpt, out = compute_time(suite, args.repeats)
+
+    def numpy_baseline():
+        s, vid, t = d.scores.double().numpy(), d.video_ids.numpy(), d.target.numpy()
+        e = np.exp(s - s.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        vp, vt = [], []
+        for v in np.unique(vid):  # per-video Python loop
+            rows = vid == v
+            vp.append(p[rows].mean(0))
+            vt.append(t[rows][0])
+        vp, vt = np.array(vp), np.array(vt)
+        return (skm.top_k_accuracy_score(vt, vp, k=1, labels=range(c)),
+                skm.roc_auc_score(vt, vp, multi_class="ovr", average="macro", labels=range(c)))
+
+    t_np, (top1_np, _) = timed(numpy_baseline, 1)
+    vp_t = torch.softmax(d.scores, 1).view(n_videos, clips, c).mean(1)
+    vt_t = d.target.view(n_videos, clips)[:, 0]
+    tm_top1 = tmc.MulticlassAccuracy(c, average="micro")
+    tm_auroc = tmc.MulticlassAUROC(c, thresholds=None)
+
+    def tm_run():
+        tm_top1.reset(), tm_auroc.reset()
+        tm_top1.update(vp_t, vt_t), tm_auroc.update(vp_t, vt_t)
+        return tm_top1.compute(), tm_auroc.compute()
+
+    t_tm, _ = timed(tm_run, args.repeats)
+    print(f"\n# clip->video: {n} clips x {c} classes in {n_videos} videos (mean_probs), every clip and video key")
+    print(f"{'ours: update all clips':<36}{fmt(u)}")
+    print(f"{'ours: compute (clip + video, all keys)':<36}{fmt(cpt)}   video top1 {out['video/top1'].item():.4f}")
+    print(f"{'per-video NumPy loop + sklearn (top1, AUROC)':<36}{fmt(t_np)}   video top1 {top1_np:.4f}   "
+          f"ratio {t_np / (u + cpt):.1f}x of our update+compute")
+    print(f"{'torchmetrics on pre-aggregated (top1, AUROC)':<36}{fmt(t_tm)}   (aggregation not included)")
+    state_mb = sum(x.numel() * x.element_size() for v in suite.metric_state.values()
+                   for x in (v if isinstance(v, list) else [v])) / 2**20
+    print(f"suite state: {state_mb:.1f} MiB for {n} clips x {c} classes (formula N*(4C+25) bytes = "
+          f"{n * (4 * c + 25) / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":
