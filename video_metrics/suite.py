@@ -115,9 +115,10 @@ class _ClipRows(VideoMetric):
                              f"move the metric with .to({str(scores.device)!r})")
         s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes)
         dev = scores.device
-        # rows without ids get ids that cannot collide with real ones: negative, unique per row
+        # placeholders for missing ids: rows are deduplicated only when clip ids were given for
+        # every batch (see _rows), and grouped by video only when video ids were
         vid = video_ids.long() if video_ids is not None else torch.full((n,), -1, dtype=torch.long, device=dev)
-        cid = clip_ids.long() if clip_ids is not None else self._fresh_ids(n, dev)
+        cid = clip_ids.long() if clip_ids is not None else torch.full((n,), -1, dtype=torch.long, device=dev)
         self.scores.append(s)
         self.target.append(t if self.task == "multiclass" else t.bool())
         self.video_ids.append(vid)
@@ -128,11 +129,6 @@ class _ClipRows(VideoMetric):
         if video_ids is not None:
             self.n_with_video_ids += n
         self._count_rows(valid, bad_t, bad_s)
-
-    def _fresh_ids(self, n: int, device) -> Tensor:
-        # -(1 + running row count on this process) * world-unique salt is not needed: rows
-        # without clip ids are never deduplicated (see _rows), so any value works.
-        return torch.full((n,), -1, dtype=torch.long, device=device)
 
     def _rows(self):
         """Valid rows after the sync, padding duplicates removed when clip ids were given.
