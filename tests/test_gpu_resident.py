@@ -61,3 +61,22 @@ def test_update_reads_no_value_on_host(name):
 def test_patch_catches_a_sync():
     with host_reads_forbidden(), pytest.raises(AssertionError, match="synchronisation"):
         torch.ones(2).sum().item()
+
+
+SUITES = {
+    "suite_mc": lambda: __import__("video_metrics").VideoClassificationMetrics(10, video_reduction="mean_logits"),
+    "suite_ml": lambda: __import__("video_metrics").VideoClassificationMetrics(10, task="multilabel", video_reduction="max"),
+    "aggregator": lambda: __import__("video_metrics").VideoAggregator(10, reduction="vote"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_suite_update_is_sync_free(name):
+    m = SUITES[name]()
+    s, t = inputs(m)
+    vid, cid = torch.arange(64) // 4, torch.arange(64) % 4
+    with host_reads_forbidden():
+        m.update(s, t, vid, cid)
+    meta = SUITES[name]().to("meta")
+    meta.update(s.to("meta"), t.to("meta"), vid.to("meta"), cid.to("meta"))
+    assert all(x.device.type == "meta" for v in meta.metric_state.values() for x in (v if isinstance(v, list) else [v]))
