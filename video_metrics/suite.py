@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .functional._checks import INPUTS, TASKS, check_choice, check_ids, check_num_classes, check_scores, check_target
+from .functional._checks import INPUTS, TASKS, check_choice, check_device, check_ids, check_num_classes, check_scores, check_target
 from .functional.aggregation import REDUCTIONS, aggregate, dedup_clips, group_rows
 from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
 from .functional.classification import (
@@ -36,7 +36,7 @@ from .functional.classification import (
     scatter_count,
     target_rank,
 )
-from .functional.ranking import PRCurveData, exact_ap_auroc, pr_curves, ranking_curves, reduce_classes
+from .functional.ranking import PRCurveData, average_precision, exact_ap_auroc, pr_curves, ranking_curves, reduce_classes
 from .ids import IdRegistry
 from .metrics.base import VideoMetric
 from .metrics.classification import top_confusions
@@ -110,9 +110,7 @@ class _ClipRows(VideoMetric):
         check_ids(clip_ids, n, scores.device, "clip_ids")
         if clip_ids is not None and video_ids is None:
             raise ValueError("`clip_ids` need `video_ids`: a clip id is unique within its video")
-        if scores.device != self.device:
-            raise ValueError(f"`scores` is on {scores.device} but {type(self).__name__} is on {self.device}; "
-                             f"move the metric with .to({str(scores.device)!r})")
+        check_device(scores, self)
         s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes)
         dev = scores.device
         # placeholders for missing ids: rows are deduplicated only when clip ids were given for
@@ -517,7 +515,6 @@ class _Level:
     def _ap(self, step_ap: Tensor, pos: Tensor) -> Tensor:
         if self.suite.ap_mode == "step":
             return step_ap
-        from .functional.ranking import average_precision
         return average_precision(ranking_curves(self.rank, pos), self.suite.ap_mode)
 
     def report(self, max_points: int = 200) -> LevelReport:

@@ -71,3 +71,12 @@ def check_ids(ids: Optional[Tensor], n: int, device, name: str) -> None:
         raise ValueError(f"`{name}` must have shape (N,) = ({n},), got {tuple(ids.shape)}")
     if ids.device != device:
         raise ValueError(f"`{name}` is on {ids.device} but `scores` is on {device}")
+
+
+def check_device(scores: Tensor, owner) -> None:
+    """The batch must be on the metric's device (a clear error instead of a failure deep inside)."""
+    if scores.device != owner.device:
+        raise ValueError(
+            f"`scores` is on {scores.device} but {type(owner).__name__} is on {owner.device}; "
+            f"move the metric with .to({str(scores.device)!r})"
+        )

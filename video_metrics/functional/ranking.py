@@ -43,12 +43,6 @@ def order_keys(scores: Tensor) -> Tensor:
     return flipped + 2**31
 
 
-def _sort_values(x: Tensor) -> Tensor:
-    if x.device.type == "cpu":
-        return torch.from_numpy(np.sort(x.numpy()))
-    return torch.sort(x).values
-
-
 @dataclass
 class RankingCurves:
     """Per-class operating points at each distinct threshold, flattened over classes.
@@ -76,7 +70,7 @@ def ranking_curves(scores: Tensor, positive: Tensor) -> RankingCurves:
     # ascending sort of these keys = classes ascending, scores descending within a class
     inv_order = (2**_SCORE_BITS - 1) - order_keys(scores.T)
     keys = (cls[:, None] << (_SCORE_BITS + _LABEL_BITS)) | (inv_order << _LABEL_BITS) | positive.T.long()
-    srt = _sort_values(keys.reshape(-1)).to(device)
+    srt = _sort_rows(keys.reshape(-1))
     lab = srt & 1
     sk = srt >> _LABEL_BITS  # class and score: equal => same threshold group
     m = srt.numel()
@@ -241,10 +235,11 @@ def reduce_classes(
 
 
 def _sort_rows(x: Tensor) -> Tensor:
-    """Values-only ascending sort of each row (NumPy's on CPU, ``torch.sort`` elsewhere)."""
+    """Values-only ascending sort along the last dimension: NumPy's on CPU (~7x faster than
+    ``torch.sort``, which always builds indices), ``torch.sort`` elsewhere."""
     if x.device.type == "cpu":
-        return torch.from_numpy(np.sort(x.contiguous().numpy(), axis=1))
-    return torch.sort(x, dim=1).values
+        return torch.from_numpy(np.sort(x.contiguous().numpy(), axis=-1))
+    return torch.sort(x, dim=-1).values
 
 
 def exact_ap_auroc(scores: Tensor, positive: Optional[Tensor] = None, target: Optional[Tensor] = None):
@@ -281,10 +276,10 @@ def exact_ap_auroc(scores: Tensor, positive: Optional[Tensor] = None, target: Op
     rank = torch.arange(cls.numel(), device=device) - offsets[cls]
     q = torch.full((c, k), float("inf"), dtype=dtype, device=device)
     q[cls, rank] = st[cls, sample]
-    srt = _sort_rows(st).to(device)
+    srt = _sort_rows(st)
     lt = torch.searchsorted(srt, q, right=False)
     le = torch.searchsorted(srt, q, right=True)
-    q_sorted = _sort_rows(q).to(device)
+    q_sorted = _sort_rows(q)
     lt_pos = torch.searchsorted(q_sorted, q, right=False)
     mask = torch.arange(k, device=device)[None, :] < positives[:, None]
     p = positives.double()

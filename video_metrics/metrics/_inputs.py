@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 from torch import Tensor
 
-from ..functional._checks import INPUTS, TASKS, check_choice, check_num_classes, check_scores, check_target
+from ..functional._checks import INPUTS, TASKS, check_choice, check_device, check_num_classes, check_scores, check_target
 from ..functional.classification import prepare_rows
 from .base import VideoMetric
 
@@ -40,10 +40,6 @@ class ScoresMetric(VideoMetric):
         ``(scores_f32, target_safe, valid, counts)``; pass ``counts`` to ``_count_rows`` last."""
         check_scores(scores, self.num_classes)
         check_target(target, scores, self.task)
-        if scores.device != self.device:
-            raise ValueError(
-                f"`scores` is on {scores.device} but {type(self).__name__} is on {self.device}; "
-                f"move the metric with .to({str(scores.device)!r})"
-            )
+        check_device(scores, self)
         s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes, self.ignore_index)
         return s, t, valid, (valid, bad_t, bad_s)
