@@ -246,6 +246,11 @@ def test_ids_required_and_consistent():
         vm.VideoAggregator(3, reduction="mean_logits", input="probs")
     with pytest.raises(ValueError, match="vote"):
         vm.VideoClassificationMetrics(3, task="multilabel", video_reduction="vote")
+    for cls in (vm.VideoClassificationMetrics, vm.VideoAggregator):
+        with pytest.raises(ValueError, match="`expected_clips`"):
+            cls(3, expected_clips=0)
+        with pytest.raises(ValueError, match="`missing`"):
+            cls(3, missing="drop")
 
 
 def test_stable_id_and_registry():

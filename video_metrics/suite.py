@@ -85,20 +85,23 @@ class AggregatedVideos:
 class _ClipRows(VideoMetric):
     """Per-clip rows with device-side validation; shared by the aggregator and the suite."""
 
-    def __init__(self, num_classes: int, task: str, input: str, **kwargs: Any) -> None:
+    def __init__(self, num_classes: int, task: str, input: str, expected_video_ids: Optional[Sequence[int]] = None,
+                 missing: str = "ignore", expected_clips: Optional[int] = None,
+                 id_registry: Optional[IdRegistry] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_classes = check_num_classes(num_classes)
         check_choice("task", task, TASKS)
         check_choice("input", input, INPUTS)
-        self.task, self.input = task, input
-        self.add_cat_state("scores", torch.float32, (num_classes,))
-        if task == "multiclass":
-            self.add_cat_state("target", torch.long, ())
-        else:
-            self.add_cat_state("target", torch.bool, (num_classes,))
+        check_choice("missing", missing, MISSING)
+        if expected_clips is not None and (isinstance(expected_clips, bool) or not isinstance(expected_clips, int) or expected_clips < 1):
+            raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
+        self.task, self.input, self.missing, self.expected_clips = task, input, missing, expected_clips
+        self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
+        self.id_registry = id_registry
+        self.add_row_states(num_classes, task)
         self.add_cat_state("video_ids", torch.long, ())
         self.add_cat_state("clip_ids", torch.long, ())
-        self.add_cat_state("valid", torch.bool, ())
+        self.add_sum_state("n_seen", torch.zeros((), dtype=torch.long))
         self.add_sum_state("n_with_clip_ids", torch.zeros((), dtype=torch.long))
         self.add_sum_state("n_with_video_ids", torch.zeros((), dtype=torch.long))
 
@@ -122,6 +125,7 @@ class _ClipRows(VideoMetric):
         self.video_ids.append(vid)
         self.clip_ids.append(cid)
         self.valid.append(valid)
+        self.n_seen += n
         if clip_ids is not None:
             self.n_with_clip_ids += n
         if video_ids is not None:
@@ -131,12 +135,14 @@ class _ClipRows(VideoMetric):
     def _rows(self):
         """Valid rows after the sync, padding duplicates removed when clip ids were given.
         Returns ``(scores, target, video_ids, n_dropped)``."""
+        if self.id_registry is not None:
+            self.id_registry.check()
         self._check_rows()
         valid = self._cat("valid")
         s, t, vid, cid = self._cat("scores"), self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
         if not bool(valid.all()):  # avoid copying every row when all are valid
             s, t, vid, cid = s[valid], t[valid], vid[valid], cid[valid]
-        n_clip_ids, n_total = int(self.n_with_clip_ids), int(self.n_rows) + int(self.n_bad_score) + int(self.n_bad_target)
+        n_clip_ids, n_total = int(self.n_with_clip_ids), int(self.n_seen)
         if 0 < n_clip_ids < n_total:
             raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
         n_vid = int(self.n_with_video_ids)
@@ -148,6 +154,10 @@ class _ClipRows(VideoMetric):
             dropped = vid.numel() - keep.numel()
             s, t, vid = s[keep], t[keep], vid[keep]
         return s, t, vid, dropped
+
+    def _aggregate(self, s: Tensor, t: Tensor, vid: Tensor, dropped: int, reduction: str) -> "AggregatedVideos":
+        return aggregate_videos(s, t, vid, dropped, self.task, self.input, reduction, self.expected_video_ids,
+                                self.expected_clips)
 
 
 class VideoAggregator(_ClipRows):
@@ -166,14 +176,9 @@ class VideoAggregator(_ClipRows):
     def __init__(self, num_classes: int, task: str = "multiclass", reduction: str = "mean_probs", input: str = "logits",
                  expected_video_ids: Optional[Sequence[int]] = None, missing: str = "ignore",
                  expected_clips: Optional[int] = None, id_registry: Optional[IdRegistry] = None, **kwargs: Any) -> None:
-        super().__init__(num_classes, task, input, **kwargs)
+        super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry, **kwargs)
         check_reduction(reduction, task, input)
-        check_choice("missing", missing, MISSING)
-        if expected_clips is not None and (not isinstance(expected_clips, int) or expected_clips < 1):
-            raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
-        self.reduction, self.missing, self.expected_clips = reduction, missing, expected_clips
-        self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
-        self.id_registry = id_registry
+        self.reduction = reduction
 
     def update(self, scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids: Optional[Tensor] = None) -> None:
         if video_ids is None:
@@ -181,11 +186,7 @@ class VideoAggregator(_ClipRows):
         self._append(scores, target, video_ids, clip_ids)
 
     def compute(self) -> AggregatedVideos:
-        if self.id_registry is not None:
-            self.id_registry.check()
-        s, t, vid, dropped = self._rows()
-        return aggregate_videos(s, t, vid, dropped, self.task, self.input, self.reduction,
-                                self.expected_video_ids, self.expected_clips)
+        return self._aggregate(*self._rows(), self.reduction)
 
 
 def check_reduction(reduction, task, input) -> None:
@@ -357,7 +358,7 @@ class VideoClassificationMetrics(_ClipRows):
             video_reduction = p.get("video_reduction", video_reduction) if video_reduction is None else video_reduction
             missing = p.get("missing", missing)
             empty_class = p.get("empty_class", empty_class)
-        super().__init__(num_classes, task, input, **kwargs)
+        super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry, **kwargs)
         top_k = tuple(int(k) for k in top_k)
         if task == "multiclass" and (not top_k or any(k < 1 for k in top_k)):
             raise ValueError(f"`top_k` must be positive ints, got {top_k!r}")
@@ -365,18 +366,15 @@ class VideoClassificationMetrics(_ClipRows):
         if video_reduction is not None:
             check_reduction(video_reduction, task, input)
         check_choice("empty_class", empty_class, ("skip", "nan", "zero"))
-        check_choice("missing", missing, MISSING)
         check_choice("ap_mode", ap_mode, ("step", "interpolated", "voc11"))
         if not isinstance(calibration_bins, int) or calibration_bins < 1:
             raise ValueError(f"`calibration_bins` must be a positive int, got {calibration_bins!r}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"`class_names` must have num_classes={num_classes} entries, got {len(class_names)}")
         self.video_reduction, self.calibration_bins, self.empty_class = video_reduction, calibration_bins, empty_class
-        self.missing, self.expected_clips, self.ap_mode, self.preset = missing, expected_clips, ap_mode, preset
+        self.ap_mode, self.preset = ap_mode, preset
         self.threshold = float(threshold)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-        self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
-        self.id_registry = id_registry
 
     def update(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor] = None, clip_ids: Optional[Tensor] = None) -> None:
         if self.video_reduction is not None and video_ids is None:
@@ -394,16 +392,13 @@ class VideoClassificationMetrics(_ClipRows):
                            clip, video, coverage, self.video_reduction)
 
     def _evaluate(self, detail: bool):
-        if self.id_registry is not None:
-            self.id_registry.check()
         s, t, vid, dropped = self._rows()
         clip = _Level(self, "clip", None)
         clip.from_clips(s, t)
         out = {f"clip/{k}": v for k, v in clip.scalars().items()}
         video = coverage = None
         if self.video_reduction is not None:
-            agg = aggregate_videos(s, t, vid, dropped, self.task, self.input, self.video_reduction,
-                                   self.expected_video_ids, self.expected_clips)
+            agg = self._aggregate(s, t, vid, dropped, self.video_reduction)
             coverage = agg.coverage
             video = _Level(self, "video", self.video_reduction, missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
             video.from_videos(agg)

@@ -62,6 +62,16 @@ class VideoMetric(Metric):
         self._cat_specs[name] = (dtype, tuple(trailing))
         self.add_state(name, default=[], dist_reduce_fx="cat")
 
+    def add_row_states(self, num_classes: int, task: str) -> None:
+        """Per-row states of metrics that keep rows: ``scores`` (fp32, C values), ``target``
+        (class index, or C booleans for multilabel) and ``valid``."""
+        self.add_cat_state("scores", torch.float32, (num_classes,))
+        if task == "multiclass":
+            self.add_cat_state("target", torch.long, ())
+        else:
+            self.add_cat_state("target", torch.bool, (num_classes,))
+        self.add_cat_state("valid", torch.bool, ())
+
     def _cat(self, name: str) -> Tensor:
         value = getattr(self, name)
         dtype, trailing = self._cat_specs[name]

@@ -33,17 +33,12 @@ AP_MODES = ("step", "interpolated", "voc11")
 class _RankingMetric(ScoresMetric):
     def __init__(self, num_classes: int, task: str, input: str, ignore_index: Optional[int], **kwargs: Any) -> None:
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        self.add_cat_state("rscores", torch.float32, (num_classes,))
-        if task == "multiclass":
-            self.add_cat_state("targets", torch.long, ())
-        else:
-            self.add_cat_state("targets", torch.bool, (num_classes,))
-        self.add_cat_state("valid", torch.bool, ())
+        self.add_row_states(num_classes, task)  # ``scores`` hold ranking scores (see ranking_scores)
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        self.rscores.append(ranking_scores(s, self.task, self.input))
-        self.targets.append(t if self.task == "multiclass" else t.bool())
+        self.scores.append(ranking_scores(s, self.task, self.input))
+        self.target.append(t if self.task == "multiclass" else t.bool())
         self.valid.append(valid)
         self._count_rows(*counts)
 
@@ -51,7 +46,7 @@ class _RankingMetric(ScoresMetric):
         """Valid rows after the sync: ``(scores (N, C), targets)`` — targets are class indices
         (multiclass) or a (N, C) bool matrix (multilabel)."""
         valid = self._cat("valid")
-        s, t = self._cat("rscores"), self._cat("targets")
+        s, t = self._cat("scores"), self._cat("target")
         if not bool(valid.all()):  # avoid copying every row when all are valid
             s, t = s[valid], t[valid]
         return s, t
