@@ -27,6 +27,7 @@ from .functional._checks import INPUTS, TASKS, check_choice, check_device, check
 from .functional.aggregation import REDUCTIONS, aggregate, dedup_clips, group_rows
 from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
 from .functional.classification import (
+    threshold_counts,
     confusion_counts,
     multilabel_counts,
     precision_recall_f1,
@@ -189,12 +190,12 @@ class VideoAggregator(_ClipRows):
         return self._aggregate(*self._rows(), self.reduction)
 
 
-def check_reduction(reduction, task, input) -> None:
-    check_choice("reduction", reduction, REDUCTIONS)
+def check_reduction(reduction, task, input, name: str = "reduction") -> None:
+    check_choice(name, reduction, REDUCTIONS)
     if reduction == "mean_logits" and input == "probs":
-        raise ValueError("`reduction='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")
+        raise ValueError(f"`{name}='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")
     if reduction == "vote" and task != "multiclass":
-        raise ValueError("`reduction='vote'` is defined for task='multiclass' only")
+        raise ValueError(f"`{name}='vote'` is defined for task='multiclass' only")
 
 
 def aggregate_videos(s, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None) -> AggregatedVideos:
@@ -274,6 +275,11 @@ class LevelReport:
     confusion: Optional[Tensor] = None
     top_confusions: List[Tuple[int, int, int]] = field(default_factory=list)
     pr_curves: Optional[PRCurveData] = None
+    #: multilabel: the micro curve over all (sample, label) pairs as ``(precision, recall, ap)``
+    pr_micro: Optional[Tuple[Tensor, Tensor, float]] = None
+    #: multilabel: ``(C, T, 4)`` int64 counts ``tp, fp, tn, fn`` at ``T`` evenly spaced probability
+    #: thresholds ``t/(T-1)`` (predict positive when ``p >= t/(T-1)``), the layout of TensorBoard's PR plugin
+    pr_counts: Optional[Tensor] = None
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {
@@ -364,7 +370,7 @@ class VideoClassificationMetrics(_ClipRows):
             raise ValueError(f"`top_k` must be positive ints, got {top_k!r}")
         self.top_k = tuple(k for k in top_k if k <= num_classes) or (1,)
         if video_reduction is not None:
-            check_reduction(video_reduction, task, input)
+            check_reduction(video_reduction, task, input, "video_reduction")
         check_choice("empty_class", empty_class, ("skip", "nan", "zero"))
         check_choice("ap_mode", ap_mode, ("step", "interpolated", "voc11"))
         if not isinstance(calibration_bins, int) or calibration_bins < 1:
@@ -527,6 +533,10 @@ class _Level:
         if self.task == "multiclass":
             rep.confusion = self.cm
             rep.top_confusions = top_confusions(self.cm, 20)
+        else:
+            micro = _downsample(pr_curves(ranking_curves(self.rank.float().reshape(-1, 1), self.pos.reshape(-1, 1))), max_points)
+            rep.pr_micro = (micro.precision[0], micro.recall[0], scalars["mAP_micro"])
+            rep.pr_counts = threshold_counts(self.probs, self.pos, 101)
         return rep
 
 

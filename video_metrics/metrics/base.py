@@ -26,7 +26,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 
-__all__ = ["VideoMetric", "count_collectives"]
+__all__ = ["VideoMetric", "NoDataError", "count_collectives"]
 
 # Counter that tests and benchmarks read to verify the number of collectives per sync.
 _COLLECTIVES = {"all_reduce": 0, "all_gather": 0}
@@ -36,6 +36,10 @@ def count_collectives() -> Dict[str, int]:
     """Collectives issued by video_metrics' packed sync in this process so far."""
     return dict(_COLLECTIVES)
 
+
+
+class NoDataError(ValueError):
+    """``compute()`` found no valid row on any process (raised on every rank alike)."""
 
 class VideoMetric(Metric):
     """Base class: see the module docstring. Subclasses declare states with
@@ -101,7 +105,7 @@ class VideoMetric(Metric):
                 f"of the state ({n} valid row(s) kept). Fix the inputs, or call reset()."
             )
         if n == 0:
-            raise ValueError(
+            raise NoDataError(
                 f"{type(self).__name__}.compute() was called with no valid data (no rows on any process). "
                 "Call update() with at least one valid row first."
             )

@@ -1,0 +1,281 @@
+"""Figures for evaluation reports: pure functions that return matplotlib ``Figure`` objects.
+
+Object-oriented matplotlib only (``Figure`` + Agg canvas): nothing here touches pyplot, switches
+backends or registers figures globally, so a figure is freed as soon as the caller drops it —
+no "more than 20 figures" leak after many epochs. :func:`figure_to_array` renders a figure to an
+RGB ``uint8`` array once; loggers that take images get the array.
+
+Used by :class:`video_metrics.callbacks.VideoMetricsCallback` and by ``video-metrics report``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "new_figure", "figure_to_array", "save_png", "plot_confusion", "plot_reliability", "plot_pr_curves",
+    "plot_per_class", "report_figures",
+]
+
+
+def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
+    """A ``Figure`` with its own Agg canvas (not registered with pyplot)."""
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_to_array(fig: Figure) -> np.ndarray:
+    """Render ``fig`` and return an ``(H, W, 3)`` ``uint8`` RGB array."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_png(fig: Figure, path) -> None:
+    fig.savefig(path, format="png")
+
+
+def _np(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if x.dtype.is_floating_point:
+            x = x.double()
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def _names(class_names: Optional[Sequence[str]], c: int) -> List[str]:
+    return list(class_names) if class_names is not None else [str(i) for i in range(c)]
+
+
+def _short(name: str, n: int = 24) -> str:
+    return name if len(name) <= n else name[: n - 1] + "…"
+
+
+def _row_normalise(cm: np.ndarray) -> np.ndarray:
+    support = cm.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, cm / np.maximum(support, 1), 0.0)
+
+
+def _heatmap(ax, norm: np.ndarray, rows: Sequence[int], cols: Sequence[int], names: List[str], text: bool) -> None:
+    sub = norm[np.ix_(rows, cols)]
+    im = ax.imshow(sub, vmin=0.0, vmax=1.0, cmap="Blues", interpolation="nearest", aspect="auto")
+    k = len(rows)
+    fs = max(4, min(9, int(220 / max(k, 1))))
+    ax.set_xticks(range(len(cols)))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels([_short(names[i], 18) for i in cols], rotation=90, fontsize=fs)
+    ax.set_yticklabels([_short(names[i], 18) for i in rows], fontsize=fs)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if text:
+        for i in range(k):
+            for j in range(len(cols)):
+                v = sub[i, j]
+                if v >= 0.005:
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=fs - 1,
+                            color="white" if v > 0.5 else "black")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+
+
+def top_confusion_pairs(cm, n: int = 20) -> List[Tuple[int, int, int, float]]:
+    """The ``n`` largest off-diagonal cells as ``(true, predicted, count, share of the true class)``
+    (order as :func:`video_metrics.metrics.classification.top_confusions`)."""
+    import torch
+
+    from .metrics.classification import top_confusions
+
+    cm_t = torch.as_tensor(_np(cm)).long()
+    support = cm_t.sum(1).tolist()
+    return [(t, p, n_, n_ / support[t]) for t, p, n_ in top_confusions(cm_t, n)]
+
+
+def plot_confusion(cm, class_names: Optional[Sequence[str]] = None, max_classes: int = 50, top_n: int = 20,
+                   title: str = "Confusion matrix") -> Figure:
+    """Row-normalised confusion matrix (rows true, columns predicted; the diagonal is per-class
+    recall). Up to ``max_classes`` classes: the full heatmap with class names (cell values up to
+    20 classes). Above that: a table of the ``top_n`` confusions (true, predicted, count, share of
+    the true class) beside the row-normalised sub-matrix of the classes involved."""
+    cm = _np(cm).astype(np.int64)
+    c = cm.shape[0]
+    names = _names(class_names, c)
+    norm = _row_normalise(cm.astype(np.float64))
+    if c <= max_classes:
+        size = min(14.0, 3.0 + 0.22 * c)
+        fig = new_figure(size + 1.5, size)
+        ax = fig.add_subplot(1, 1, 1)
+        _heatmap(ax, norm, list(range(c)), list(range(c)), names, text=c <= 20)
+        ax.set_title(f"{title} (row-normalised, {int(cm.sum())} samples)")
+        fig.tight_layout()
+        return fig
+    pairs = top_confusion_pairs(cm, top_n)
+    involved: List[int] = []
+    for t, p, _, _ in pairs:
+        for k in (t, p):
+            if k not in involved and len(involved) < 30:
+                involved.append(k)
+    involved.sort()
+    fig = new_figure(16, 8.5)
+    ax_t = fig.add_subplot(1, 2, 1)
+    ax_t.axis("off")
+    ax_t.set_title(f"Top {len(pairs)} confusions of {c} classes")
+    if pairs:
+        cells = [[_short(names[t]), _short(names[p]), str(n), f"{s:.1%}"] for t, p, n, s in pairs]
+        table = ax_t.table(cellText=cells, colLabels=["true", "predicted", "count", "share of true"],
+                           loc="upper center", cellLoc="left")
+        table.auto_set_font_size(False)
+        table.set_fontsize(8)
+        table.scale(1.0, 1.2)
+    else:
+        ax_t.text(0.5, 0.5, "no confusions", ha="center", va="center")
+    ax_m = fig.add_subplot(1, 2, 2)
+    if involved:
+        _heatmap(ax_m, norm, involved, involved, names, text=len(involved) <= 15)
+        ax_m.set_title("Sub-matrix of the classes involved (row-normalised over all classes)")
+    else:
+        ax_m.axis("off")
+    fig.suptitle(f"{title} ({int(cm.sum())} samples)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(rel, title: str = "Reliability diagram") -> Figure:
+    """Reliability diagram after Guo et al. (2017): top, the share of samples per confidence bin;
+    bottom, the accuracy of each bin as bars, the gap to the diagonal in red, the diagonal dashed;
+    ECE and MCE in the title. ``rel`` is a :class:`~video_metrics.functional.calibration.ReliabilityData`."""
+    edges = _np(rel.edges).astype(np.float64)
+    acc = _np(rel.accuracy).astype(np.float64)
+    conf = _np(rel.confidence).astype(np.float64)
+    count = _np(rel.count).astype(np.float64)
+    lo, width = edges[:-1], np.diff(edges)
+    total = max(count.sum(), 1.0)
+    filled = count > 0
+    fig = new_figure(6, 7)
+    gs = fig.add_gridspec(2, 1, height_ratios=(1, 3), hspace=0.08)
+    ax_h = fig.add_subplot(gs[0])
+    ax = fig.add_subplot(gs[1], sharex=ax_h)
+    ax_h.bar(lo, count / total, width=width, align="edge", color="tab:gray", edgecolor="black", linewidth=0.5)
+    if filled.any():
+        mean_conf = float((conf[filled] * count[filled]).sum() / total)
+        mean_acc = float((acc[filled] * count[filled]).sum() / total)
+        ax_h.axvline(mean_acc, color="tab:blue", linestyle="--", label=f"accuracy {mean_acc:.3f}")
+        ax_h.axvline(mean_conf, color="tab:red", linestyle=":", label=f"avg confidence {mean_conf:.3f}")
+        ax_h.legend(fontsize=7, loc="upper left")
+    ax_h.set_ylabel("share of samples")
+    ax_h.tick_params(labelbottom=False)
+    a = np.where(filled, acc, 0.0)
+    c = np.where(filled, conf, lo + width / 2)
+    ax.bar(lo, a, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy")
+    gap_lo, gap_hi = np.minimum(a, c), np.maximum(a, c)
+    ax.bar(lo[filled], (gap_hi - gap_lo)[filled], bottom=gap_lo[filled], width=width[filled], align="edge",
+           color="tab:red", alpha=0.35, edgecolor="tab:red", hatch="//", label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8, loc="upper left")
+    ece, mce = float(_np(rel.ece)), float(_np(rel.mce))
+    ax_h.set_title(f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}")
+    return fig
+
+
+def plot_pr_curves(curves, ap: Sequence[float], class_names: Optional[Sequence[str]] = None, n_best: int = 3,
+                   n_worst: int = 3, micro=None, title: str = "Precision-recall curves") -> Figure:
+    """Step PR curves (recall on x, precision on y, as scikit-learn draws them) of the ``n_worst``
+    and ``n_best`` classes by AP (classes with no positive skipped) and, when given, the micro
+    curve ``micro = (precision, recall, ap)``; AP in the legend."""
+    ap_arr = np.asarray([np.nan if v is None else v for v in ap], dtype=np.float64)
+    c = ap_arr.size
+    names = _names(class_names, c)
+    defined = np.flatnonzero(np.isfinite(ap_arr))
+    order = defined[np.argsort(ap_arr[defined], kind="stable")]
+    worst = list(order[:n_worst])
+    best = [i for i in order[::-1][:n_best] if i not in worst]
+    fig = new_figure(7, 6)
+    ax = fig.add_subplot(1, 1, 1)
+    for group, style in ((worst, "--"), (best, "-")):
+        for i in group:
+            p, r = _np(curves.precision[i]), _np(curves.recall[i])
+            ax.plot(r, p, drawstyle="steps-post", linestyle=style, label=f"{_short(names[i])} (AP {ap_arr[i]:.3f})")
+    if micro is not None:
+        p, r, m = micro
+        ax.plot(_np(r), _np(p), drawstyle="steps-post", color="black", linewidth=2, label=f"micro (AP {float(m):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"{title}: {len(worst)} worst (dashed), {len(best)} best classes by AP")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class(values: Sequence[float], support: Sequence[int], class_names: Optional[Sequence[str]] = None,
+                   metric: str = "F1", max_bars: int = 40, title: Optional[str] = None) -> Figure:
+    """Horizontal bars of a per-class metric, sorted ascending, with each class's support. With more
+    than ``max_bars`` classes, the worst and best ``max_bars // 2`` are shown. Classes whose value
+    is undefined (NaN/None) are left out and counted in the title."""
+    vals = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    sup = np.asarray(support, dtype=np.int64)
+    c = vals.size
+    names = _names(class_names, c)
+    defined = np.flatnonzero(np.isfinite(vals))
+    order = defined[np.argsort(vals[defined], kind="stable")]
+    if order.size > max_bars:
+        half = max_bars // 2
+        shown = np.concatenate([order[:half], order[-half:]])
+        note = f"worst {half} and best {half} of {order.size} classes"
+    else:
+        shown = order
+        note = f"{order.size} classes"
+    undefined = c - defined.size
+    if undefined:
+        note += f"; {undefined} undefined"
+    fig = new_figure(8, max(3.0, 0.9 + 0.22 * len(shown)))
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(shown))
+    ax.barh(y, vals[shown], color="tab:blue")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{_short(names[i])} (n={sup[i]})" for i in shown], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(metric)
+    if order.size > max_bars:
+        ax.axhline(max_bars // 2 - 0.5, color="gray", linestyle=":")
+    mean = float(np.nanmean(vals[defined])) if defined.size else float("nan")
+    ax.axvline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.3f}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or f"Per-class {metric} ({note})")
+    fig.tight_layout()
+    return fig
+
+
+def report_figures(report, max_classes_in_matrix: int = 50, levels: Sequence[str] = ("clip", "video")
+                   ) -> Iterator[Tuple[str, Figure]]:
+    """The figures of a :class:`~video_metrics.suite.SuiteReport`, one at a time as
+    ``(tag, figure)`` so that at most one is alive: per level, ``<level>/confusion_matrix``
+    (multiclass), ``<level>/reliability``, ``<level>/pr_curves`` (multilabel) and
+    ``<level>/per_class_f1`` (multiclass) or ``<level>/per_class_ap`` (multilabel)."""
+    names = report.class_names
+    for level in levels:
+        rep = getattr(report, level, None)
+        if rep is None:
+            continue
+        label = f"{level} level" if level == "clip" else f"video level ({report.video_reduction})"
+        if report.task == "multiclass" and rep.confusion is not None:
+            yield f"{level}/confusion_matrix", plot_confusion(rep.confusion, names, max_classes_in_matrix,
+                                                              title=f"Confusion matrix, {label}")
+        if rep.reliability is not None:
+            yield f"{level}/reliability", plot_reliability(rep.reliability, title=f"Reliability, {label}")
+        if report.task == "multilabel":
+            if rep.pr_curves is not None:
+                yield f"{level}/pr_curves", plot_pr_curves(rep.pr_curves, rep.ap, names, micro=rep.pr_micro,
+                                                           title=f"PR curves, {label}")
+            yield f"{level}/per_class_ap", plot_per_class(rep.ap, rep.support, names, "AP")
+        else:
+            yield f"{level}/per_class_f1", plot_per_class(rep.f1, rep.support, names, "F1")
