@@ -271,3 +271,35 @@ def test_unknown_logger_gets_pngs_and_one_warning_custom_handler(tmp_path):
     register_figure_handler("Other", lambda logger, tag, rgb, step: got.append((tag, rgb.shape, rgb.dtype, step)))
     log_figure([Other()], "val/y", fig, 3)
     assert got == [("val/y", (200, 300, 3), np.uint8, 3)]
+
+
+def test_lightning_pytorch_trainer_and_loggers(tmp_path):
+    L = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import CSVLogger as LCSV
+    from lightning.pytorch.loggers import TensorBoardLogger as LTB
+
+    class LModule(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.inner = TinyModule()
+            self.net = self.inner.net
+
+        def forward(self, x):
+            return self.net(x)
+
+        def validation_step(self, batch, batch_idx):
+            return self.inner._eval_step(batch)
+
+        def val_dataloader(self):
+            return self.inner.val_dataloader()
+
+    module = LModule()
+    cb = VideoMetricsCallback(C, top_k=(1, 2), video_reduction="mean_probs")
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=[LTB(str(tmp_path), name="tb"), LCSV(str(tmp_path), name="csv")],
+                        callbacks=[cb], enable_progress_bar=False, enable_model_summary=False)
+    out = trainer.validate(module, verbose=False)
+    ref = reference(module.inner, module.inner.val_sets[0], top_k=(1, 2), video_reduction="mean_probs").compute()
+    assert out[0]["val/video/top1"] == pytest.approx(float(ref["video/top1"]), abs=1e-6)
+    (acc,) = _events(str(tmp_path / "tb"))
+    assert "val/video/reliability" in acc.Tags()["images"]
+    assert glob.glob(str(tmp_path / "csv" / "**" / "figures" / "val" / "clip" / "reliability" / "*.png"), recursive=True)
