@@ -1,0 +1,182 @@
+"""Attention rollout (Abnar & Zuidema 2020) for video transformers, as ``(N, T, H, W)`` maps.
+
+Per layer: heads fused (``mean``/``max``/``min``), optionally the lowest ``discard_ratio`` of each
+attention matrix zeroed, then ``Ã = 0.5·A + 0.5·I`` with rows renormalised; the rollout
+``R = Ã_L ··· Ã_1`` is never formed: a row vector is propagated, ``r ← r·Ã_l`` for
+``l = L … 1`` (memory O(tokens) per clip instead of O(tokens²) per product).
+
+* VideoMAE (joint space-time attention, no CLS token, mean-pooling head): ``r`` starts uniform;
+  tokens are time-major over tubelets of ``tubelet_size`` frames.
+* TimeSformer (divided space-time): per block, temporal attention over each patch's frames,
+  then spatial attention per frame over ``[CLS_t, patches_t]`` with the CLS outputs averaged
+  over frames, so ``Ã_block = Ã_spatial · Ã_temporal`` over ``[CLS] + (patch, frame)`` tokens;
+  ``r`` starts at the CLS token. Hugging Face returns only the spatial attention, so both are
+  read by hooks on the attention-dropout modules.
+* Hugging Face's default SDPA attention returns no weights: the model is switched to eager
+  attention for the call and back; a model that still returns no attention raises.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .cam import normalize_per_clip
+
+__all__ = ["AttentionRollout", "fuse_heads", "rollout_rows", "timesformer_rollout_rows"]
+
+
+def fuse_heads(attn: Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0, protect_first: bool = False) -> Tensor:
+    """``(B, heads, L, L)`` -> ``(B, L, L)`` rows of ``0.5·A + 0.5·I`` renormalised. With
+    ``discard_ratio``, the lowest entries of each fused matrix are zeroed first (the first
+    column is kept when ``protect_first``, e.g. a CLS token)."""
+    if head_fusion == "mean":
+        a = attn.mean(1)
+    elif head_fusion == "max":
+        a = attn.amax(1)
+    elif head_fusion == "min":
+        a = attn.amin(1)
+    else:
+        raise ValueError(f"`head_fusion` must be 'mean', 'max' or 'min', got {head_fusion!r}")
+    a = a.float()
+    if discard_ratio > 0:
+        b, length, _ = a.shape
+        flat = a.reshape(b, -1)
+        k = int(flat.shape[1] * discard_ratio)
+        if k > 0:
+            idx = flat.topk(k, dim=1, largest=False).indices
+            keep = torch.ones_like(flat, dtype=torch.bool).scatter_(1, idx, False)
+            if protect_first:
+                keep.view(b, length, length)[:, :, 0] = True
+            a = (flat * keep).reshape(b, length, length)
+    eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
+    a = 0.5 * a + 0.5 * eye
+    return a / a.sum(-1, keepdim=True)
+
+
+def rollout_rows(attentions: List[Tensor], start: Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0,
+                 protect_first: bool = False) -> Tensor:
+    """Row-vector rollout: ``start (B, L) · Ã_L · … · Ã_1`` for per-layer ``(B, heads, L, L)``."""
+    r = start.float()
+    for attn in reversed(attentions):
+        a = fuse_heads(attn, head_fusion, discard_ratio, protect_first)
+        r = torch.bmm(r[:, None, :], a)[:, 0]
+    return r
+
+
+def timesformer_rollout_rows(spatial: List[Tensor], temporal: List[Tensor], batch: int, frames: int,
+                             head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
+    """Divided space-time rollout from the CLS token. ``spatial[l]``: ``(B·T, heads, 1+N, 1+N)``
+    (frame-major: row ``b·T + t``); ``temporal[l]``: ``(B·N, heads, T, T)`` (row ``b·N + p``).
+    Returns ``(B, 1 + N·T)`` over ``[CLS] + (patch, frame)`` tokens in (p, t) order."""
+    t = frames
+    n = spatial[0].shape[-1] - 1
+    r_cls = torch.ones(batch, device=spatial[0].device)
+    r_pt = torch.zeros(batch, n, t, device=spatial[0].device)
+    for s_attn, t_attn in zip(reversed(spatial), reversed(temporal)):
+        s = fuse_heads(s_attn, head_fusion, discard_ratio, protect_first=True).view(batch, t, n + 1, n + 1)
+        tm = fuse_heads(t_attn, head_fusion, discard_ratio).view(batch, n, t, t)
+        # r · S: the spatial step (per frame, CLS shared and averaged over frames)
+        # S[cls, cls] = mean_t s_t[0, 0]; S[cls, (q,t)] = s_t[0, 1+q] / T
+        # S[(p,t), cls] = s_t[1+p, 0];    S[(p,t), (q,t)] = s_t[1+p, 1+q]
+        new_cls = r_cls * s[:, :, 0, 0].mean(1) + torch.einsum("bpt,btp->b", r_pt, s[:, :, 1:, 0])
+        new_pt = (r_cls[:, None, None] * s[:, :, 0, 1:].transpose(1, 2) / t
+                  + torch.einsum("bpt,btpq->bqt", r_pt, s[:, :, 1:, 1:]))
+        # r · Tm: the temporal step (CLS untouched)
+        r_pt = torch.einsum("bqt,bqts->bqs", new_pt, tm)
+        r_cls = new_cls
+    return torch.cat([r_cls[:, None], r_pt.reshape(batch, n * t)], 1)
+
+
+def _attn_drop_modules(layer: nn.Module, name: str) -> nn.Module:
+    mod = layer
+    for part in name.split("."):
+        mod = getattr(mod, part)
+    return mod
+
+
+class AttentionRollout:
+    """Attention rollout maps ``(N, T, H, W)`` in [0, 1] for Hugging Face ``VideoMAE`` and
+    ``TimeSformer`` video classifiers (input ``pixel_values`` ``(N, T, 3, H, W)``).
+
+    ``arch="auto"`` reads ``model.config.model_type``. Note that rollout is class-agnostic
+    (where the model attends, not why it chose a class); Grad-CAM on a block via
+    :class:`~video_metrics.explain.TokenGrid` is class-specific."""
+
+    def __init__(self, model: nn.Module, arch: str = "auto", head_fusion: str = "mean", discard_ratio: float = 0.0) -> None:
+        if arch == "auto":
+            arch = getattr(getattr(model, "config", None), "model_type", None)
+        if arch not in ("videomae", "timesformer"):
+            raise ValueError(f"`arch` must be 'videomae' or 'timesformer' (or 'auto' on such a model), got {arch!r}")
+        if head_fusion not in ("mean", "max", "min"):
+            raise ValueError(f"`head_fusion` must be 'mean', 'max' or 'min', got {head_fusion!r}")
+        if not 0.0 <= discard_ratio < 1.0:
+            raise ValueError(f"`discard_ratio` must be in [0, 1), got {discard_ratio!r}")
+        self.model, self.arch, self.head_fusion, self.discard_ratio = model, arch, head_fusion, discard_ratio
+
+    def __call__(self, clips: Tensor) -> Tensor:
+        if clips.dim() != 5:
+            raise ValueError(f"`clips` must be (N, T, 3, H, W), got shape {tuple(clips.shape)}")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                rows = self._videomae(clips) if self.arch == "videomae" else self._timesformer(clips)
+        finally:
+            self.model.train(was_training)
+        n, t, _, h, w = clips.shape
+        cam = F.interpolate(rows[:, None].float(), size=(t, h, w), mode="trilinear", align_corners=False)[:, 0]
+        return normalize_per_clip(cam.clamp_min(0))
+
+    # ------------------------------------------------------------------ VideoMAE
+    def _videomae(self, clips: Tensor) -> Tensor:
+        cfg = self.model.config
+        impl = getattr(cfg, "_attn_implementation", None)
+        switch = impl not in (None, "eager") and hasattr(self.model, "set_attn_implementation")
+        if switch:
+            self.model.set_attn_implementation("eager")
+        try:
+            out = self.model(pixel_values=clips, output_attentions=True)
+        finally:
+            if switch:
+                self.model.set_attn_implementation(impl)
+        attns = [a for a in (out.attentions or ()) if a is not None]
+        if len(attns) == 0:
+            raise RuntimeError("the model returned no attention weights (SDPA/flash attention keeps none); load it with "
+                               "attn_implementation='eager'")
+        n, t = clips.shape[0], clips.shape[1]
+        length = attns[0].shape[-1]
+        start = torch.full((n, length), 1.0 / length, device=clips.device)
+        r = rollout_rows(attns, start, self.head_fusion, self.discard_ratio)
+        tub, p = cfg.tubelet_size, cfg.patch_size
+        return r.reshape(n, t // tub, clips.shape[3] // p, clips.shape[4] // p)
+
+    # ------------------------------------------------------------------ TimeSformer
+    def _timesformer(self, clips: Tensor) -> Tensor:
+        cfg = self.model.config
+        if getattr(cfg, "attention_type", "divided_space_time") != "divided_space_time":
+            raise ValueError("AttentionRollout supports TimeSformer with attention_type='divided_space_time'")
+        layers = self.model.timesformer.encoder.layer
+        spatial: List[Tensor] = []
+        temporal: List[Tensor] = []
+        handles = []
+        for layer in layers:
+            handles.append(_attn_drop_modules(layer, "temporal_attention.attention.attn_drop")
+                           .register_forward_hook(lambda m, i, o: temporal.append(o.detach())))
+            handles.append(_attn_drop_modules(layer, "attention.attention.attn_drop")
+                           .register_forward_hook(lambda m, i, o: spatial.append(o.detach())))
+        try:
+            self.model(pixel_values=clips)
+        finally:
+            for hd in handles:
+                hd.remove()
+        if len(spatial) != len(layers) or len(temporal) != len(layers):
+            raise RuntimeError("could not read the spatial and temporal attention of every TimeSformer block")
+        n, t = clips.shape[0], clips.shape[1]
+        rows = timesformer_rollout_rows(spatial, temporal, n, t, self.head_fusion, self.discard_ratio)
+        gh = clips.shape[3] // cfg.patch_size
+        gw = clips.shape[4] // cfg.patch_size
+        # tokens (patch, frame) with patch = h * W + w: (N, h, w, T) -> (N, T, h, w)
+        return rows[:, 1:].reshape(n, gh, gw, t).permute(0, 3, 1, 2)
