@@ -139,7 +139,7 @@ def test_explaining_leaves_model_grads_mode_and_hooks_alone_and_works_in_inferen
     with torch.inference_mode():
         xi = x.clone()
         for cls, w in ((GradCAM, "clip"), (GradCAM, "frame"), (GradCAMPlusPlus, "clip")):
-            hm = cls(model, model.block3, weights=w)(xi)
+            hm = cls(model, model.block3, weights=w)(xi, torch.tensor([1, 2]))  # target made in inference mode too
             assert hm.shape == (2, 4, 16, 16) and torch.isfinite(hm).all()
     with torch.no_grad():
         hm2 = GradCAM(model, model.block3)(x)

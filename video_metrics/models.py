@@ -1,10 +1,11 @@
 """A tiny 3D CNN for the demo and the explanation tests (input ``(N, 3, T, H, W)``)."""
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TinyVideoNet"]
+__all__ = ["TinyVideoNet", "LitVideoClassifier"]
 
 
 class TinyVideoNet(nn.Module):
@@ -25,3 +26,40 @@ class TinyVideoNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.block3(self.block2(self.block1(x)))
         return self.head(torch.flatten(self.pool(x), 1))
+
+
+class LitVideoClassifier(pl.LightningModule):
+    """A LightningModule around a clip classifier for :class:`~video_metrics.data.MovingObjectClips`
+    batches (``clip``, ``target``, ``video_id``, ``clip_id``). ``validation_step``/``test_step``
+    return the dict :class:`~video_metrics.callbacks.VideoMetricsCallback` reads."""
+
+    def __init__(self, net: nn.Module, lr: float = 3e-3, task: str = "multiclass") -> None:
+        super().__init__()
+        self.net, self.lr, self.task = net, lr, task
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.task == "multiclass":
+            return nn.functional.cross_entropy(logits, target)
+        return nn.functional.binary_cross_entropy_with_logits(logits, target.float())
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(self(batch["clip"]), batch["target"])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["clip"].shape[0])
+        return loss
+
+    def _eval(self, batch):
+        logits = self(batch["clip"])
+        return {"logits": logits, "target": batch["target"], "video_ids": batch["video_id"],
+                "clip_ids": batch["clip_id"]}
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        return self._eval(batch)
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        return self._eval(batch)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

@@ -128,7 +128,7 @@ class _LayerCAM:
             return logits.argmax(1)
         if isinstance(target, int):
             return torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
-        target = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+        target = torch.as_tensor(target, device=logits.device).long().reshape(-1).clone()  # not an inference tensor
         if target.numel() != logits.shape[0]:
             raise ValueError(f"`target` must hold one class per clip ({logits.shape[0]}), got {target.numel()}")
         return target
