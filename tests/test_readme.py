@@ -23,11 +23,3 @@ def test_two_setup_commands():
     assert cmds == ["make demo", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
-
-
-def test_cli_demo_quick(capsys):
-    from video_metrics.cli import main
-
-    assert main(["demo", "--quick"]) == 0
-    out = capsys.readouterr().out
-    assert "top1" in out and "video" in out and "num_videos" in out

@@ -1,0 +1,382 @@
+"""Read saved per-clip predictions in chunks (``.npz``, ``.pt``, ``.csv``) for offline evaluation.
+
+Formats (one row per clip):
+
+* ``.npz`` / ``.pt``: arrays ``scores`` (N, C), ``target`` (N,) class indices or (N, C) multi-hot,
+  optional ``video_ids`` (N,) ints or strings, ``clip_ids`` (N,) ints, ``class_names`` (C,) strings.
+  ``.npz`` members are streamed row chunks at a time (the ``.npy`` header is parsed, nothing
+  else is loaded); ``.pt`` files are memory-mapped (``torch.load(mmap=True)``).
+* ``.csv``: a header ``video_id, clip_id, target, score_0 … score_{C-1}``; video ids may be
+  strings (hashed with :func:`~video_metrics.ids.stable_id`, names kept for the report); for
+  multi-label, ``target`` holds space-separated label indices (possibly empty).
+
+Every problem raises :class:`PredictionFileError` with one line naming the file, the row
+(1-based, header = row 1 for CSV) and the column where possible.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .ids import IdRegistry
+
+__all__ = ["PredictionFileError", "Chunk", "PredictionFile", "open_predictions"]
+
+
+class PredictionFileError(ValueError):
+    """A prediction file cannot be read as documented; the message says where."""
+
+
+@dataclass
+class Chunk:
+    scores: Tensor
+    target: Tensor
+    video_ids: Optional[Tensor]
+    clip_ids: Optional[Tensor]
+    first_row: int  # 0-based index of the chunk's first row
+
+
+@dataclass
+class PredictionFile:
+    """What :func:`open_predictions` found: sizes, names, and a chunk iterator."""
+
+    path: str
+    num_rows: Optional[int]
+    num_classes: int
+    multilabel: bool
+    class_names: Optional[List[str]]
+    has_video_ids: bool
+    has_clip_ids: bool
+    registry: IdRegistry = field(default_factory=IdRegistry)
+    _chunks: Optional[object] = None
+
+    def chunks(self, size: int = 4096) -> Iterator[Chunk]:
+        return self._chunks(size)
+
+
+def open_predictions(path: str, class_names: Optional[List[str]] = None) -> PredictionFile:
+    if not os.path.isfile(path):
+        raise PredictionFileError(f"{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npz":
+        return _open_npz(path, class_names)
+    if ext == ".pt":
+        return _open_pt(path, class_names)
+    if ext == ".csv":
+        return _open_csv(path, class_names)
+    raise PredictionFileError(f"{path}: unknown format {ext!r}; expected .npz, .pt or .csv")
+
+
+# ------------------------------------------------------------------ checks shared by the formats
+def _where(first: int, r: int, unit: str) -> str:
+    """``row N`` (CSV line, 1-based, header = 1) or ``index i`` (array row, 0-based)."""
+    return f"{unit} {first + int(r)}"
+
+
+def _check_scores(path: str, scores: np.ndarray, first: int, unit: str = "index") -> None:
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise PredictionFileError(f"{path}: {_where(first, r, unit)}, column score_{c}: score is "
+                                  f"{float(scores[r, c])!r}; scores must be finite numbers")
+
+
+def _check_target(path: str, target: np.ndarray, c: int, multilabel: bool, first: int, unit: str = "index") -> None:
+    if multilabel:
+        bad = ~np.isin(target, (0, 1))
+        if bad.any():
+            r, k = np.argwhere(bad)[0]
+            raise PredictionFileError(f"{path}: {_where(first, r, unit)}, target column {k}: {int(target[r, k])}; "
+                                      "multi-label targets must be 0 or 1")
+        return
+    bad = (target < 0) | (target >= c)
+    if bad.any():
+        r = int(np.argmax(bad))
+        raise PredictionFileError(f"{path}: {_where(first, r, unit)}, column target: label {int(target[r])} is "
+                                  f"outside the {c} classes (0..{c - 1})")
+
+
+def _ids(path: str, values, registry: IdRegistry, name: str, first_row: int) -> Tensor:
+    arr = np.asarray(values)
+    if arr.dtype.kind in "US":
+        return registry.ids([str(v) for v in arr])
+    if arr.dtype.kind == "O":
+        if all(isinstance(v, str) for v in arr):
+            return registry.ids(list(arr))
+        raise PredictionFileError(f"{path}: {name} must be integers or strings")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise PredictionFileError(f"{path}: {name} must be integers or strings, got dtype {arr.dtype}")
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def _names(path: str, names, c: int) -> Optional[List[str]]:
+    if names is None:
+        return None
+    names = [str(n) for n in np.asarray(names).reshape(-1).tolist()]
+    if len(names) != c:
+        raise PredictionFileError(f"{path}: {len(names)} class names for {c} score columns")
+    return names
+
+
+# ------------------------------------------------------------------ npz (streamed)
+def _npy_header(f):
+    """Parse a ``.npy`` header with NumPy's public readers; the stream is left at the data."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    return np.lib.format.read_array_header_2_0(f)
+
+
+class _NpyMember:
+    def __init__(self, zf: zipfile.ZipFile, path: str, key: str) -> None:
+        self.zf, self.name, self.path, self.key = zf, key + ".npy", path, key
+        with zf.open(self.name) as f:
+            shape, fortran, dtype = _npy_header(f)
+        if fortran and len(shape) > 1:
+            raise PredictionFileError(f"{path}: array {key!r} is Fortran-ordered; save it C-ordered")
+        self.shape, self.dtype = shape, dtype
+
+    def load(self) -> np.ndarray:
+        with self.zf.open(self.name) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+
+    def rows(self, size: int) -> Iterator[np.ndarray]:
+        if self.dtype.hasobject:
+            raise PredictionFileError(f"{self.path}: array {self.key!r} holds Python objects; save plain numbers/strings")
+        with self.zf.open(self.name) as f:
+            _npy_header(f)
+            row_items = int(np.prod(self.shape[1:])) if len(self.shape) > 1 else 1
+            row_bytes = row_items * self.dtype.itemsize
+            n = self.shape[0] if self.shape else 0
+            for start in range(0, n, size):
+                k = min(size, n - start)
+                buf = f.read(k * row_bytes)
+                if len(buf) != k * row_bytes:
+                    raise PredictionFileError(f"{self.path}: array {self.key!r} is truncated")
+                yield np.frombuffer(buf, dtype=self.dtype).reshape((k,) + tuple(self.shape[1:]))
+
+
+def _open_npz(path: str, class_names) -> PredictionFile:
+    try:
+        zf = zipfile.ZipFile(path)
+        keys = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError) as e:
+        raise PredictionFileError(f"{path}: not a readable .npz file ({e})") from None
+    for k in ("scores", "target"):
+        if k not in keys:
+            raise PredictionFileError(f"{path}: missing array {k!r} (found {sorted(keys)})")
+    try:
+        m = {k: _NpyMember(zf, path, k) for k in keys}
+    except ValueError as e:
+        raise PredictionFileError(f"{path}: unreadable array header ({e})") from None
+    s, t = m["scores"], m["target"]
+    if len(s.shape) != 2:
+        raise PredictionFileError(f"{path}: 'scores' must be (N, C), got shape {s.shape}")
+    if s.dtype.kind not in "fiu":
+        raise PredictionFileError(f"{path}: 'scores' must be numeric, got dtype {s.dtype}")
+    n, c = s.shape
+    multilabel = len(t.shape) == 2
+    if t.shape[0] != n or (multilabel and t.shape[1] != c) or len(t.shape) > 2:
+        raise PredictionFileError(f"{path}: 'target' must be ({n},) or ({n}, {c}), got shape {t.shape}")
+    for k in ("video_ids", "clip_ids"):
+        if k in m and m[k].shape != (n,):
+            raise PredictionFileError(f"{path}: {k!r} must be ({n},), got shape {m[k].shape}")
+    names = class_names or (_names(path, m["class_names"].load(), c) if "class_names" in keys else None)
+    pf = PredictionFile(path, n, c, multilabel, names, "video_ids" in keys, "clip_ids" in keys)
+
+    def chunks(size: int) -> Iterator[Chunk]:
+        vid_iter = m["video_ids"].rows(size) if "video_ids" in keys and m["video_ids"].dtype.kind != "U" else None
+        vid_all = m["video_ids"].load() if "video_ids" in keys and vid_iter is None else None
+        clip_iter = m["clip_ids"].rows(size) if "clip_ids" in keys else None
+        row = 0
+        for sc, tg in zip(s.rows(size), t.rows(size)):
+            k = sc.shape[0]
+            sc = sc.astype(np.float32)
+            _check_scores(path, sc, row)
+            if tg.dtype.kind == "f" and not np.all(tg == np.round(tg)):
+                raise PredictionFileError(f"{path}: 'target' holds non-integer values")
+            tg = tg.astype(np.int64)
+            _check_target(path, tg, c, multilabel, row)
+            vids = None
+            if vid_iter is not None:
+                vids = _ids(path, next(vid_iter), pf.registry, "video_ids", row)
+            elif vid_all is not None:
+                vids = _ids(path, vid_all[row:row + k], pf.registry, "video_ids", row)
+            cids = _ids(path, next(clip_iter), pf.registry, "clip_ids", row) if clip_iter is not None else None
+            yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg), vids, cids, row)
+            row += k
+
+    pf._chunks = chunks
+    return pf
+
+
+# ------------------------------------------------------------------ pt (memory-mapped)
+def _open_pt(path: str, class_names) -> PredictionFile:
+    try:
+        try:
+            d = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+            d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise PredictionFileError(f"{path}: not a readable .pt file ({type(e).__name__}: {first})") from None
+    if not isinstance(d, dict):
+        raise PredictionFileError(f"{path}: expected a dict with 'scores' and 'target', got {type(d).__name__}")
+    for k in ("scores", "target"):
+        if k not in d:
+            raise PredictionFileError(f"{path}: missing key {k!r} (found {sorted(d)})")
+    s, t = torch.as_tensor(d["scores"]), torch.as_tensor(d["target"])
+    if s.dim() != 2 or not (s.is_floating_point() or not s.dtype.is_complex):
+        raise PredictionFileError(f"{path}: 'scores' must be a (N, C) numeric tensor, got shape {tuple(s.shape)}")
+    n, c = s.shape
+    multilabel = t.dim() == 2
+    if t.shape[0] != n or (multilabel and t.shape[1] != c) or t.dim() > 2:
+        raise PredictionFileError(f"{path}: 'target' must be ({n},) or ({n}, {c}), got shape {tuple(t.shape)}")
+    vid, cid = d.get("video_ids"), d.get("clip_ids")
+    for k, v in (("video_ids", vid), ("clip_ids", cid)):
+        if v is not None and len(v) != n:
+            raise PredictionFileError(f"{path}: {k!r} must have {n} entries, got {len(v)}")
+    names = class_names or (_names(path, d["class_names"], c) if d.get("class_names") is not None else None)
+    pf = PredictionFile(path, n, c, multilabel, names, vid is not None, cid is not None)
+
+    def chunks(size: int) -> Iterator[Chunk]:
+        for row in range(0, n, size):
+            sl = slice(row, row + size)
+            sc = s[sl].float().numpy()
+            _check_scores(path, sc, row)
+            tg = t[sl]
+            if tg.is_floating_point() and not torch.equal(tg, tg.round()):
+                raise PredictionFileError(f"{path}: 'target' holds non-integer values")
+            tg = tg.long().numpy()
+            _check_target(path, tg, c, multilabel, row)
+            v = None if vid is None else _ids(path, vid[sl] if isinstance(vid, Tensor) else np.asarray(vid[sl]), pf.registry, "video_ids", row)
+            ci = None if cid is None else _ids(path, cid[sl] if isinstance(cid, Tensor) else np.asarray(cid[sl]), pf.registry, "clip_ids", row)
+            yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg), v, ci, row)
+
+    pf._chunks = chunks
+    return pf
+
+
+# ------------------------------------------------------------------ csv (streamed)
+def _open_csv(path: str, class_names) -> PredictionFile:
+    try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError) as e:
+        raise PredictionFileError(f"{path}: not a readable CSV file ({e})") from None
+    if not header:
+        raise PredictionFileError(f"{path}: empty file; expected a header video_id, clip_id, target, score_0, ...")
+    header = [h.strip() for h in header]
+    for col in ("target", "score_0"):
+        if col not in header:
+            raise PredictionFileError(f"{path}: row 1: missing column {col!r} (header: {', '.join(header[:6])}...)")
+    score_cols = [i for i, h in enumerate(header) if h.startswith("score_")]
+    c = len(score_cols)
+    expected = [f"score_{k}" for k in range(c)]
+    if [header[i] for i in score_cols] != expected:
+        raise PredictionFileError(f"{path}: row 1: score columns must be score_0 .. score_{c - 1} in order")
+    ti = header.index("target")
+    vi = header.index("video_id") if "video_id" in header else None
+    ci = header.index("clip_id") if "clip_id" in header else None
+    pf = PredictionFile(path, None, c, False, class_names, vi is not None, ci is not None)
+    # a first streaming pass decides, for the whole file: multi-label (a target with a space, or
+    # empty) and whether video ids are integers (else every id is hashed as a string)
+    multilabel, int_ids = False, True
+    with open(path, newline="") as f:
+        r = csv.reader(f)
+        next(r)
+        for row in r:
+            if ti < len(row) and (" " in row[ti].strip() or row[ti].strip() == ""):
+                multilabel = True
+            if vi is not None and vi < len(row) and not row[vi].strip().lstrip("-").isdigit():
+                int_ids = False
+    pf.multilabel = multilabel
+    if class_names is not None and len(class_names) != c:
+        raise PredictionFileError(f"{path}: {len(class_names)} class names for {c} score columns")
+
+    def chunks(size: int) -> Iterator[Chunk]:
+        with open(path, newline="") as f:
+            r = csv.reader(f)
+            next(r)
+            buf: List[List[str]] = []
+            first = 0
+            line = 1
+            for row in r:
+                line += 1
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise PredictionFileError(f"{path}: row {line}: {len(row)} columns, the header has {len(header)}")
+                buf.append(row)
+                if len(buf) == size:
+                    yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf)
+                    first += len(buf)
+                    buf = []
+            if buf:
+                yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf)
+
+    pf._chunks = chunks
+    return pf
+
+
+def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multilabel, int_ids, pf) -> Chunk:
+    k = len(rows)
+    sc = np.empty((k, c), dtype=np.float32)
+    for j, row in enumerate(rows):
+        try:
+            sc[j] = [float(row[i]) for i in score_cols]
+        except ValueError:
+            for m, i in enumerate(score_cols):
+                try:
+                    float(row[i])
+                except ValueError:
+                    raise PredictionFileError(f"{path}: row {first_line + j}, column score_{m}: {row[i]!r} is not a "
+                                              "number") from None
+    _check_scores(path, sc, first_line, "row")
+    if multilabel:
+        tg = np.zeros((k, c), dtype=np.int64)
+        for j, row in enumerate(rows):
+            for tok in row[ti].split():
+                try:
+                    lab = int(tok)
+                except ValueError:
+                    raise PredictionFileError(f"{path}: row {first_line + j}, column target: {tok!r} is not a label "
+                                              "index") from None
+                if not 0 <= lab < c:
+                    raise PredictionFileError(f"{path}: row {first_line + j}, column target: label {lab} is outside "
+                                              f"the {c} classes (0..{c - 1})")
+                tg[j, lab] = 1
+    else:
+        try:
+            tg = np.array([int(row[ti]) for row in rows], dtype=np.int64)
+        except ValueError:
+            j = next(j for j, row in enumerate(rows) if not row[ti].strip().lstrip("-").isdigit())
+            raise PredictionFileError(f"{path}: row {first_line + j}, column target: {rows[j][ti]!r} is not a label "
+                                      "index") from None
+        _check_target(path, tg, c, False, first_line, "row")
+    vids = None
+    if vi is not None:
+        vals = [row[vi].strip() for row in rows]
+        if int_ids:
+            vids = torch.tensor([int(v) for v in vals], dtype=torch.long)
+        else:
+            vids = pf.registry.ids(vals)
+    cids = None
+    if ci is not None:
+        try:
+            cids = torch.tensor([int(row[ci]) for row in rows], dtype=torch.long)
+        except ValueError:
+            j = next(j for j, row in enumerate(rows) if not row[ci].strip().lstrip("-").isdigit())
+            raise PredictionFileError(f"{path}: row {first_line + j}, column clip_id: {rows[j][ci]!r} is not an "
+                                      "integer") from None
+    return Chunk(torch.from_numpy(sc), torch.from_numpy(tg), vids, cids, first)

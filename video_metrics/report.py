@@ -1,0 +1,203 @@
+"""A report folder from a :class:`~video_metrics.suite.SuiteReport`: ``metrics.json``,
+``report.html`` (one page, no external resources) and the PNG figures it shows.
+
+The folder is written atomically: everything goes to a temporary folder beside ``out_dir``
+first and is moved in only when complete, so a failure never leaves a partial report that
+looks complete.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .plots import report_figures, save_png
+
+__all__ = ["write_report", "REPORT_FILES"]
+
+REPORT_FILES = ("metrics.json", "report.html")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222;background:#fff}
+h1{font-size:24px;margin-bottom:4px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}
+th,td{border:1px solid #ddd;padding:3px 9px;text-align:right} th{background:#f3f5f8;cursor:default}
+td:first-child,th:first-child{text-align:left}
+table.sortable th{cursor:pointer} table.sortable th:hover{background:#e3e8f0}
+.note{color:#666;font-size:12px} .figs{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .figs img{max-width:calc(50% - 8px);border:1px solid #eee} .wide img{max-width:100%}
+.better{font-weight:600}
+"""
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th, col){
+    th.addEventListener('click', function(){
+      var body = t.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+      var asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+      rows.sort(function(a, b){
+        var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (isNaN(nx) || isNaN(ny)) ? String(x).localeCompare(String(y)) : nx - ny;
+        return asc ? c : -c;
+      });
+      rows.forEach(function(r){ body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return f"{v:.{digits}f}"
+
+
+def _headline(report) -> str:
+    names: List[str] = []
+    for k in report.scalars:
+        level, _, name = k.partition("/")
+        if level in ("clip", "video") and name not in names:
+            names.append(name)
+    rows = []
+    for n in names:
+        cells = []
+        for level in ("clip", "video"):
+            v = report.scalars.get(f"{level}/{n}")
+            cells.append(f"<td>{_fmt(v, 0 if n.startswith(('num_', 'missing')) else 4)}</td>")
+        rows.append(f"<tr><td>{html.escape(n)}</td>{''.join(cells)}</tr>")
+    video_head = f"video ({html.escape(str(report.video_reduction))})" if report.video is not None else "video"
+    return ("<table id=\"headline\"><thead><tr><th>metric</th><th>clip</th>"
+            f"<th>{video_head}</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _per_class(report) -> str:
+    levels = [("clip", report.clip)] + ([("video", report.video)] if report.video is not None else [])
+    cols = ["support", "precision", "recall", "f1", "ap"]
+    head = "<th>class</th>" + "".join(f"<th>{lv} {c}</th>" for lv, _ in levels for c in cols)
+    rows = []
+    for i, name in enumerate(report.class_names):
+        cells = [f"<td data-v=\"{html.escape(name)}\">{html.escape(name)}</td>"]
+        for _, rep in levels:
+            for c in cols:
+                v = getattr(rep, c)[i]
+                dv = "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+                cells.append(f"<td data-v=\"{dv}\">{_fmt(v, 0 if c == 'support' else 3)}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<table class=\"sortable\" id=\"per-class\"><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _top_confusions(report, level: str) -> str:
+    rep = getattr(report, level)
+    if rep is None or not rep.top_confusions:
+        return ""
+    support = rep.support
+    rows = "".join(
+        f"<tr><td>{html.escape(report.class_names[t])}</td><td>{html.escape(report.class_names[p])}</td><td>{n}</td>"
+        f"<td>{n / max(support[t], 1):.1%}</td></tr>" for t, p, n in rep.top_confusions)
+    return (f"<h3>Top confusions, {level} level</h3><table><thead><tr><th>true</th><th>predicted</th><th>count</th>"
+            f"<th>share of true</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _coverage(report) -> str:
+    cov = report.coverage
+    if cov is None:
+        return "<p class=\"note\">No video ids: clip level only.</p>"
+    items = [("videos", cov.num_videos), ("clips", cov.num_clips), ("duplicates dropped", cov.duplicates_dropped),
+             ("clips per video (min)", cov.min_clips), ("clips per video (max)", cov.max_clips),
+             ("missing videos", cov.missing_videos), ("videos with fewer clips", cov.videos_with_fewer_clips)]
+    rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in items)
+    return f"<table id=\"coverage\"><tbody>{rows}</tbody></table>"
+
+
+def write_report(report, out_dir: str, title: str = "video_metrics report", source: Optional[str] = None,
+                 max_classes_in_matrix: int = 50, extra_figures: Optional[Dict[str, object]] = None,
+                 notes: Sequence[str] = ()) -> Dict[str, str]:
+    """Write ``metrics.json``, ``report.html`` and the figures of ``report`` into ``out_dir``
+    (created; earlier report files there are replaced). ``extra_figures``: more figures (name ->
+    matplotlib ``Figure``) shown at the end, e.g. explanation overlays. Returns name -> path."""
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    try:
+        images: Dict[str, str] = {}
+        for tag, fig in report_figures(report, max_classes_in_matrix):
+            name = tag.replace("/", "_") + ".png"
+            save_png(fig, os.path.join(tmp, name))
+            images[tag] = name
+            del fig
+        for tag, fig in (extra_figures or {}).items():
+            name = tag.replace("/", "_") + ".png"
+            save_png(fig, os.path.join(tmp, name))
+            images[tag] = name
+        with open(os.path.join(tmp, "metrics.json"), "w") as f:
+            json.dump(report.to_dict(), f, indent=1, allow_nan=False)
+        with open(os.path.join(tmp, "report.html"), "w") as f:
+            f.write(_html(report, images, title, source, notes))
+        # move into place only now
+        os.makedirs(out_dir, exist_ok=True)
+        for old in os.listdir(out_dir):
+            if old in REPORT_FILES or old.endswith(".png"):
+                os.remove(os.path.join(out_dir, old))
+        for name in os.listdir(tmp):
+            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
+    paths.update({n: os.path.join(out_dir, n) for n in REPORT_FILES})
+    return paths
+
+
+def _img(images: Dict[str, str], tag: str, alt: str) -> str:
+    if tag not in images:
+        return ""
+    return f"<img src=\"{html.escape(images[tag])}\" alt=\"{html.escape(alt)}\">"
+
+
+def _html(report, images: Dict[str, str], title: str, source: Optional[str], notes: Sequence[str]) -> str:
+    levels = ["clip"] + (["video"] if report.video is not None else [])
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f"<p class=\"note\">{report.task}, {report.num_classes} classes"
+             + (f", video reduction <b>{html.escape(str(report.video_reduction))}</b>" if report.video is not None else "")
+             + (f"; predictions from <code>{html.escape(source)}</code>" if source else "") + "</p>"]
+    for n in notes:
+        parts.append(f"<p class=\"note\">{html.escape(n)}</p>")
+    parts += ["<h2>Headline: clip vs video</h2>", _headline(report),
+              "<h2>Coverage</h2>", _coverage(report)]
+    if report.task == "multiclass":
+        parts.append("<h2>Confusions</h2><div class=\"figs\">")
+        parts += [_img(images, f"{lv}/confusion_matrix", f"confusion matrix, {lv} level") for lv in levels]
+        parts.append("</div>")
+        parts += [_top_confusions(report, lv) for lv in levels]
+    parts.append("<h2>Calibration</h2><div class=\"figs\">")
+    parts += [_img(images, f"{lv}/reliability", f"reliability diagram, {lv} level") for lv in levels]
+    parts.append("</div>")
+    if report.task == "multilabel":
+        parts.append("<h2>Precision-recall curves</h2><div class=\"figs\">")
+        parts += [_img(images, f"{lv}/pr_curves", f"PR curves, {lv} level") for lv in levels]
+        parts.append("</div>")
+    metric = "f1" if report.task == "multiclass" else "ap"
+    parts.append(f"<h2>Per class</h2><p class=\"note\">Click a column to sort (support, F1, AP, …).</p>"
+                 "<div class=\"figs\">")
+    parts += [_img(images, f"{lv}/per_class_{metric}", f"per-class {metric}, {lv} level") for lv in levels]
+    parts += ["</div>", _per_class(report)]
+    extra = [t for t in images if not t.startswith(("clip/", "video/"))]
+    if extra:
+        parts.append("<h2>Explanations</h2><p class=\"note\">Heatmaps of validation clips; dashed boxes are proxy boxes "
+                     "derived from the saliency, not detections.</p><div class=\"figs wide\">")
+        parts += [_img(images, t, t) for t in extra]
+        parts.append("</div>")
+    parts.append(f"<script>{_SORT_JS}</script></body></html>")
+    return "\n".join(p for p in parts if p)
