@@ -62,4 +62,6 @@ class LitVideoClassifier(pl.LightningModule):
         return self._eval(batch)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr)
+        epochs = max(int(getattr(self.trainer, "max_epochs", None) or 1), 1) if self._trainer is not None else 1
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)}
