@@ -15,6 +15,9 @@ def all_metrics(c: int = 10):
         "auroc_mc": lambda: vm.AUROC(c),
         "auroc_ml": lambda: vm.AUROC(c, task="multilabel", average="micro"),
         "prcurve": lambda: vm.PRCurve(c),
+        "map_ml_hist": lambda: vm.MeanAveragePrecision(c, bins=64),
+        "auroc_mc_hist": lambda: vm.AUROC(c, bins=64, average="weighted"),
+        "prcurve_hist": lambda: vm.PRCurve(c, task="multiclass", bins=32),
         "ece_mc": lambda: vm.CalibrationError(c),
         "ece_ml_quantile": lambda: vm.CalibrationError(c, task="multilabel", binning="quantile"),
     }

@@ -67,6 +67,8 @@ SUITES = {
     "suite_mc": lambda: __import__("video_metrics").VideoClassificationMetrics(10, video_reduction="mean_logits"),
     "suite_ml": lambda: __import__("video_metrics").VideoClassificationMetrics(10, task="multilabel", video_reduction="max"),
     "aggregator": lambda: __import__("video_metrics").VideoAggregator(10, reduction="vote"),
+    "suite_mc_hist": lambda: __import__("video_metrics").VideoClassificationMetrics(10, bins=100),
+    "suite_ml_hist": lambda: __import__("video_metrics").VideoClassificationMetrics(10, task="multilabel", bins=100),
 }
 
 
@@ -75,8 +77,10 @@ def test_suite_update_is_sync_free(name):
     m = SUITES[name]()
     s, t = inputs(m)
     vid, cid = torch.arange(64) // 4, torch.arange(64) % 4
+    if getattr(m, "bins", None) is not None:
+        vid = cid = None  # histogram mode: clip level only
     with host_reads_forbidden():
         m.update(s, t, vid, cid)
     meta = SUITES[name]().to("meta")
-    meta.update(s.to("meta"), t.to("meta"), vid.to("meta"), cid.to("meta"))
+    meta.update(s.to("meta"), t.to("meta"), *(None if x is None else x.to("meta") for x in (vid, cid)))
     assert all(x.device.type == "meta" for v in meta.metric_state.values() for x in (v if isinstance(v, list) else [v]))

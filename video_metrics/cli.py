@@ -82,7 +82,7 @@ def report(args: argparse.Namespace) -> int:
         if task == "multilabel" and not pf.multilabel:
             raise _Fail(f"{args.predictions}: targets are class indices but --task multilabel was given")
         reduction = args.reduction
-        if reduction is None and pf.has_video_ids:
+        if reduction is None and pf.has_video_ids and not args.histogram_bins:
             reduction = "mean_logits" if args.input == "logits" else "mean_probs"
         if reduction is not None and not pf.has_video_ids:
             raise _Fail(f"{args.predictions}: --reduction {reduction} needs video ids (video_ids / video_id column)")
@@ -113,6 +113,8 @@ def _make_suite(args, pf, task, reduction):
         kw["top_k"] = tuple(args.top_k)
     if args.preset:
         kw["preset"] = args.preset
+    if args.histogram_bins:
+        kw["bins"] = args.histogram_bins
     return VideoClassificationMetrics(pf.num_classes, **kw)
 
 
@@ -122,8 +124,9 @@ def _stream(args, pf, suite) -> None:
     bar = tqdm(total=pf.num_rows, unit="clip", desc="evaluating", disable=args.no_progress, file=sys.stderr,
                leave=False)
     try:
+        ids = getattr(suite, "bins", None) is None  # histogram mode: clip level only, ids unused
         for ch in pf.chunks(args.chunk_size):
-            suite.update(ch.scores, ch.target, ch.video_ids, ch.clip_ids)
+            suite.update(ch.scores, ch.target, ch.video_ids if ids else None, ch.clip_ids if ids else None)
             bar.update(ch.scores.shape[0])
     finally:
         bar.close()
@@ -149,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="clip->video reduction (default with video ids: mean_logits for logits, mean_probs for probs)")
     r.add_argument("--top-k", type=int, nargs="+", default=None)
     r.add_argument("--histogram-bins", type=int, default=None,
-                   help="bounded-memory histogram mode for the clip-level AP/AUROC (see README)")
+                   help="bounded-memory histogram mode: clip level only, AP/AUROC from score histograms (see README)")
     r.add_argument("--calibration-bins", type=int, default=15)
     r.add_argument("--preset", choices=["kinetics", "charades"], default=None)
     r.add_argument("--class-names", default=None, help="text file, one class name per line")

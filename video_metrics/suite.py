@@ -17,6 +17,7 @@ Without ``clip_ids``, each row counts as its own clip and padding duplicates (th
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -37,10 +38,12 @@ from .functional.classification import (
     scatter_count,
     target_rank,
 )
+from .functional.histogram import DEFAULT_RANGE, hist_ap_auroc, hist_pr_curves, hist_update, to_logit
 from .functional.ranking import PRCurveData, average_precision, exact_ap_auroc, pr_curves, ranking_curves, reduce_classes
 from .ids import IdRegistry
 from .metrics.base import VideoMetric
 from .metrics.classification import top_confusions
+from .metrics.ranking import check_bins
 
 __all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics", "SuiteReport", "LevelReport",
            "PRESETS"]
@@ -88,8 +91,9 @@ class _ClipRows(VideoMetric):
 
     def __init__(self, num_classes: int, task: str, input: str, expected_video_ids: Optional[Sequence[int]] = None,
                  missing: str = "ignore", expected_clips: Optional[int] = None,
-                 id_registry: Optional[IdRegistry] = None, **kwargs: Any) -> None:
+                 id_registry: Optional[IdRegistry] = None, keep_rows: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.keep_rows = keep_rows
         self.num_classes = check_num_classes(num_classes)
         check_choice("task", task, TASKS)
         check_choice("input", input, INPUTS)
@@ -99,9 +103,10 @@ class _ClipRows(VideoMetric):
         self.task, self.input, self.missing, self.expected_clips = task, input, missing, expected_clips
         self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
         self.id_registry = id_registry
-        self.add_row_states(num_classes, task)
-        self.add_cat_state("video_ids", torch.long, ())
-        self.add_cat_state("clip_ids", torch.long, ())
+        if keep_rows:
+            self.add_row_states(num_classes, task)
+            self.add_cat_state("video_ids", torch.long, ())
+            self.add_cat_state("clip_ids", torch.long, ())
         self.add_sum_state("n_seen", torch.zeros((), dtype=torch.long))
         self.add_sum_state("n_with_clip_ids", torch.zeros((), dtype=torch.long))
         self.add_sum_state("n_with_video_ids", torch.zeros((), dtype=torch.long))
@@ -115,6 +120,21 @@ class _ClipRows(VideoMetric):
         if clip_ids is not None and video_ids is None:
             raise ValueError("`clip_ids` need `video_ids`: a clip id is unique within its video")
         check_device(scores, self)
+        if not self.keep_rows:
+            if clip_ids is not None and not getattr(self, "_warned_ids", False):
+                self._warned_ids = True
+                warnings.warn("histogram mode (bins=...) keeps no per-clip rows, so `clip_ids` cannot remove the "
+                              "duplicates a distributed sampler pads with; they are counted (use an unpadded sampler, "
+                              "or exact mode)", stacklevel=3)
+            step = self._stream_step
+            if getattr(self, "compile_update", False) is not False:
+                if self._compiled is None:
+                    opts = dict(fullgraph=True, dynamic=False)
+                    opts.update(self.compile_update)
+                    self._compiled = torch.compile(self._stream_step, **opts)
+                step = self._compiled
+            step(scores, target)
+            return
         s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes)
         dev = scores.device
         # placeholders for missing ids: rows are deduplicated only when clip ids were given for
@@ -355,8 +375,10 @@ class VideoClassificationMetrics(_ClipRows):
                  input: str = "logits", class_names: Optional[Sequence[str]] = None,
                  expected_video_ids: Optional[Sequence[int]] = None, missing: str = "ignore",
                  expected_clips: Optional[int] = None, ap_mode: str = "step", preset: Optional[str] = None,
-                 threshold: float = 0.5, id_registry: Optional[IdRegistry] = None, **kwargs: Any) -> None:
+                 threshold: float = 0.5, id_registry: Optional[IdRegistry] = None, bins: Optional[int] = None,
+                 bin_range: float = DEFAULT_RANGE, compile_update: Any = False, **kwargs: Any) -> None:
         check_choice("preset", preset, (None,) + tuple(PRESETS))
+        check_bins(bins, bin_range)
         if preset is not None:
             p = PRESETS[preset]
             task = p.get("task", task)
@@ -364,7 +386,27 @@ class VideoClassificationMetrics(_ClipRows):
             video_reduction = p.get("video_reduction", video_reduction) if video_reduction is None else video_reduction
             missing = p.get("missing", missing)
             empty_class = p.get("empty_class", empty_class)
-        super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry, **kwargs)
+        if bins is not None and video_reduction is not None:
+            raise ValueError("`bins` (histogram mode) bounds the clip-level state only: video-level aggregation needs "
+                             "every clip's scores. Use bins with video_reduction=None, or exact mode (bins=None) with "
+                             f"video_reduction={video_reduction!r}")
+        if bins is not None and ap_mode != "step":
+            raise ValueError(f"`ap_mode={ap_mode!r}` needs exact mode; histogram mode (`bins`) computes step AP")
+        super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry,
+                         keep_rows=bins is None, **kwargs)
+        self.bins, self.bin_range = bins, float(bin_range)
+        if compile_update and bins is None:
+            raise ValueError("`compile_update` needs histogram mode (bins=...): exact mode appends rows of varying "
+                             "number, which no graph can capture")
+        if compile_update is True:
+            compile_update = {}
+        elif isinstance(compile_update, str):
+            compile_update = {"mode": compile_update}
+        elif compile_update is not False and not isinstance(compile_update, dict):
+            raise ValueError(f"`compile_update` must be False, True, a torch.compile mode or a dict of torch.compile "
+                             f"options, got {compile_update!r}")
+        self.compile_update = compile_update
+        self._compiled = None
         top_k = tuple(int(k) for k in top_k)
         if task == "multiclass" and (not top_k or any(k < 1 for k in top_k)):
             raise ValueError(f"`top_k` must be positive ints, got {top_k!r}")
@@ -381,6 +423,49 @@ class VideoClassificationMetrics(_ClipRows):
         self.ap_mode, self.preset = ap_mode, preset
         self.threshold = float(threshold)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        if bins is not None:
+            c = self.num_classes
+            self.add_sum_state("hist", torch.zeros(c, bins, 2, dtype=torch.long))
+            self.add_sum_state("cal", torch.zeros(3, calibration_bins, dtype=torch.float64))
+            if task == "multiclass":
+                self.add_sum_state("cm", torch.zeros(c, c, dtype=torch.long))
+                self.add_sum_state("topk_hits", torch.zeros(len(self.top_k), c, dtype=torch.long))
+                self.add_sum_state("loss_sums", torch.zeros(2, dtype=torch.float64))  # nll, brier
+            else:
+                self.add_sum_state("ml_counts", torch.zeros(3, c, dtype=torch.long))
+
+    def _stream_step(self, scores: Tensor, target: Tensor) -> None:
+        """Histogram mode: validate on the device and add the batch to the summed states. Pure
+        tensor code with static shapes, no host sync: ``torch.compile(fullgraph=True)`` traces it
+        whole (``compile_update``), and on CUDA ``mode="reduce-overhead"`` replays it as a CUDA graph."""
+        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes)
+        self._accumulate(s, t, valid)
+        self.n_seen += scores.shape[0]
+        self._count_rows(valid, bad_t, bad_s)
+
+    def _accumulate(self, s: Tensor, t: Tensor, valid: Tensor) -> None:
+        """Histogram mode: add a batch's sufficient statistics (no host sync)."""
+        c = self.num_classes
+        probs = probabilities(s, self.task, self.input)
+        if self.task == "multiclass":
+            pos = torch.nn.functional.one_hot(t, c).bool()
+            pred = s.argmax(1)
+            self.cm += confusion_counts(pred, t, valid, c)
+            rank_t = target_rank(s, t)
+            self.topk_hits += torch.stack([scatter_count(t, (rank_t < k) & valid, c) for k in self.top_k])
+            conf = probs.gather(1, pred[:, None]).squeeze(1)
+            self.cal += bin_update(conf, pred == t, valid, self.calibration_bins)
+            logp = s.log_softmax(1) if self.input == "logits" else s.log()
+            nll = -logp.gather(1, t[:, None]).squeeze(1).double()
+            brier = ((probs.double() - pos.double()) ** 2).sum(1)
+            zero = torch.zeros_like(nll)
+            self.loss_sums += torch.stack([torch.where(valid, nll, zero).sum(), torch.where(valid, brier, zero).sum()])
+        else:
+            pos = t.bool()
+            self.ml_counts += multilabel_counts(probs > self.threshold, pos, valid)
+            w = valid[:, None].expand_as(pos)
+            self.cal += bin_update(probs.reshape(-1), pos.reshape(-1), w.reshape(-1), self.calibration_bins)
+        hist_update(self.hist, to_logit(s, self.task, self.input), pos, valid, self.bin_range)
 
     def update(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor] = None, clip_ids: Optional[Tensor] = None) -> None:
         if self.video_reduction is not None and video_ids is None:
@@ -398,6 +483,13 @@ class VideoClassificationMetrics(_ClipRows):
                            clip, video, coverage, self.video_reduction)
 
     def _evaluate(self, detail: bool):
+        if self.bins is not None:
+            if self.id_registry is not None:
+                self.id_registry.check()
+            self._check_rows()
+            clip = _HistLevel(self)
+            out = {f"clip/{k}": v for k, v in clip.scalars().items()}
+            return (out, None, None, None) if not detail else (out, clip.report(), None, None)
         s, t, vid, dropped = self._rows()
         clip = _Level(self, "clip", None)
         clip.from_clips(s, t)
@@ -537,6 +629,80 @@ class _Level:
             micro = _downsample(pr_curves(ranking_curves(self.rank.float().reshape(-1, 1), self.pos.reshape(-1, 1))), max_points)
             rep.pr_micro = (micro.precision[0], micro.recall[0], scalars["mAP_micro"])
             rep.pr_counts = threshold_counts(self.probs, self.pos, 101)
+        return rep
+
+
+class _HistLevel:
+    """Clip-level metrics of histogram mode, from the suite's summed states (same keys and
+    definitions as :class:`_Level`; AP/AUROC/PR curves from the score histograms)."""
+
+    def __init__(self, suite: VideoClassificationMetrics) -> None:
+        self.suite, self.task, self.c = suite, suite.task, suite.num_classes
+        self.ap, self.auc, self.npos, self.nneg = hist_ap_auroc(suite.hist)
+        self.n = int(suite.n_rows)
+
+    def scalars(self) -> Dict[str, Tensor]:
+        if not hasattr(self, "_scalars"):
+            self._scalars = self._compute()
+        return self._scalars
+
+    def _compute(self) -> Dict[str, Tensor]:
+        su, c, n = self.suite, self.c, self.n
+        keys = keys_for(self.task, su.top_k, None)
+        out: Dict[str, Tensor] = {}
+        defined_auc = (self.npos > 0) & (self.nneg > 0)
+        if self.task == "multiclass":
+            cm = su.cm
+            self.tp, self.pc, self.support = cm.diagonal(), cm.sum(0), cm.sum(1)
+            for i, k in enumerate(su.top_k):
+                out[f"top{k}"] = su.topk_hits[i].sum().double() / n
+                per = safe_div(su.topk_hits[i], self.support)
+                out[f"mean_class_top{k}"] = per[self.support > 0].mean()
+            out["balanced_acc"] = safe_div(self.tp, self.support)[self.support > 0].mean()
+            labels = (self.support > 0) | (self.pc > 0)
+            for avg in ("macro", "micro", "weighted"):
+                prf = precision_recall_f1(self.tp, self.pc, self.support, avg, labels)
+                if avg == "macro":
+                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
+                else:
+                    out[f"f1_{avg}"] = prf["f1"]
+            out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.empty_class)
+            out["auprc_macro"] = reduce_classes(self.ap, self.npos > 0, "macro", su.empty_class)
+            out["ece"] = calibration_error(su.cal, "l1")
+            out["mce"] = calibration_error(su.cal, "max")
+            out["nll"] = su.loss_sums[0] / n
+            out["brier"] = su.loss_sums[1] / n
+        else:
+            tp, fp, fn = su.ml_counts
+            self.tp, self.pc, self.support = tp, tp + fp, tp + fn
+            out["mAP"] = reduce_classes(self.ap, self.npos > 0, "macro", su.empty_class)
+            out["mAP_weighted"] = reduce_classes(self.ap, self.npos > 0, "weighted", su.empty_class, self.npos)
+            out["mAP_micro"] = hist_ap_auroc(su.hist.sum(0, keepdim=True))[0][0]
+            out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.empty_class)
+            for avg in ("macro", "micro"):
+                prf = precision_recall_f1(tp, tp + fp, tp + fn, avg)
+                if avg == "macro":
+                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
+                else:
+                    out["f1_micro"] = prf["f1"]
+            out["ece"] = calibration_error(su.cal, "l1")
+        return {k: out[k].double() for k in keys}
+
+    def report(self, max_points: int = 200) -> LevelReport:
+        su = self.suite
+        scalars = {k: float(v) for k, v in self.scalars().items()}
+        avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
+        ap = torch.where(self.npos > 0, self.ap, torch.full_like(self.ap, float("nan")))
+        rel = reliability(su.cal, uniform_edges(su.calibration_bins, su.cal.device))
+        curves = _downsample(hist_pr_curves(su.hist, su.bin_range), max_points)
+        rep = LevelReport("clip", scalars, self.support.tolist(), avg["precision"].tolist(), avg["recall"].tolist(),
+                          avg["f1"].tolist(), ap.tolist(), rel, pr_curves=curves)
+        if self.task == "multiclass":
+            rep.confusion = su.cm.clone()
+            rep.top_confusions = top_confusions(su.cm, 20)
+        else:
+            micro = _downsample(hist_pr_curves(su.hist.sum(0, keepdim=True), su.bin_range), max_points)
+            rep.pr_micro = (micro.precision[0], micro.recall[0], scalars["mAP_micro"])
         return rep
 
 

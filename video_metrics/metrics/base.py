@@ -153,6 +153,12 @@ class VideoMetric(Metric):
         )
         return f"{type(self).__module__}.{type(self).__qualname__}{cfg}"
 
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The batch's value (torchmetrics' forward: the accumulated state is updated, and only the
+        batch is computed, never everything accumulated so far)."""
+        self._declare_signature()  # before torchmetrics snapshots the state names
+        return super().forward(*args, **kwargs)
+
     def _declare_signature(self) -> None:
         # A zero-size state named after the signature: torchmetrics' compute groups require equal
         # state names, so metrics of different configuration are never merged.

@@ -1,8 +1,15 @@
-"""Exact ranking metrics: mean average precision, AUROC and per-class PR curves.
+"""Ranking metrics: mean average precision, AUROC and per-class PR curves.
 
-The state is the scores of every valid row (one ``(N, C)`` fp32 tensor; memory grows with the
-number of rows) and the targets; ``compute()`` ranks all classes at once with the kernels of
-:mod:`video_metrics.functional.ranking` — no Python loop over classes, no per-class host sync.
+Exact mode (default): the state is the scores of every valid row (one ``(N, C)`` fp32 tensor;
+memory grows with the number of rows) and the targets; ``compute()`` ranks all classes at once
+with the kernels of :mod:`video_metrics.functional.ranking` — no Python loop over classes, no
+per-class host sync.
+
+Histogram mode (``bins=B``): the state is ``(C, B, 2)`` int64 counts of positive and negative
+scores per class, placed in logit-of-probability space over ``[-bin_range, bin_range]`` (see
+:mod:`video_metrics.functional.histogram` for the placement and the error bound); constant
+memory, one ``all_reduce``, O(N·C) scatter-add per update. ``AUROC.error_bound()`` gives the
+per-class bound on the AUROC error from the state itself.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from torch import Tensor
 
 from ..functional._checks import check_choice
 from ..functional.classification import ranking_scores, ranking_to_probability
+from ..functional.histogram import DEFAULT_RANGE, hist_ap_auroc, hist_auroc_bound, hist_pr_curves, hist_update, to_logit
 from ..functional.ranking import (
     PRCurveData,
     average_precision,
@@ -30,17 +38,40 @@ EMPTY = ("skip", "nan", "zero")
 AP_MODES = ("step", "interpolated", "voc11")
 
 
+def check_bins(bins: Optional[int], bin_range: float) -> None:
+    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 2):
+        raise ValueError(f"`bins` must be None (exact) or an int >= 2, got {bins!r}")
+    if not (isinstance(bin_range, (int, float)) and bin_range > 0 and bin_range == bin_range):
+        raise ValueError(f"`bin_range` must be a positive number, got {bin_range!r}")
+
+
 class _RankingMetric(ScoresMetric):
-    def __init__(self, num_classes: int, task: str, input: str, ignore_index: Optional[int], **kwargs: Any) -> None:
+    """Exact (rows kept) or, with ``bins``, histogram mode (see
+    :mod:`video_metrics.functional.histogram`): ``(C, bins, 2)`` int64 counts, one ``all_reduce``."""
+
+    def __init__(self, num_classes: int, task: str, input: str, ignore_index: Optional[int],
+                 bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
+        check_bins(bins, bin_range)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        self.add_row_states(num_classes, task)  # ``scores`` hold ranking scores (see ranking_scores)
+        self.bins, self.bin_range = bins, float(bin_range)
+        if bins is None:
+            self.add_row_states(num_classes, task)  # ``scores`` hold ranking scores (see ranking_scores)
+        else:
+            self.add_sum_state("hist", torch.zeros(num_classes, bins, 2, dtype=torch.long))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        self.scores.append(ranking_scores(s, self.task, self.input))
-        self.target.append(t if self.task == "multiclass" else t.bool())
-        self.valid.append(valid)
+        if self.bins is not None:
+            hist_update(self.hist, to_logit(s, self.task, self.input), self._positive(s, t), valid, self.bin_range)
+        else:
+            self.scores.append(ranking_scores(s, self.task, self.input))
+            self.target.append(t if self.task == "multiclass" else t.bool())
+            self.valid.append(valid)
         self._count_rows(*counts)
+
+    def _hist(self, average: str) -> Tensor:
+        h = self.hist
+        return h.sum(0, keepdim=True) if average == "micro" else h
 
     def _rows(self):
         """Valid rows after the sync: ``(scores (N, C), targets)`` — targets are class indices
@@ -53,7 +84,7 @@ class _RankingMetric(ScoresMetric):
 
     def _positive(self, s, t):
         if self.task == "multilabel":
-            return t
+            return t.bool()
         pos = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
         pos[torch.arange(t.numel(), device=s.device), t] = True
         return pos
@@ -77,15 +108,25 @@ class MeanAveragePrecision(_RankingMetric):
     """
 
     def __init__(self, num_classes: int, task: str = "multilabel", average: str = "macro", empty_class: str = "skip",
-                 input: str = "logits", ap_mode: str = "step", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+                 input: str = "logits", ap_mode: str = "step", ignore_index: Optional[int] = None,
+                 bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
         check_choice("average", average, AVERAGES)
         check_choice("empty_class", empty_class, EMPTY)
         check_choice("ap_mode", ap_mode, AP_MODES)
-        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+        if bins is not None and ap_mode != "step":
+            raise ValueError(f"`ap_mode={ap_mode!r}` needs exact mode; histogram mode (`bins`) computes step AP")
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
+                         bin_range=bin_range, **kwargs)
         self.average, self.empty_class, self.ap_mode = average, empty_class, ap_mode
 
     def compute(self) -> Tensor:
         self._check_rows()
+        if self.bins is not None:
+            ap, _, positives, _ = hist_ap_auroc(self._hist(self.average))
+            if self.average == "micro":
+                return ap[0]
+            weights = positives if self.average == "weighted" else None
+            return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
         s, t = self._rows()
         if self.task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
             ap, _, positives = exact_ap_auroc(s, target=t)
@@ -119,14 +160,29 @@ class AUROC(_RankingMetric):
     """
 
     def __init__(self, num_classes: int, task: str = "multiclass", average: str = "macro", empty_class: str = "skip",
-                 input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+                 input: str = "logits", ignore_index: Optional[int] = None, bins: Optional[int] = None,
+                 bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
         check_choice("average", average, AVERAGES)
         check_choice("empty_class", empty_class, EMPTY)
-        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
+                         bin_range=bin_range, **kwargs)
         self.average, self.empty_class = average, empty_class
+
+    def error_bound(self) -> Tensor:
+        """Histogram mode: per-class bound on ``|AUROC - exact AUROC|`` (half the share of
+        positive-negative pairs that share a bin; 0 where no bin mixes them), synced."""
+        if self.bins is None:
+            raise ValueError("error_bound() is defined in histogram mode (bins=...) only; exact mode has no error")
+        return self._synced(lambda: hist_auroc_bound(self._hist(self.average)))
 
     def compute(self) -> Tensor:
         self._check_rows()
+        if self.bins is not None:
+            _, auc, positives, negatives = hist_ap_auroc(self._hist(self.average))
+            if self.average == "micro":
+                return auc[0]
+            weights = positives if self.average == "weighted" else None
+            return reduce_classes(auc, (positives > 0) & (negatives > 0), self.average, self.empty_class, weights)
         s, t = self._rows()
         if self.task == "multiclass" and self.average != "micro":
             return mean_auroc(s, None, self.average, self.empty_class, target=t)
@@ -153,10 +209,14 @@ class PRCurve(_RankingMetric):
     higher_is_better = None
 
     def __init__(self, num_classes: int, task: str = "multilabel", input: str = "logits",
-                 ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
+                 ignore_index: Optional[int] = None, bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE,
+                 **kwargs: Any) -> None:
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
+                         bin_range=bin_range, **kwargs)
 
     def compute(self) -> PRCurveData:
         self._check_rows()
+        if self.bins is not None:
+            return hist_pr_curves(self.hist, self.bin_range)
         s, t = self._rows()
         return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self.task, self.input))
