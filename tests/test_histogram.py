@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 import video_metrics as vm
 from video_metrics.data import synthetic_predictions
-from video_metrics.functional.histogram import hist_ap_auroc, hist_update
+from video_metrics.functional.histogram import hist_ap_auroc, hist_state, hist_update, hist_view
 
 
 def realistic(n=20000, c=400, seed=0):
@@ -108,12 +108,13 @@ def test_within_bin_ap_is_precision_at_expected_rank():
 
 
 def test_hist_update_ignores_invalid_rows_and_clamps_the_ends():
-    h = torch.zeros(2, 10, 2, dtype=torch.long)
-    logit = torch.tensor([[-100.0, 100.0], [float("nan"), 0.0], [0.5, -0.5]])
+    flat = hist_state(2, 10)
+    logit = torch.tensor([[-100.0, float("inf")], [3.0, 0.0], [0.5, -0.5]])
     pos = torch.tensor([[True, False], [True, True], [False, True]])
     valid = torch.tensor([True, False, True])
-    hist_update(h, logit, pos, valid, 5.0)
-    assert int(h.sum()) == 4
+    hist_update(flat, logit, pos, valid, 5.0)
+    h = hist_view(flat, 2, 10)
+    assert int(h.sum()) == 4 and int(flat[-1]) == 2  # the invalid row's 2 entries sit in the spare slot
     assert int(h[0, 0, 0]) == 1 and int(h[1, 9, 1]) == 1  # beyond the range: end bins
     assert int(h[0, 5, 1]) == 1 and int(h[1, 4, 0]) == 1
 

@@ -38,7 +38,7 @@ from .functional.classification import (
     scatter_count,
     target_rank,
 )
-from .functional.histogram import DEFAULT_RANGE, hist_ap_auroc, hist_pr_curves, hist_update, to_logit
+from .functional.histogram import DEFAULT_RANGE, hist_ap_auroc, hist_pr_curves, hist_state, hist_update, hist_view, to_logit
 from .functional.ranking import PRCurveData, average_precision, exact_ap_auroc, pr_curves, ranking_curves, reduce_classes
 from .ids import IdRegistry
 from .metrics.base import VideoMetric
@@ -425,7 +425,7 @@ class VideoClassificationMetrics(_ClipRows):
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         if bins is not None:
             c = self.num_classes
-            self.add_sum_state("hist", torch.zeros(c, bins, 2, dtype=torch.long))
+            self.add_sum_state("hist", hist_state(c, bins))
             self.add_sum_state("cal", torch.zeros(3, calibration_bins, dtype=torch.float64))
             if task == "multiclass":
                 self.add_sum_state("cm", torch.zeros(c, c, dtype=torch.long))
@@ -638,7 +638,8 @@ class _HistLevel:
 
     def __init__(self, suite: VideoClassificationMetrics) -> None:
         self.suite, self.task, self.c = suite, suite.task, suite.num_classes
-        self.ap, self.auc, self.npos, self.nneg = hist_ap_auroc(suite.hist)
+        self.hist = hist_view(suite.hist, suite.num_classes, suite.bins)
+        self.ap, self.auc, self.npos, self.nneg = hist_ap_auroc(self.hist)
         self.n = int(suite.n_rows)
 
     def scalars(self) -> Dict[str, Tensor]:
@@ -677,7 +678,7 @@ class _HistLevel:
             self.tp, self.pc, self.support = tp, tp + fp, tp + fn
             out["mAP"] = reduce_classes(self.ap, self.npos > 0, "macro", su.empty_class)
             out["mAP_weighted"] = reduce_classes(self.ap, self.npos > 0, "weighted", su.empty_class, self.npos)
-            out["mAP_micro"] = hist_ap_auroc(su.hist.sum(0, keepdim=True))[0][0]
+            out["mAP_micro"] = hist_ap_auroc(self.hist.sum(0, keepdim=True))[0][0]
             out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.empty_class)
             for avg in ("macro", "micro"):
                 prf = precision_recall_f1(tp, tp + fp, tp + fn, avg)
@@ -694,14 +695,14 @@ class _HistLevel:
         avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
         ap = torch.where(self.npos > 0, self.ap, torch.full_like(self.ap, float("nan")))
         rel = reliability(su.cal, uniform_edges(su.calibration_bins, su.cal.device))
-        curves = _downsample(hist_pr_curves(su.hist, su.bin_range), max_points)
+        curves = _downsample(hist_pr_curves(self.hist, su.bin_range), max_points)
         rep = LevelReport("clip", scalars, self.support.tolist(), avg["precision"].tolist(), avg["recall"].tolist(),
                           avg["f1"].tolist(), ap.tolist(), rel, pr_curves=curves)
         if self.task == "multiclass":
             rep.confusion = su.cm.clone()
             rep.top_confusions = top_confusions(su.cm, 20)
         else:
-            micro = _downsample(hist_pr_curves(su.hist.sum(0, keepdim=True), su.bin_range), max_points)
+            micro = _downsample(hist_pr_curves(self.hist.sum(0, keepdim=True), su.bin_range), max_points)
             rep.pr_micro = (micro.precision[0], micro.recall[0], scalars["mAP_micro"])
         return rep
 

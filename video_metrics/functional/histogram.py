@@ -35,22 +35,30 @@ from torch import Tensor
 
 from .ranking import PRCurveData
 
-__all__ = ["DEFAULT_RANGE", "to_logit", "hist_update", "hist_ap_auroc", "hist_auroc_bound", "hist_pr_curves",
-           "bin_edges"]
+__all__ = ["DEFAULT_RANGE", "to_logit", "hist_state", "hist_view", "hist_update", "hist_ap_auroc", "hist_auroc_bound",
+           "hist_pr_curves", "bin_edges"]
 
 DEFAULT_RANGE = 20.0
 
 
 def to_logit(scores: Tensor, task: str, input: str) -> Tensor:
-    """Logit of the probability, ``log p - log(1 - p)``, in fp32, without forming ``p`` for logits."""
+    """Logit of the probability, ``log(p / (1 - p))``, fp32 (a new tensor). For multiclass logits
+    ``p = exp(log_softmax)``; probabilities within ~6e-8 of 1 round to 1 and land in the top bin."""
     if task == "multilabel" and input == "logits":
-        return scores.float()
-    if input == "logits":
-        logp = scores.float().log_softmax(dim=1)
-    else:
-        logp = scores.float().clamp_min(0).log()
-    # log(1 - p) = log(-expm1(log p)): exact near p = 1 where 1 - p would cancel
-    return logp - torch.log(-torch.expm1(logp))
+        return scores.float().clone()
+    p = scores.float().softmax(dim=1) if input == "logits" else scores.float().clamp(0, 1)
+    return torch.special.logit(p)
+
+
+def hist_state(num_classes: int, bins: int, device=None) -> Tensor:
+    """The flat int64 state: ``num_classes * bins * 2`` counts (positives, negatives per class and
+    bin) plus one slot at the end that absorbs the entries of invalid rows (so that update needs
+    no weights). :func:`hist_view` gives the ``(C, B, 2)`` counts."""
+    return torch.zeros(num_classes * bins * 2 + 1, dtype=torch.long, device=device)
+
+
+def hist_view(flat: Tensor, num_classes: int, bins: int) -> Tensor:
+    return flat[:-1].view(num_classes, bins, 2)
 
 
 def bin_edges(bins: int, value_range: float = DEFAULT_RANGE, device=None) -> Tensor:
@@ -58,16 +66,20 @@ def bin_edges(bins: int, value_range: float = DEFAULT_RANGE, device=None) -> Ten
     return torch.linspace(-value_range, value_range, bins + 1, dtype=torch.float64, device=device)
 
 
-def hist_update(hist: Tensor, logit: Tensor, positive: Tensor, valid: Tensor, value_range: float = DEFAULT_RANGE) -> None:
-    """Add rows to ``hist`` ``(C, B, 2)`` in place: ``logit`` ``(N, C)``; ``positive`` ``(N, C)``
-    bool; ``valid`` ``(N,)`` bool (invalid rows add 0). No host sync; NaN goes to bin 0 (such rows
-    are invalid and weigh 0)."""
-    c, b = hist.shape[0], hist.shape[1]
-    x = torch.nan_to_num(logit.float(), nan=-value_range)
-    idx = ((x + value_range) * (b / (2 * value_range))).floor_().clamp_(0, b - 1).long()
-    flat = (torch.arange(c, device=x.device) * (2 * b))[None, :] + idx * 2 + (~positive).long()
-    w = valid.long()[:, None].expand_as(idx)
-    hist.view(-1).scatter_add_(0, flat.reshape(-1), w.reshape(-1))
+def hist_update(flat: Tensor, logit: Tensor, positive: Tensor, valid: Tensor, value_range: float = DEFAULT_RANGE) -> None:
+    """Add rows to the flat state of :func:`hist_state` in place: ``logit`` ``(N, C)`` fp32 (it is
+    overwritten); ``positive`` ``(N, C)`` bool; ``valid`` ``(N,)`` bool: invalid rows go to the
+    spare last slot. One scatter-add of a broadcast 1, index arithmetic in fp32 (exact below 2**24
+    slots), no host sync. Values beyond the range (and +-inf) go to the end bins."""
+    n, c = logit.shape
+    b = (flat.numel() - 1) // (2 * c)
+    if flat.numel() - 1 >= 2**24:
+        raise ValueError(f"histogram of {c} classes x {b} bins is too large (at most 2**23 class-bins)")
+    x = logit.add_(value_range).mul_(b / (2 * value_range)).floor_().clamp_(0, b - 1)
+    class_offset = torch.arange(c, device=x.device, dtype=torch.float32).mul_(2 * b)
+    x = x.mul_(2).add_(class_offset).add_((~positive).float())
+    x = torch.where(valid[:, None], x, torch.full((), float(flat.numel() - 1), device=x.device))
+    flat.scatter_add_(0, x.view(-1).long(), torch.ones((), dtype=torch.long, device=x.device).expand(n * c))
 
 
 def hist_ap_auroc(hist: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -253,6 +253,9 @@ def exact_ap_auroc(scores: Tensor, positive: Optional[Tensor] = None, target: Op
     * ``AUROC = (sum_{positives} (lt(s) + le(s)) - P**2) / (2 P (N - P))`` — the Mann-Whitney
       statistic with ties counted one half (mid-ranks), which is sklearn's trapezoidal AUROC.
 
+    ``lt``/``le`` come from two batched ``searchsorted`` calls of the positives' scores into the
+    sorted rows; ``lt_pos`` from the positives' own sorted order (no third search).
+
     Positives are given as a (N, C) bool matrix ``positive`` or, for multiclass one-vs-rest, as
     class indices ``target`` (N,). Only the positives are searched, so the cost is one sort of
     the (C, N) scores plus O(nnz log N). Returns ``(ap, auroc, positives)``; undefined entries
@@ -276,11 +279,16 @@ def exact_ap_auroc(scores: Tensor, positive: Optional[Tensor] = None, target: Op
     rank = torch.arange(cls.numel(), device=device) - offsets[cls]
     q = torch.full((c, k), float("inf"), dtype=dtype, device=device)
     q[cls, rank] = st[cls, sample]
+    # the sums below do not depend on the order of the positives: sort them, so that the
+    # positives scoring below one are its index in the row, back to the start of its tie group
+    q = _sort_rows(q)  # padding (inf) last
     srt = _sort_rows(st)
     lt = torch.searchsorted(srt, q, right=False)
     le = torch.searchsorted(srt, q, right=True)
-    q_sorted = _sort_rows(q)
-    lt_pos = torch.searchsorted(q_sorted, q, right=False)
+    j = torch.arange(k, device=device).expand(c, k)
+    group_start = torch.ones((c, k), dtype=torch.bool, device=device)
+    group_start[:, 1:] = q[:, 1:] != q[:, :-1]
+    lt_pos = torch.where(group_start, j, torch.zeros_like(j)).cummax(1).values
     mask = torch.arange(k, device=device)[None, :] < positives[:, None]
     p = positives.double()
     prec = (p[:, None] - lt_pos.double()) / (n - lt).double().clamp_min(1)

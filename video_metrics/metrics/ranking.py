@@ -20,7 +20,16 @@ from torch import Tensor
 
 from ..functional._checks import check_choice
 from ..functional.classification import ranking_scores, ranking_to_probability
-from ..functional.histogram import DEFAULT_RANGE, hist_ap_auroc, hist_auroc_bound, hist_pr_curves, hist_update, to_logit
+from ..functional.histogram import (
+    DEFAULT_RANGE,
+    hist_ap_auroc,
+    hist_auroc_bound,
+    hist_pr_curves,
+    hist_state,
+    hist_update,
+    hist_view,
+    to_logit,
+)
 from ..functional.ranking import (
     PRCurveData,
     average_precision,
@@ -57,7 +66,7 @@ class _RankingMetric(ScoresMetric):
         if bins is None:
             self.add_row_states(num_classes, task)  # ``scores`` hold ranking scores (see ranking_scores)
         else:
-            self.add_sum_state("hist", torch.zeros(num_classes, bins, 2, dtype=torch.long))
+            self.add_sum_state("hist", hist_state(num_classes, bins))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
@@ -69,8 +78,8 @@ class _RankingMetric(ScoresMetric):
             self.valid.append(valid)
         self._count_rows(*counts)
 
-    def _hist(self, average: str) -> Tensor:
-        h = self.hist
+    def _hist(self, average: str = "macro") -> Tensor:
+        h = hist_view(self.hist, self.num_classes, self.bins)
         return h.sum(0, keepdim=True) if average == "micro" else h
 
     def _rows(self):
@@ -217,6 +226,6 @@ class PRCurve(_RankingMetric):
     def compute(self) -> PRCurveData:
         self._check_rows()
         if self.bins is not None:
-            return hist_pr_curves(self.hist, self.bin_range)
+            return hist_pr_curves(self._hist(), self.bin_range)
         s, t = self._rows()
         return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self.task, self.input))
