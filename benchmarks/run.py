@@ -5,8 +5,10 @@
 
 For each metric: total update() time over batches of 256, compute() time (best of --repeats),
 and sklearn's one-shot time on the concatenated NumPy arrays; ratios are "other / ours" (> 1
-means we are faster). Also the whole suite (clip + video level, every key) against the
-equivalent torchmetrics MetricCollection, update and compute.
+means we are faster). Then: histogram mode against torchmetrics' ``thresholds=`` mode; the whole
+suite (clip + video level, every key; and histogram mode) against the equivalent torchmetrics
+MetricCollection, with the collectives of one sync counted on 2 gloo processes; memory (state
+sizes, peak allocation during update); the clip -> video aggregation.
 """
 from __future__ import annotations
 
@@ -123,8 +125,42 @@ def main():
         print(f"{name + ' update':<36}{fmt(u_ours)}{fmt(u_tm)}{fmt(None)}{ratio(u_tm, u_ours):>9}{'':>9}")
         print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(c_sk)}{ratio(c_tm, c_ours):>9}{ratio(c_sk, c_ours):>9}   "
               f"{val(v_ours)} / {val(v_tm)} / {val(v_sk)}")
+    histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args)
     suite_vs_collection(s_mc, t_mc, args)
+    collectives()
+    memory(s_mc, t_mc)
     aggregation(args)
+
+
+def histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args):
+    """Bounded-memory histogram mode vs torchmetrics' binned (``thresholds=``) mode, and the
+    error of both against the exact value."""
+    c_mc, c_ml = s_mc.shape[1], s_ml.shape[1]
+    exact = {"auroc": float(vm.AUROC(c_mc).forward(s_mc, t_mc)),
+             "map": float(vm.MeanAveragePrecision(c_ml).forward(s_ml, t_ml))}
+    print(f"\n# histogram mode (bins) vs torchmetrics thresholds=; |error| against the exact value")
+    print(f"{'operation':<36}{'ours':>8}{'tm':>8}{'':>8}{'tm/ours':>9}{'':>9}   |err| ours / tm")
+    for bins in (100, 1000):
+        cases = [
+            (f"AUROC 400 cls, {bins} bins", vm.AUROC(c_mc, bins=bins), tmc.MulticlassAUROC(c_mc, thresholds=bins),
+             (s_mc, t_mc), True, exact["auroc"]),
+            (f"mAP 157 labels, {bins} bins", vm.MeanAveragePrecision(c_ml, bins=bins),
+             tmc.MultilabelAveragePrecision(c_ml, thresholds=bins), (s_ml, t_ml), False, exact["map"]),
+        ]
+        for name, ours, tm, (s, t), softmax, ref in cases:
+            u_ours = feed_time(ours, s, t)
+
+            def feed_tm():
+                tm.reset()
+                for i in range(0, len(s), 256):
+                    tm.update(torch.softmax(s[i:i + 256], 1) if softmax else s[i:i + 256], t[i:i + 256])
+
+            u_tm, _ = timed(feed_tm, 1)
+            c_ours, v_ours = compute_time(ours, args.repeats)
+            c_tm, v_tm = compute_time(tm, args.repeats)
+            print(f"{name + ' update':<36}{fmt(u_ours)}{fmt(u_tm)}{'':>8}{ratio(u_tm, u_ours):>9}")
+            print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{'':>8}{ratio(c_tm, c_ours):>9}{'':>9}   "
+                  f"{abs(float(v_ours) - ref):.1e} / {abs(float(v_tm) - ref):.1e}")
 
 
 def suite_vs_collection(s, t, args):
@@ -165,11 +201,166 @@ def suite_vs_collection(s, t, args):
         return col.compute()
 
     c_tm, _ = timed(tm_compute, args.repeats)
+    print(f"\n# whole suite vs the torchmetrics MetricCollection of the same clip-level metrics ({len(col)} metrics)")
     print(f"{'suite (clip+video) update':<36}{fmt(u_ours)}{fmt(u_tm)}{fmt(None)}{ratio(u_tm, u_ours):>9}")
     print(f"{'suite (clip+video) compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(None)}{ratio(c_tm, c_ours):>9}"
           f"   (torchmetrics: clip level only)")
-    print(f"collectives per sync: suite 3 (1 all_reduce + 2 all_gather, counted in tests/test_suite_distributed.py); "
-          f"torchmetrics collection of {len(col)} metrics: one barrier + 1-2 all_gathers per state and per metric")
+    # histogram mode: clip level, bounded state; torchmetrics with thresholds=100 for AUROC/AP
+    hist = vm.VideoClassificationMetrics(c, top_k=(1, 5), bins=1000)
+    col_b = torchmetrics.MetricCollection({k: m for k, m in col.items() if k not in ("auroc", "ap")})
+    col_b.add_metrics({"auroc": tmc.MulticlassAUROC(c, thresholds=100), "ap": tmc.MulticlassAveragePrecision(c, thresholds=100)})
+
+    def feed_hist():
+        hist.reset()
+        for i in range(0, n, 256):
+            hist.update(s[i:i + 256], t[i:i + 256])
+
+    def feed_tm_b():
+        col_b.reset()
+        for i in range(0, n, 256):
+            col_b.update(torch.softmax(s[i:i + 256], 1), t[i:i + 256])
+
+    u_h, _ = timed(feed_hist, args.repeats)
+    u_tb, _ = timed(feed_tm_b, 1)
+    c_h, _ = compute_time(hist, args.repeats)
+
+    def tm_b_compute():
+        for m in col_b.values():
+            m._computed = None
+        return col_b.compute()
+
+    c_tb, _ = timed(tm_b_compute, args.repeats)
+    print(f"{'suite 1000 bins (clip) update':<36}{fmt(u_h)}{fmt(u_tb)}{fmt(None)}{ratio(u_tb, u_h):>9}"
+          f"   (torchmetrics: AUROC/AP with thresholds=100)")
+    print(f"{'suite 1000 bins (clip) compute':<36}{fmt(c_h)}{fmt(c_tb)}{fmt(None)}{ratio(c_tb, c_h):>9}")
+
+
+def _count_worker(rank, world, port, q):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}")
+    counts = {"n": 0}
+    for name in ("all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "barrier", "broadcast",
+                 "reduce", "gather", "scatter"):
+        orig = getattr(dist, name, None)
+        if orig is None:
+            continue
+
+        def wrapped(*a, _orig=orig, **k):
+            counts["n"] += 1
+            return _orig(*a, **k)
+
+        setattr(dist, name, wrapped)
+    c = 400
+    g = torch.Generator().manual_seed(rank)
+    s, t = torch.randn(300, c, generator=g), torch.randint(0, c, (100,), generator=g).repeat_interleave(3)
+    vid, cid = torch.arange(300) // 3 + 1000 * rank, torch.arange(300) % 3
+    out = {}
+    suite = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits")
+    suite.update(s, t, vid, cid)
+    before = counts["n"]
+    suite.compute()
+    out["suite (exact, clip+video)"] = counts["n"] - before
+    hist = vm.VideoClassificationMetrics(c, top_k=(1, 5), bins=1000)
+    hist.update(s, t)
+    before = counts["n"]
+    hist.compute()
+    out["suite (1000 bins, clip)"] = counts["n"] - before
+    col = torchmetrics.MetricCollection({
+        "top1": tmc.MulticlassAccuracy(c, average="micro"), "top5": tmc.MulticlassAccuracy(c, top_k=5, average="micro"),
+        "balanced": tmc.MulticlassRecall(c, average="macro"), "mean_top5": tmc.MulticlassRecall(c, top_k=5, average="macro"),
+        "prec": tmc.MulticlassPrecision(c, average="macro"), "f1": tmc.MulticlassF1Score(c, average="macro"),
+        "f1w": tmc.MulticlassF1Score(c, average="weighted"), "auroc": tmc.MulticlassAUROC(c, thresholds=None),
+        "ap": tmc.MulticlassAveragePrecision(c, thresholds=None), "ece": tmc.MulticlassCalibrationError(c, n_bins=15),
+        "mce": tmc.MulticlassCalibrationError(c, n_bins=15, norm="max"),
+    })
+    col.update(torch.softmax(s, 1), t)
+    before = counts["n"]
+    col.compute()
+    out[f"torchmetrics collection ({len(col)} metrics, compute groups on)"] = counts["n"] - before
+    if rank == 0:
+        q.put(out)
+    dist.destroy_process_group()
+
+
+def collectives():
+    """Collectives issued by one compute() on 2 gloo processes (counted by patching torch.distributed)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_count_worker, args=(r, 2, port, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    import queue
+
+    out = None
+    while out is None and any(p.is_alive() for p in procs):
+        try:
+            out = q.get(timeout=1)
+        except queue.Empty:
+            pass
+    for p in procs:
+        p.join(timeout=60)
+    if out is None:
+        print("\n# collectives: the 2-process count failed (see the error above)")
+        return
+    print("\n# collectives per compute() on 2 processes (gloo)")
+    for k, v in out.items():
+        print(f"{k:<60}{v:>4}")
+
+
+def _peak_update_mib(fn):
+    """Approximate peak of CPU allocations while ``fn`` runs (torch profiler memory events)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.events() if e.name == "[memory]" or not e.cpu_children]
+    events.sort(key=lambda e: e.time_range.start)
+    cur = peak = 0
+    for e in events:
+        cur += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+def _state_mib(metric):
+    return sum(x.numel() * x.element_size() for v in metric.metric_state.values()
+               for x in (v if isinstance(v, list) else [v])) / 2**20
+
+
+def memory(s, t):
+    n, c = s.shape
+    vid, cid = torch.arange(n) // 4, torch.arange(n) % 4
+    exact = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits")
+    clip_exact = vm.VideoClassificationMetrics(c, top_k=(1, 5))
+    hist = vm.VideoClassificationMetrics(c, top_k=(1, 5), bins=1000)
+    for i in range(0, n, 256):
+        sl = slice(i, i + 256)
+        exact.update(s[sl], t[sl], vid[sl], cid[sl])
+        clip_exact.update(s[sl], t[sl])
+        hist.update(s[sl], t[sl])
+    print(f"\n# memory, {n} clips x {c} classes")
+    print(f"suite state, exact (clip + video):     {_state_mib(exact):8.1f} MiB  (grows with N)")
+    print(f"suite state, exact (clip only):        {_state_mib(clip_exact):8.1f} MiB  (grows with N)")
+    print(f"suite state, 1000 bins (clip only):    {_state_mib(hist):8.1f} MiB  (fixed: C x bins x 2 int64 + C^2 + bins)")
+    b_s, b_t = s[:256], t[:256]
+    tm_auc = tmc.MulticlassAUROC(c, thresholds=100)
+    tm_exact = tmc.MulticlassAUROC(c, thresholds=None)
+    print("peak allocation during one update(256 x 400), approximate (torch profiler):")
+    for name, fn in (("ours AUROC 100 bins", lambda m=vm.AUROC(c, bins=100): m.update(b_s, b_t)),
+                     ("torchmetrics AUROC thresholds=100", lambda: tm_auc.update(torch.softmax(b_s, 1), b_t)),
+                     ("ours AUROC exact", lambda m=vm.AUROC(c): m.update(b_s, b_t)),
+                     ("torchmetrics AUROC exact", lambda: tm_exact.update(torch.softmax(b_s, 1), b_t)),
+                     ("ours suite 1000 bins", lambda: hist.update(b_s, b_t)),
+                     ("ours suite exact", lambda: exact.update(b_s, b_t, vid[:256], cid[:256]))):
+        print(f"  {name:<36}{_peak_update_mib(fn):8.2f} MiB")
 
 
 def aggregation(args):
