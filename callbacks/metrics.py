@@ -1,6 +1,7 @@
 """``VideoMetricsCallback``: clip- and video-level metrics and figures at every validation/test end."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -52,6 +53,8 @@ class VideoMetricsCallback(Callback):
 
     Distributed evaluation pads the last batch of each rank with duplicates; with ``clip_ids``
     the suite drops them, so the numbers equal a single-process run (see the README).
+    ``bins=...`` (histogram mode, clip level only, bounded memory) keeps no rows, so there the
+    padding duplicates are counted.
     """
 
     def __init__(self, num_classes: int, task: str = "multiclass", top_k: Sequence[int] = (1, 5),
@@ -83,6 +86,7 @@ class VideoMetricsCallback(Callback):
         self.max_classes_in_matrix = max_classes_in_matrix
         self.dataloader_names = list(dataloader_names) if dataloader_names is not None else None
         self.suites: Dict[Tuple[str, int], VideoClassificationMetrics] = {}
+        self._warned_padding = False
         #: the last report (synced) per ``(stage, dataloader_idx)``, on every rank
         self.last_reports: Dict[Tuple[str, int], Any] = {}
 
@@ -154,7 +158,7 @@ class VideoMetricsCallback(Callback):
             if s == stage:
                 suite.reset()
 
-    def _batch_end(self, stage: str, pl_module, outputs: Any, batch: Any, dataloader_idx: int) -> None:
+    def _batch_end(self, stage: str, trainer, pl_module, outputs: Any, batch: Any, dataloader_idx: int) -> None:
         if stage not in self.stages:
             return
         d = self._inputs(outputs, batch)
@@ -162,6 +166,14 @@ class VideoMetricsCallback(Callback):
         dev = suite.device
         scores = d["scores"].detach()
         target = d["target"].detach() if isinstance(d["target"], Tensor) else torch.as_tensor(d["target"])
+        if suite.bins is not None:  # histogram mode: clip level only, no rows to deduplicate
+            if trainer.world_size > 1 and not self._warned_padding:
+                self._warned_padding = True
+                warnings.warn("VideoMetricsCallback in histogram mode (bins=...) keeps no per-clip rows: the duplicates "
+                              "Lightning's DistributedSampler pads ranks with are counted (at most world_size - 1 "
+                              "clips per loader)", stacklevel=2)
+            suite.update(scores.to(dev), target.to(dev))
+            return
         suite.update(scores.to(dev), target.to(dev), self._ids(d["video_ids"], dev), self._ids(d["clip_ids"], dev))
 
     def _epoch_end(self, stage: str, trainer, pl_module) -> None:
@@ -210,10 +222,10 @@ class VideoMetricsCallback(Callback):
         self._epoch_start("test")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end("validate", pl_module, outputs, batch, dataloader_idx)
+        self._batch_end("validate", trainer, pl_module, outputs, batch, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._batch_end("test", pl_module, outputs, batch, dataloader_idx)
+        self._batch_end("test", trainer, pl_module, outputs, batch, dataloader_idx)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._epoch_end("validate", trainer, pl_module)

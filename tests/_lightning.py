@@ -84,9 +84,13 @@ def reference(module: TinyModule, data: Clips, **suite_kwargs):
     """The suite on the module's outputs for a whole data set, in one process."""
     from video_metrics import VideoClassificationMetrics
 
+    clip_only = suite_kwargs.pop("reduction", "unset") is None  # histogram mode: no ids
     suite = VideoClassificationMetrics(C, **suite_kwargs)
     module.eval()
     with torch.no_grad():
         logits = module(data.x)
-    suite.update(logits, data.target, data.video, torch.arange(len(data)))
+    if clip_only:
+        suite.update(logits, data.target)
+    else:
+        suite.update(logits, data.target, data.video, torch.arange(len(data)))
     return suite

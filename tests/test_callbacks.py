@@ -303,3 +303,13 @@ def test_lightning_pytorch_trainer_and_loggers(tmp_path):
     (acc,) = _events(str(tmp_path / "tb"))
     assert "val/video/reliability" in acc.Tags()["images"]
     assert glob.glob(str(tmp_path / "csv" / "**" / "figures" / "val" / "clip" / "reliability" / "*.png"), recursive=True)
+
+
+def test_histogram_mode_callback_is_clip_level_with_bounded_state(tmp_path):
+    module = TinyModule()
+    cb = VideoMetricsCallback(C, top_k=(1, 2), bins=200, log_figures=False)
+    out = _trainer(tmp_path, False, [cb]).validate(module, verbose=False)[0]
+    ref = reference(module, module.val_sets[0], top_k=(1, 2), reduction=None, bins=200).compute()
+    assert set(out) == {f"val/{k}" for k in ref} and not any("/video/" in k for k in out)
+    for k, v in ref.items():
+        assert out[f"val/{k}"] == pytest.approx(float(v), rel=1e-6, abs=1e-6), k

@@ -25,6 +25,15 @@ CONFIGS = {
     "ml_max": dict(task="multilabel", video_reduction="max"),
     "ml_mean_logits": dict(task="multilabel", video_reduction="mean_logits"),
 }
+# histogram mode keeps no rows, so sampler padding cannot be undone: checked on exact shards only
+HIST_CONFIGS = {
+    "mc_bins": dict(task="multiclass", bins=50, top_k=(1, 3)),
+    "ml_bins": dict(task="multilabel", bins=50),
+}
+
+
+def configs(mode):
+    return {**CONFIGS, **HIST_CONFIGS} if mode == "empty_rank" else CONFIGS
 
 
 def indices(rank, world, mode):
@@ -39,25 +48,31 @@ def indices(rank, world, mode):
 def worker(rank, world, mode):
     counts = _dist.install_counter()
     out = {}
-    for name, cfg in CONFIGS.items():
+    for name, cfg in configs(mode).items():
         s, t, vid, cid = dataset(cfg["task"])
         m = vm.VideoClassificationMetrics(6, **cfg)
         idx = torch.tensor(indices(rank, world, mode), dtype=torch.long)
         for i in range(0, len(idx), 4):
             j = idx[i:i + 4]
-            m.update(s[j], t[j], vid[j], cid[j])
+            if "bins" in cfg:
+                m.update(s[j], t[j])
+            else:
+                m.update(s[j], t[j], vid[j], cid[j])
         before = counts["n"]
         res = m.compute()
         out[name] = ({k: v.item() for k, v in res.items()}, counts["n"] - before)
     return out
 
 
-def reference():
+def reference(mode):
     out = {}
-    for name, cfg in CONFIGS.items():
+    for name, cfg in configs(mode).items():
         s, t, vid, cid = dataset(cfg["task"])
         m = vm.VideoClassificationMetrics(6, **cfg)
-        m.update(s, t, vid, cid)
+        if "bins" in cfg:
+            m.update(s, t)
+        else:
+            m.update(s, t, vid, cid)
         out[name] = {k: v.item() for k, v in m.compute().items()}
     return out
 
@@ -68,11 +83,14 @@ def test_suite_distributed_equals_single_process(world, mode):
         per_rank = [indices(r, world, mode) for r in range(world)]
         flat = sum(per_rank, [])
         assert len(flat) > 31 and len(set(flat)) == 31
-    ref = reference()
+    ref = reference(mode)
     for rank, res in enumerate(_dist.run(worker, world, mode)):
         for name, expected in ref.items():
             got, collectives = res[name]
             assert set(got) == set(expected)
             for k in expected:
-                assert got[k] == pytest.approx(expected[k], abs=1e-12, nan_ok=True), (rank, name, k)
-            assert collectives <= 3, (name, collectives)
+                # histogram mode sums fp32 probabilities per batch: vectorised and scalar fp32 kernels
+                # may differ in the last bit, hence a relative tolerance there
+                tol = dict(rel=1e-6, abs=1e-9) if name in HIST_CONFIGS else dict(abs=1e-12)
+                assert got[k] == pytest.approx(expected[k], nan_ok=True, **tol), (rank, name, k)
+            assert collectives <= (1 if name in HIST_CONFIGS else 3), (name, collectives)
