@@ -222,3 +222,18 @@ def test_demo_quick_writes_report_and_tensorboard(tmp_path, capsys):
     p = _Imgs()
     p.feed((out / "report" / "report.html").read_text())
     assert all((out / "report" / s).is_file() for s in p.srcs) and any("explain" in s for s in p.srcs)
+
+
+def test_report_histogram_bins_is_clip_level_and_matches_the_suite(tmp_path):
+    d = _data(seed=6)
+    f = tmp_path / "preds.npz"
+    np.savez(f, scores=d.scores.numpy(), target=d.target.numpy(), video_ids=d.video_ids.numpy(), clip_ids=d.clip_ids.numpy())
+    out = tmp_path / "rep"
+    assert main(["report", str(f), "--out", str(out), "--histogram-bins", "500", "--no-progress"]) == 0
+    s = VideoClassificationMetrics(7, bins=500)
+    s.update(d.scores, d.target)
+    got = _json(out)
+    assert got["video"] is None and got["coverage"] is None
+    _assert_scalars(got["scalars"], {k: float(v) for k, v in s.compute().items()})
+    assert main(["report", str(f), "--out", str(tmp_path / "r2"), "--histogram-bins", "500", "--reduction", "max",
+                 "--no-progress"]) == 2
