@@ -64,17 +64,9 @@ def _tm_metrics(c):
 
 
 def _collection(c):
-    import torchmetrics
-    import torchmetrics.classification as tmc
+    from run import tm_collection  # benchmarks/run.py, beside this script
 
-    return torchmetrics.MetricCollection({
-        "top1": tmc.MulticlassAccuracy(c, average="micro"), "top5": tmc.MulticlassAccuracy(c, top_k=5, average="micro"),
-        "balanced": tmc.MulticlassRecall(c, average="macro"), "mean_top5": tmc.MulticlassRecall(c, top_k=5, average="macro"),
-        "prec": tmc.MulticlassPrecision(c, average="macro"), "f1": tmc.MulticlassF1Score(c, average="macro"),
-        "f1w": tmc.MulticlassF1Score(c, average="weighted"), "auroc": tmc.MulticlassAUROC(c, thresholds=None),
-        "ap": tmc.MulticlassAveragePrecision(c, thresholds=None), "ece": tmc.MulticlassCalibrationError(c, n_bins=15),
-        "mce": tmc.MulticlassCalibrationError(c, n_bins=15, norm="max"),
-    })
+    return tm_collection(c)
 
 
 def _batch(n, c, device, task="multiclass", seed=0):

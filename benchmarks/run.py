@@ -29,6 +29,18 @@ import video_metrics.data  # noqa: F401
 warnings.filterwarnings("ignore")
 
 
+def tm_collection(c):
+    """The torchmetrics MetricCollection of the suite's clip-level multiclass metrics."""
+    return torchmetrics.MetricCollection({
+        "top1": tmc.MulticlassAccuracy(c, average="micro"), "top5": tmc.MulticlassAccuracy(c, top_k=5, average="micro"),
+        "balanced": tmc.MulticlassRecall(c, average="macro"), "mean_top5": tmc.MulticlassRecall(c, top_k=5, average="macro"),
+        "prec": tmc.MulticlassPrecision(c, average="macro"), "f1": tmc.MulticlassF1Score(c, average="macro"),
+        "f1w": tmc.MulticlassF1Score(c, average="weighted"), "auroc": tmc.MulticlassAUROC(c, thresholds=None),
+        "ap": tmc.MulticlassAveragePrecision(c, thresholds=None), "ece": tmc.MulticlassCalibrationError(c, n_bins=15),
+        "mce": tmc.MulticlassCalibrationError(c, n_bins=15, norm="max"),
+    })
+
+
 def timed(fn, repeats=1):
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -172,14 +184,7 @@ def suite_vs_collection(s, t, args):
     # give every clip of a video the same target, as real data has
     t = t.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
     ours = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits")
-    col = torchmetrics.MetricCollection({
-        "top1": tmc.MulticlassAccuracy(c, average="micro"), "top5": tmc.MulticlassAccuracy(c, top_k=5, average="micro"),
-        "balanced": tmc.MulticlassRecall(c, average="macro"), "mean_top5": tmc.MulticlassRecall(c, top_k=5, average="macro"),
-        "prec": tmc.MulticlassPrecision(c, average="macro"), "f1": tmc.MulticlassF1Score(c, average="macro"),
-        "f1w": tmc.MulticlassF1Score(c, average="weighted"), "auroc": tmc.MulticlassAUROC(c, thresholds=None),
-        "ap": tmc.MulticlassAveragePrecision(c, thresholds=None), "ece": tmc.MulticlassCalibrationError(c, n_bins=15),
-        "mce": tmc.MulticlassCalibrationError(c, n_bins=15, norm="max"),
-    })
+    col = tm_collection(c)
 
     def feed_ours():
         ours.reset()
@@ -266,14 +271,7 @@ def _count_worker(rank, world, port, q):
     before = counts["n"]
     hist.compute()
     out["suite (1000 bins, clip)"] = counts["n"] - before
-    col = torchmetrics.MetricCollection({
-        "top1": tmc.MulticlassAccuracy(c, average="micro"), "top5": tmc.MulticlassAccuracy(c, top_k=5, average="micro"),
-        "balanced": tmc.MulticlassRecall(c, average="macro"), "mean_top5": tmc.MulticlassRecall(c, top_k=5, average="macro"),
-        "prec": tmc.MulticlassPrecision(c, average="macro"), "f1": tmc.MulticlassF1Score(c, average="macro"),
-        "f1w": tmc.MulticlassF1Score(c, average="weighted"), "auroc": tmc.MulticlassAUROC(c, thresholds=None),
-        "ap": tmc.MulticlassAveragePrecision(c, thresholds=None), "ece": tmc.MulticlassCalibrationError(c, n_bins=15),
-        "mce": tmc.MulticlassCalibrationError(c, n_bins=15, norm="max"),
-    })
+    col = tm_collection(c)
     col.update(torch.softmax(s, 1), t)
     before = counts["n"]
     col.compute()

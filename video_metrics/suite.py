@@ -512,6 +512,19 @@ class VideoClassificationMetrics(_ClipRows):
         return out, clip.report(), (video.report() if video is not None else None), coverage
 
 
+def _prf_scalars(tp: Tensor, pc: Tensor, support: Tensor, averages: Sequence[str],
+                 labels: Optional[Tensor] = None) -> Dict[str, Tensor]:
+    """``precision_macro``, ``recall_macro``, ``f1_macro`` and ``f1_<avg>`` for the other averages."""
+    out: Dict[str, Tensor] = {}
+    for avg in averages:
+        prf = precision_recall_f1(tp, pc, support, avg, labels)
+        if avg == "macro":
+            out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
+        else:
+            out[f"f1_{avg}"] = prf["f1"]
+    return out
+
+
 class _Level:
     """Metrics of one level from its probabilities, ranking scores and prediction key."""
 
@@ -560,13 +573,7 @@ class _Level:
             tp, pc = cm.diagonal(), cm.sum(0)
             self.cm, self.tp, self.pc, self.support = cm, tp, pc, support
             out["balanced_acc"] = safe_div(tp, support)[support > 0].mean()
-            labels = (support > 0) | (pc > 0)
-            for avg in ("macro", "micro", "weighted"):
-                prf = precision_recall_f1(tp, pc, support, avg, labels)
-                if avg == "macro":
-                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
-                else:
-                    out[f"f1_{avg}"] = prf["f1"]
+            out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
             self.pos = pos
             if "auroc_macro" in keys:
                 ap, auc, npos = exact_ap_auroc(self.rank, target=t)
@@ -594,12 +601,7 @@ class _Level:
             pred = self.probs > su.threshold
             tp, fp, fn = multilabel_counts(pred, pos, ones)
             self.tp, self.pc, self.support = tp, tp + fp, tp + fn
-            for avg in ("macro", "micro"):
-                prf = precision_recall_f1(tp, tp + fp, tp + fn, avg)
-                if avg == "macro":
-                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
-                else:
-                    out["f1_micro"] = prf["f1"]
+            out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
             if "ece" in keys:
                 self.bins = bin_update(self.probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), su.calibration_bins)
                 out["ece"] = calibration_error(self.bins, "l1")
@@ -660,13 +662,8 @@ class _HistLevel:
                 per = safe_div(su.topk_hits[i], self.support)
                 out[f"mean_class_top{k}"] = per[self.support > 0].mean()
             out["balanced_acc"] = safe_div(self.tp, self.support)[self.support > 0].mean()
-            labels = (self.support > 0) | (self.pc > 0)
-            for avg in ("macro", "micro", "weighted"):
-                prf = precision_recall_f1(self.tp, self.pc, self.support, avg, labels)
-                if avg == "macro":
-                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
-                else:
-                    out[f"f1_{avg}"] = prf["f1"]
+            out.update(_prf_scalars(self.tp, self.pc, self.support, ("macro", "micro", "weighted"),
+                                    (self.support > 0) | (self.pc > 0)))
             out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.empty_class)
             out["auprc_macro"] = reduce_classes(self.ap, self.npos > 0, "macro", su.empty_class)
             out["ece"] = calibration_error(su.cal, "l1")
@@ -680,12 +677,7 @@ class _HistLevel:
             out["mAP_weighted"] = reduce_classes(self.ap, self.npos > 0, "weighted", su.empty_class, self.npos)
             out["mAP_micro"] = hist_ap_auroc(self.hist.sum(0, keepdim=True))[0][0]
             out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.empty_class)
-            for avg in ("macro", "micro"):
-                prf = precision_recall_f1(tp, tp + fp, tp + fn, avg)
-                if avg == "macro":
-                    out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
-                else:
-                    out["f1_micro"] = prf["f1"]
+            out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
             out["ece"] = calibration_error(su.cal, "l1")
         return {k: out[k].double() for k in keys}
 
