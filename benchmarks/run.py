@@ -41,6 +41,19 @@ def tm_collection(c):
     })
 
 
+def feed_collection(col, s, t, bs=256):
+    """Reset a torchmetrics collection and feed it softmax probabilities batch by batch."""
+    col.reset()
+    for i in range(0, len(s), bs):
+        col.update(torch.softmax(s[i:i + bs], 1), t[i:i + bs])
+
+
+def compute_collection(col):
+    for m in col.values():
+        m._computed = None
+    return col.compute()
+
+
 def timed(fn, repeats=1):
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -191,21 +204,10 @@ def suite_vs_collection(s, t, args):
         for i in range(0, n, 256):
             ours.update(s[i:i + 256], t[i:i + 256], vid[i:i + 256], cid[i:i + 256])
 
-    def feed_tm():
-        col.reset()
-        for i in range(0, n, 256):
-            col.update(torch.softmax(s[i:i + 256], 1), t[i:i + 256])
-
     u_ours, _ = timed(feed_ours, args.repeats)
-    u_tm, _ = timed(feed_tm, args.repeats)
+    u_tm, _ = timed(lambda: feed_collection(col, s, t), args.repeats)
     c_ours, _ = compute_time(ours, args.repeats)
-
-    def tm_compute():
-        for m in col.values():
-            m._computed = None
-        return col.compute()
-
-    c_tm, _ = timed(tm_compute, args.repeats)
+    c_tm, _ = timed(lambda: compute_collection(col), args.repeats)
     print(f"\n# whole suite vs the torchmetrics MetricCollection of the same clip-level metrics ({len(col)} metrics)")
     print(f"{'suite (clip+video) update':<36}{fmt(u_ours)}{fmt(u_tm)}{fmt(None)}{ratio(u_tm, u_ours):>9}")
     print(f"{'suite (clip+video) compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(None)}{ratio(c_tm, c_ours):>9}"
@@ -220,21 +222,10 @@ def suite_vs_collection(s, t, args):
         for i in range(0, n, 256):
             hist.update(s[i:i + 256], t[i:i + 256])
 
-    def feed_tm_b():
-        col_b.reset()
-        for i in range(0, n, 256):
-            col_b.update(torch.softmax(s[i:i + 256], 1), t[i:i + 256])
-
     u_h, _ = timed(feed_hist, args.repeats)
-    u_tb, _ = timed(feed_tm_b, 1)
+    u_tb, _ = timed(lambda: feed_collection(col_b, s, t), 1)
     c_h, _ = compute_time(hist, args.repeats)
-
-    def tm_b_compute():
-        for m in col_b.values():
-            m._computed = None
-        return col_b.compute()
-
-    c_tb, _ = timed(tm_b_compute, args.repeats)
+    c_tb, _ = timed(lambda: compute_collection(col_b), args.repeats)
     print(f"{'suite 1000 bins (clip) update':<36}{fmt(u_h)}{fmt(u_tb)}{fmt(None)}{ratio(u_tb, u_h):>9}"
           f"   (torchmetrics: AUROC/AP with thresholds=100)")
     print(f"{'suite 1000 bins (clip) compute':<36}{fmt(c_h)}{fmt(c_tb)}{fmt(None)}{ratio(c_tb, c_h):>9}")

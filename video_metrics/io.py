@@ -329,6 +329,15 @@ def _open_csv(path: str, class_names) -> PredictionFile:
     return pf
 
 
+def _int_column(path: str, rows: List[List[str]], col: int, first_line: int, name: str, what: str) -> Tensor:
+    """Column ``col`` of the rows as int64; the first non-integer cell raises with its row."""
+    try:
+        return torch.tensor([int(row[col]) for row in rows], dtype=torch.long)
+    except ValueError:
+        j = next(j for j, row in enumerate(rows) if not row[col].strip().lstrip("-").isdigit())
+        raise PredictionFileError(f"{path}: row {first_line + j}, column {name}: {rows[j][col]!r} is not {what}") from None
+
+
 def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multilabel, int_ids, pf) -> Chunk:
     k = len(rows)
     sc = np.empty((k, c), dtype=np.float32)
@@ -357,12 +366,7 @@ def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multila
                                               f"the {c} classes (0..{c - 1})")
                 tg[j, lab] = 1
     else:
-        try:
-            tg = np.array([int(row[ti]) for row in rows], dtype=np.int64)
-        except ValueError:
-            j = next(j for j, row in enumerate(rows) if not row[ti].strip().lstrip("-").isdigit())
-            raise PredictionFileError(f"{path}: row {first_line + j}, column target: {rows[j][ti]!r} is not a label "
-                                      "index") from None
+        tg = _int_column(path, rows, ti, first_line, "target", "a label index").numpy()
         _check_target(path, tg, c, False, first_line, "row")
     vids = None
     if vi is not None:
@@ -373,10 +377,5 @@ def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multila
             vids = pf.registry.ids(vals)
     cids = None
     if ci is not None:
-        try:
-            cids = torch.tensor([int(row[ci]) for row in rows], dtype=torch.long)
-        except ValueError:
-            j = next(j for j, row in enumerate(rows) if not row[ci].strip().lstrip("-").isdigit())
-            raise PredictionFileError(f"{path}: row {first_line + j}, column clip_id: {rows[j][ci]!r} is not an "
-                                      "integer") from None
+        cids = _int_column(path, rows, ci, first_line, "clip_id", "an integer")
     return Chunk(torch.from_numpy(sc), torch.from_numpy(tg), vids, cids, first)
