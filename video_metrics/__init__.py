@@ -10,9 +10,12 @@ from .metrics import (
     BalancedAccuracy,
     CalibrationError,
     ConfusionMatrix,
+    F1Score,
     MeanAveragePrecision,
     PRCurve,
+    Precision,
     PrecisionRecallF1,
+    Recall,
     TopKAccuracy,
     VideoMetric,
     count_collectives,
@@ -21,7 +24,7 @@ from .metrics import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "TopKAccuracy", "PrecisionRecallF1", "BalancedAccuracy", "ConfusionMatrix", "MeanAveragePrecision",
+    "TopKAccuracy", "PrecisionRecallF1", "Precision", "Recall", "F1Score", "BalancedAccuracy", "ConfusionMatrix", "MeanAveragePrecision",
     "AUROC", "PRCurve", "CalibrationError", "VideoMetric", "count_collectives", "ReliabilityData", "PRCurveData",
 ]
 

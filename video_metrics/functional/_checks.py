@@ -11,13 +11,33 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-TASKS = ("multiclass", "multilabel")
+TASKS = ("multiclass", "multilabel", "binary")
 INPUTS = ("logits", "probs")
 
 
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_binary(scores, target, name: str = "scores") -> None:
+    """task='binary': ``scores`` (N,) floating, ``target`` (N,) integer or bool in {0, 1}."""
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(scores).__name__}")
+    if not scores.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating tensor (fp32, fp16, bf16 or fp64), got {scores.dtype}")
+    if scores.ndim != 1:
+        raise ValueError(f"`{name}` must have shape (N,) for task='binary' (one score of the positive class per "
+                         f"row), got {tuple(scores.shape)}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"`target` must be a torch.Tensor, got {type(target).__name__}")
+    if target.is_floating_point() or target.is_complex():
+        raise TypeError(f"`target` must be an integer or bool tensor of 0/1 for task='binary', got {target.dtype}")
+    if target.shape != scores.shape:
+        raise ValueError(f"`target` must have shape (N,) = ({scores.shape[0]},) for task='binary', "
+                         f"got {tuple(target.shape)}")
+    if target.device != scores.device:
+        raise ValueError(f"`target` is on {target.device} but `{name}` is on {scores.device}")
 
 
 def check_num_classes(num_classes) -> int:

@@ -2,7 +2,8 @@
 
 Uniform binning uses Guo et al.'s intervals ``I_m = ((m-1)/M, m/M]`` with a confidence of 0 in
 the first bin and a confidence of exactly 1.0 in the **last** bin (torchmetrics #3510 puts it in
-a phantom extra bin). Because the bins are fixed, uniform binning keeps O(bins) sum states.
+a phantom extra bin). Membership is decided on the real numbers (see :func:`bin_index`): a
+confidence exactly on an edge ``m/M`` lands in bin ``m``, whatever the dtype. Because the bins are fixed, uniform binning keeps O(bins) sum states.
 Quantile (equal-mass) binning sorts all confidences at compute time: sample ``i`` of ``n`` in
 increasing confidence goes to bin ``floor(i * M / n)``.
 
@@ -19,13 +20,36 @@ from torch import Tensor
 
 
 def uniform_edges(n_bins: int, device=None) -> Tensor:
-    return torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float32, device=device)
+    """The ``n_bins + 1`` edges ``i / n_bins`` in float64 (each the nearest double to the real edge)."""
+    return torch.arange(n_bins + 1, dtype=torch.float64, device=device) / n_bins
+
+
+_SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitter for float64
 
 
 def bin_index(confidence: Tensor, n_bins: int) -> Tensor:
-    """Bin of each confidence under Guo's ``(lo, hi]`` intervals; 0 -> first bin, 1.0 -> last."""
-    inner = uniform_edges(n_bins, confidence.device)[1:-1].contiguous()
-    return torch.bucketize(confidence.float().contiguous(), inner, right=False)
+    """Bin of each confidence under Guo's intervals, decided on the real numbers: ``c`` is in
+    bin ``i`` iff ``i/M < c <= (i+1)/M`` (``M = n_bins``), ``c = 0`` in bin 0, values outside
+    [0, 1] clamped to the end bins.
+
+    The confidence is taken as given (fp16/bf16/fp32 are widened to float64 exactly; float64
+    stays float64), and ``ceil(c * M) - 1`` is evaluated on the *exact* product: ``p = c * M``
+    rounded, plus its rounding error from Dekker's two-product (Veltkamp split of ``c``; ``M <
+    2**26`` is exact in 26 bits), so no edge ``i/M`` is rounded onto the wrong side. A float32
+    linspace of edges (or an fp32 ``c * M``) puts 0.33 and 0.34 into one bin at ``M = 100``.
+    No host sync."""
+    if not 1 <= n_bins < 2**26:
+        raise ValueError(f"`n_bins` must be in [1, 2**26), got {n_bins}")
+    c = confidence.double()
+    p = c * n_bins
+    t = c * _SPLIT
+    hi = t - (t - c)
+    lo = c - hi
+    err = (hi * n_bins - p) + lo * n_bins  # c * M == p + err exactly
+    up = torch.ceil(p)
+    # ceil(p + err): p is the double nearest the exact product, so only an integer p can move
+    b = torch.where((up == p) & (err > 0), up + 1, up) - 1
+    return b.clamp_(0, n_bins - 1).long()
 
 
 def bin_update(confidence: Tensor, correct: Tensor, weight: Tensor, n_bins: int) -> Tensor:

@@ -12,6 +12,7 @@ Conventions (shared by every metric in the package):
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -66,6 +67,15 @@ def prepare_rows(
     bad_score = (~score_ok & ~ignored).sum()
     s = torch.where(valid[:, None], s, torch.zeros((), dtype=s.dtype, device=s.device))
     return s, target_safe, valid, bad_target, bad_score
+
+
+def looks_like_probabilities(s: Tensor, valid: Tensor, task: str, tol: float = 1e-3) -> Tensor:
+    """int64 count of valid rows that look like probabilities: every value in [0, 1] and, for
+    multiclass, a sum within ``tol`` of 1. Only used to warn (the input is never guessed)."""
+    ok = ((s >= 0) & (s <= 1)).all(dim=1)
+    if task == "multiclass":
+        ok = ok & ((s.sum(dim=1) - 1).abs() <= tol)
+    return (ok & valid).sum()
 
 
 def probabilities(scores: Tensor, task: str, input: str) -> Tensor:
@@ -141,41 +151,68 @@ def safe_div(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
 
 
-def precision_recall_f1(
-    tp: Tensor, pred_count: Tensor, support: Tensor, average: str, labels_mask: Optional[Tensor] = None
-) -> dict:
-    """Precision, recall and F1 from per-class counts, as sklearn with ``zero_division=0``.
+def divide(num: Tensor, den: Tensor, zero_division: float = 0.0) -> Tensor:
+    """num / den in float64 with ``zero_division`` (0, 1 or NaN) where den == 0, as sklearn's
+    ``_prf_divide``."""
+    num = num.double()
+    den = den.double()
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.full_like(num, float(zero_division)))
 
-    ``labels_mask`` selects the classes that enter the macro/weighted mean (sklearn uses the
-    labels present in ``y_true`` or ``y_pred`` for multiclass input and every column for
-    multilabel input). ``average="micro"`` pools the counts of all classes.
+
+def _nanaverage(v: Tensor, w: Tensor) -> Tensor:
+    """Weighted mean over the entries with weight > 0 that are not NaN (sklearn's
+    ``_nanaverage``); NaN when no such entry is left."""
+    use = (w > 0) & ~torch.isnan(v)
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
+    if not bool(use.any()):
+        return nan
+    vv = torch.where(use, v, torch.zeros_like(v))
+    ww = torch.where(use, w, torch.zeros_like(w))
+    return (vv * ww).sum() / ww.sum()
+
+
+def precision_recall_f1(
+    tp: Tensor, pred_count: Tensor, support: Tensor, average: str, labels_mask: Optional[Tensor] = None,
+    beta: float = 1.0, zero_division: float = 0.0,
+) -> dict:
+    """Precision, recall and F-beta from per-class counts, as sklearn's
+    ``precision_recall_fscore_support``.
+
+    ``labels_mask`` selects the classes that enter the average (sklearn uses the labels present
+    in ``y_true`` or ``y_pred`` for multiclass input and every column for multilabel input).
+    ``average="micro"`` pools the counts of all those classes; ``"none"`` returns per-class
+    vectors. ``F_beta = (1 + beta^2) tp / ((1 + beta^2) tp + beta^2 fn + fp)`` (``beta=inf``:
+    recall, ``beta=0``: precision). ``zero_division`` (0, 1 or NaN) is the value of a ratio
+    whose denominator is 0 (precision: nothing predicted; recall: no support; F: neither); NaN
+    values are left out of the macro/weighted mean (sklearn's ``_nanaverage``), and a weighted
+    mean whose weights are all 0 falls back to the unweighted one, as sklearn.
     """
     if labels_mask is None:
         labels_mask = torch.ones_like(support, dtype=torch.bool)
     if average == "micro":
-        tp_s, pc_s, su_s = tp[labels_mask].sum(), pred_count[labels_mask].sum(), support[labels_mask].sum()
-        p = safe_div(tp_s, pc_s)
-        r = safe_div(tp_s, su_s)
-        f = safe_div(2 * tp_s, pc_s + su_s)
+        m = labels_mask.long()
+        tp, pred_count, support = (tp * m).sum(), (pred_count * m).sum(), (support * m).sum()
+    p = divide(tp, pred_count, zero_division)
+    r = divide(tp, support, zero_division)
+    beta = float(beta)
+    if math.isinf(beta):
+        f = r
+    elif beta == 0:
+        f = p
+    else:
+        b2 = beta * beta
+        f = divide((1 + b2) * tp.double(), b2 * support.double() + pred_count.double(), zero_division)
+    if average in ("micro", "none"):
         return {"precision": p, "recall": r, "f1": f}
-    p = safe_div(tp, pred_count)
-    r = safe_div(tp, support)
-    f = safe_div(2 * tp, pred_count + support)
-    if average == "none":
-        return {"precision": p, "recall": r, "f1": f}
-    m = labels_mask.double()
     if average == "macro":
-        w = m
+        w = labels_mask.double()
     elif average == "weighted":
-        w = support.double() * m
+        w = support.double() * labels_mask.double()
+        if not bool((w > 0).any()):
+            w = labels_mask.double()
     else:  # pragma: no cover - checked by the callers
         raise ValueError(f"unknown average {average!r}")
-    den = w.sum()
-
-    def mean(v: Tensor) -> Tensor:
-        return (v * w).sum() / den if den > 0 else torch.zeros((), dtype=torch.float64, device=v.device)
-
-    return {"precision": mean(p), "recall": mean(r), "f1": mean(f)}
+    return {"precision": _nanaverage(p, w), "recall": _nanaverage(r, w), "f1": _nanaverage(f, w)}
 
 
 def balanced_accuracy(tp: Tensor, pred_count: Tensor, support: Tensor, predicted_absent: str = "ignore") -> Tensor:

@@ -210,28 +210,65 @@ def reduce_classes(
 
     ``empty_class``: ``"skip"`` leaves undefined classes out of the mean (the Charades
     convention); ``"nan"`` makes the mean NaN if any class is undefined (sklearn's behaviour for
-    AUROC); ``"zero"`` counts them as 0 (torchmetrics' behaviour). ``average="none"`` returns the
-    vector with undefined entries NaN (``skip``/``nan``) or 0 (``zero``).
+    AUROC); ``"zero"`` counts them as 0 (torchmetrics' behaviour, sklearn's multilabel AP).
+    ``average="none"`` returns the vector with undefined entries NaN (``skip``/``nan``) or 0
+    (``zero``). ``weights`` (``average="weighted"``: the positives per class) weight the mean.
+
+    When nothing is left to average (every class undefined under ``skip``, or all weights 0 —
+    e.g. weighted AP with no positive at all), the result is NaN, except under ``"zero"``, where
+    it is 0 (sklearn's ``average_precision_score(average="weighted")`` returns 0 there).
     """
     v = values.double()
     if empty_class == "zero":
         v = torch.where(defined, v, torch.zeros_like(v))
-        use = torch.ones_like(defined)
-    elif empty_class == "nan":
-        use = torch.ones_like(defined)
-    else:
-        use = defined
     if average == "none":
         return v
-    w = use.double() if weights is None else weights.double() * use.double()
-    w = torch.where(use, w, torch.zeros_like(w))
-    vv = torch.where(use, v, torch.zeros_like(v))
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
     if empty_class == "nan" and not bool(defined.all()):
-        return torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
+        return nan
+    use = torch.ones_like(defined) if empty_class == "zero" else defined
+    w = use.double() if weights is None else weights.double() * use.double()
     den = w.sum()
     if den <= 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
+        return torch.zeros((), dtype=torch.float64, device=v.device) if empty_class == "zero" else nan
+    vv = torch.where(use, v, torch.zeros_like(v))
     return (vv * w).sum() / den
+
+
+def reduce_pooled(value: Tensor, defined: bool, empty_class: str) -> Tensor:
+    """``average="micro"``: the pooled (sample, class) pairs form one ranking; when it is
+    undefined (no positive pair; for AUROC also no negative pair) the result is 0 under
+    ``empty_class="zero"`` (sklearn) and NaN otherwise."""
+    if defined:
+        return value.double()
+    fill = 0.0 if empty_class == "zero" else float("nan")
+    return torch.tensor(fill, dtype=torch.float64, device=value.device)
+
+
+def per_row_ap_auroc(scores: Tensor, positive: Tensor):
+    """Step AP and AUROC of each **row** (a sample ranking its labels), for ``average="samples"``.
+
+    Same definitions as :func:`exact_ap_auroc`, applied along dimension 1 with static shapes and
+    no host sync (one sort of the rows, one of the positives, three batched ``searchsorted``), so
+    it runs inside ``update()``. Returns ``(ap, auroc, ap_defined, auroc_defined)`` per row: AP
+    needs a positive label, AUROC a positive and a negative one.
+    """
+    n, c = scores.shape
+    x = scores.float().contiguous()
+    inf = torch.full((), float("inf"), dtype=x.dtype, device=x.device)
+    srt = torch.sort(x, dim=1).values
+    pos_sorted = torch.sort(torch.where(positive, x, inf), dim=1).values
+    lt = torch.searchsorted(srt, x, right=False)
+    le = torch.searchsorted(srt, x, right=True)
+    lt_pos = torch.searchsorted(pos_sorted, x, right=False)
+    p = positive.sum(1)
+    prec = (p[:, None] - lt_pos).double() / (c - lt).clamp_min(1).double()
+    ap = torch.where(positive, prec, torch.zeros_like(prec)).sum(1) / p.clamp_min(1).double()
+    ranks2 = torch.where(positive, lt + le, torch.zeros_like(lt)).sum(1)
+    neg = c - p
+    den = 2 * p * neg
+    auc = (ranks2 - p * p).double() / den.clamp_min(1).double()
+    return ap, auc, p > 0, den > 0
 
 
 def _sort_rows(x: Tensor) -> Tensor:

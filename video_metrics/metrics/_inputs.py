@@ -1,12 +1,35 @@
-"""Argument handling shared by the metric classes (free checks only, see functional._checks)."""
+"""Argument handling shared by the metric classes (free checks only, see functional._checks).
+
+``task="binary"``: scores ``(N,)`` (one logit or probability of the positive class per row) and
+targets ``(N,)`` in {0, 1}. Internally a binary batch takes one of two layouts, chosen by the
+metric class (``binary_layout``):
+
+* ``"one_label"`` (ranking, calibration, precision/recall/F1): a multilabel problem with one
+  label — AP, AUROC and PR curve of the positive class, ECE of P(y=1) against the label
+  (scikit-learn's ``calibration_curve``, torchmetrics' ``BinaryCalibrationError``), precision,
+  recall and F1 of the positive class with ``p > threshold`` (scikit-learn's ``average="binary"``);
+* ``"two_class"`` (top-1 accuracy, balanced accuracy, confusion matrix): a two-class problem
+  with logits ``[0, x]`` or probabilities ``[1 - p, p]``, so the prediction is 1 exactly when
+  ``p > 0.5`` (a tie goes to the lower class, 0).
+"""
 from __future__ import annotations
 
 from typing import Any, Optional
 
+import torch
 from torch import Tensor
 
-from ..functional._checks import INPUTS, TASKS, check_choice, check_device, check_num_classes, check_scores, check_target
-from ..functional.classification import prepare_rows
+from ..functional._checks import (
+    INPUTS,
+    TASKS,
+    check_binary,
+    check_choice,
+    check_device,
+    check_num_classes,
+    check_scores,
+    check_target,
+)
+from ..functional.classification import looks_like_probabilities, prepare_rows
 from .base import VideoMetric
 
 
@@ -14,32 +37,84 @@ class ScoresMetric(VideoMetric):
     """A metric fed with ``update(scores, target)``; owns ``num_classes``, ``task``, ``input``."""
 
     tasks = TASKS
+    binary_layout = "one_label"
+    #: whether the value depends on ``input`` (logits vs probabilities): such metrics count the
+    #: rows that look like probabilities and warn at compute() when every row does (input="logits")
+    uses_probabilities = True
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: Optional[int] = None,
         task: str = "multiclass",
         input: str = "logits",
         ignore_index: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_classes = check_num_classes(num_classes)
         check_choice("task", task, self.tasks)
         check_choice("input", input, INPUTS)
+        if task == "binary":
+            if num_classes not in (None, 1, 2) or isinstance(num_classes, bool):
+                raise ValueError(f"`num_classes` must be None (or 2) for task='binary', got {num_classes!r}")
+            num_classes = 2
+        self.num_classes = check_num_classes(num_classes)
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
             raise ValueError(f"`ignore_index` must be None or an int, got {ignore_index!r}")
-        if ignore_index is not None and task == "multilabel":
-            raise ValueError("`ignore_index` is only supported for task='multiclass'")
+        if ignore_index is not None and task != "multiclass":
+            raise ValueError(f"`ignore_index` is only supported for task='multiclass', got task={task!r}")
         self.task = task
         self.input = input
         self.ignore_index = ignore_index
+        # the layout the kernels see
+        if task == "binary":
+            self._task = "multiclass" if self.binary_layout == "two_class" else "multilabel"
+            self._c = 2 if self.binary_layout == "two_class" else 1
+        else:
+            self._task, self._c = task, self.num_classes
+        if self.uses_probabilities and input == "logits":
+            self.add_sum_state("n_prob_like", torch.zeros((), dtype=torch.long))
 
     def _prepare(self, scores: Tensor, target: Tensor):
         """Free checks (raise at once), then device-side value checks. Returns
         ``(scores_f32, target_safe, valid, counts)``; pass ``counts`` to ``_count_rows`` last."""
-        check_scores(scores, self.num_classes)
-        check_target(target, scores, self.task)
-        check_device(scores, self)
-        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self.task, self.input, self.num_classes, self.ignore_index)
+        if self.task == "binary":
+            check_binary(scores, target)
+            check_device(scores, self)
+            scores, target = self._binary_rows(scores, target)
+        else:
+            check_scores(scores, self.num_classes)
+            check_target(target, scores, self.task)
+            check_device(scores, self)
+        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self._task, self.input, self._c, self.ignore_index)
+        if self.uses_probabilities and self.input == "logits":
+            self.n_prob_like += looks_like_probabilities(s, valid, self._task if self.task != "binary" else "multilabel")
         return s, t, valid, (valid, bad_t, bad_s)
+
+    def _binary_rows(self, scores: Tensor, target: Tensor):
+        """(N,) scores and targets in the layout of :attr:`binary_layout`."""
+        if self.binary_layout == "one_label":
+            return scores[:, None], target[:, None]
+        x = scores
+        first = torch.zeros_like(x) if self.input == "logits" else 1 - x
+        return torch.stack([first, x], 1), target.long()
+
+    def _check_rows(self) -> None:
+        super()._check_rows()
+        if self.uses_probabilities and self.input == "logits":
+            warn_if_probabilities(self, int(self.n_prob_like), int(self.n_rows))
+
+
+def warn_if_probabilities(owner, n_prob_like: int, n_rows: int) -> None:
+    """Warn once per metric object when every valid row looks like probabilities although
+    ``input="logits"`` (the input is never guessed: this only points at a likely mistake)."""
+    import warnings
+
+    if n_rows > 0 and n_prob_like == n_rows and not getattr(owner, "_warned_probs", False):
+        owner._warned_probs = True
+        warnings.warn(
+            f"{type(owner).__name__}: every one of the {n_rows} valid row(s) lies in [0, 1]"
+            + (" and sums to 1" if getattr(owner, "task", "") == "multiclass" else "")
+            + ", which looks like probabilities, but input='logits' (the default) applies a softmax/sigmoid to them. "
+            "If these are probabilities, pass input=\"probs\".",
+            UserWarning, stacklevel=3,
+        )

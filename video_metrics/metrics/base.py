@@ -12,13 +12,19 @@
 * **No data.** ``compute()`` with no valid row anywhere raises ``ValueError`` (one documented
   behaviour for all metrics).
 * A rejected batch (bad shape, dtype, device) leaves the state untouched, update count included.
+* **Errors leave the metric as it was.** When anything inside ``compute()`` (or the sync
+  itself) raises, every rank's states are restored to their local, unsynced values before the
+  exception propagates (torchmetrics' ``sync_context`` has no ``finally``: the synced, gathered
+  states stayed, ``reset()`` then crashed on row states and sum states were counted again by the
+  next ``compute()``). ``reset()`` works after any error.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import warnings
-from typing import Any, Callable, Dict, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Generator, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -110,6 +116,37 @@ class VideoMetric(Metric):
                 "Call update() with at least one valid row first."
             )
 
+    # ------------------------------------------------------------- sync with error recovery
+    def sync(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None,
+             should_sync: bool = True, distributed_available: Optional[Callable] = None) -> None:
+        try:
+            super().sync(dist_sync_fn=dist_sync_fn, process_group=process_group, should_sync=should_sync,
+                         distributed_available=distributed_available)
+        except BaseException:
+            # the sync failed half-way: put back the local states torchmetrics cached before it
+            cache = getattr(self, "_cache", None)
+            if cache is not None and not self._is_synced:
+                for attr, val in cache.items():
+                    setattr(self, attr, val)
+                self._cache = None
+            raise
+
+    @contextmanager
+    def sync_context(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None,
+                     should_sync: bool = True, should_unsync: bool = True,
+                     distributed_available: Optional[Callable] = None) -> Generator:
+        """torchmetrics' ``sync_context`` with a ``finally``: after an exception the local
+        (unsynced) states are always restored."""
+        self.sync(dist_sync_fn=dist_sync_fn, process_group=process_group, should_sync=should_sync,
+                  distributed_available=distributed_available)
+        try:
+            yield
+        except BaseException:
+            if self._is_synced:
+                self.unsync(should_unsync=True)
+            raise
+        self.unsync(should_unsync=self._is_synced and should_unsync)
+
     def _synced(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the states synced across processes, as ``compute()`` does."""
         with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=True):
@@ -144,14 +181,25 @@ class VideoMetric(Metric):
 
     _TM_ATTRS = frozenset({"compute_on_cpu", "dist_sync_on_step", "sync_on_compute", "compute_with_cache", "training"})
 
+    #: options that only change compute() (not the states): left out of the signature
+    _compute_options: Tuple[str, ...] = ()
+
     def signature(self) -> str:
-        """Class and configuration. ``MetricCollection`` may let two metrics share state only when
-        their signatures agree (never because their values happen to match after one batch)."""
+        """The state's class and configuration. ``MetricCollection`` may let two metrics share
+        state only when their signatures agree (never because their values happen to match after
+        one batch). The class is the one that declares the states (e.g. precision, recall and F1
+        share their counts), and options that only change ``compute()`` are left out."""
         cfg = sorted(
             (k, repr(v)) for k, v in vars(self).items()
-            if not k.startswith("_") and k not in self._TM_ATTRS and isinstance(v, (int, float, str, bool, tuple, type(None)))
+            if not k.startswith("_") and k not in self._TM_ATTRS and k not in self._compute_options
+            and isinstance(v, (int, float, str, bool, tuple, type(None)))
         )
-        return f"{type(self).__module__}.{type(self).__qualname__}{cfg}"
+        cls = self._state_class()
+        return f"{cls.__module__}.{cls.__qualname__}{cfg}"
+
+    def _state_class(self) -> type:
+        """The most basic class whose states (and update) this metric uses unchanged."""
+        return type(self)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The batch's value (torchmetrics' forward: the accumulated state is updated, and only the
@@ -165,7 +213,23 @@ class VideoMetric(Metric):
         if getattr(self, "_signature_state", None) is None:
             name = "sig_" + hashlib.sha1(self.signature().encode()).hexdigest()[:16]
             self._signature_state = name
-            self.add_state(name, default=torch.zeros(0, device=self.device), dist_reduce_fx="sum")
+            self.add_state(name, default=torch.zeros(0, device=self.device), dist_reduce_fx="sum", persistent=False)
+
+    # ------------------------------------------------------------------------- checkpoints
+    def persistent(self, mode: bool = False) -> None:
+        """As torchmetrics; the signature state is never saved (it holds nothing and is declared
+        at the first update, so a fresh metric loading the checkpoint would not know it)."""
+        super().persistent(mode)
+        sig = getattr(self, "_signature_state", None)
+        if sig is not None:
+            self._persistent[sig] = False
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix + "sig_")]:
+            state_dict.pop(key)  # written by video_metrics <= 0.1.0 when persistent(True) followed an update
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _wrap_compute(self, compute: Callable) -> Callable:
         wrapped = super()._wrap_compute(compute)

@@ -21,10 +21,19 @@ from ._inputs import ScoresMetric
 __all__ = ["CalibrationError"]
 
 
-def confidence_and_correct(s: Tensor, t: Tensor, task: str, input: str):
+def confidence_and_correct(s: Tensor, t: Tensor, task: str, input: str, raw: Optional[Tensor] = None,
+                           valid: Optional[Tensor] = None):
     """Multiclass: top-label confidence and whether the top-1 prediction is right. Multilabel:
-    the probability of every (sample, label) pair and whether the label is positive."""
-    p = probabilities(s, task, input)
+    the probability of every (sample, label) pair and whether the label is positive.
+
+    ``raw``: the scores as given; when they are float64 the confidences are computed from them
+    in float64 (``s`` is the fp32 copy, which decides the prediction), so that a probability
+    given in float64 is binned as given."""
+    if raw is not None and raw.dtype == torch.float64:
+        keep = valid[:, None] if valid is not None else torch.ones((), dtype=torch.bool, device=raw.device)
+        p = probabilities(torch.where(keep, raw, torch.zeros((), dtype=raw.dtype, device=raw.device)), task, input)
+    else:
+        p = probabilities(s, task, input)
     if task == "multiclass":
         pred = argmax_lowest(s)
         conf = p.gather(1, pred[:, None]).squeeze(1)
@@ -38,6 +47,10 @@ class CalibrationError(ScoresMetric):
 
     Multiclass: top-label confidence against top-1 correctness. Multilabel: every (sample,
     label) pair's probability against the label (reliability of P(y=1)), pooled over pairs.
+    Binary (scores ``(N,)``): P(y=1) against the label, as scikit-learn's ``calibration_curve``
+    and torchmetrics' ``BinaryCalibrationError``. A confidence exactly on a bin edge ``m/M``
+    falls in bin ``m`` (decided on the real numbers, in the dtype given; see
+    :func:`~video_metrics.functional.calibration.bin_index`).
     ``binning="uniform"`` uses ``n_bins`` equal-width bins ``(lo, hi]`` (0 in the first bin, a
     confidence of exactly 1.0 in the last) with O(bins) state; ``"quantile"`` uses equal-mass
     bins and keeps every confidence. ``reliability()`` returns
@@ -46,7 +59,7 @@ class CalibrationError(ScoresMetric):
 
     higher_is_better = False
 
-    def __init__(self, num_classes: int, task: str = "multiclass", n_bins: int = 15, norm: str = "l1",
+    def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", n_bins: int = 15, norm: str = "l1",
                  binning: str = "uniform", input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
@@ -57,19 +70,20 @@ class CalibrationError(ScoresMetric):
         if binning == "uniform":
             self.add_sum_state("bins", torch.zeros(3, n_bins, dtype=torch.float64))
         else:
-            trailing = () if task == "multiclass" else (num_classes,)
-            self.add_cat_state("conf", torch.float32, trailing)
+            trailing = () if self._task == "multiclass" else (self._c,)
+            self.add_cat_state("conf", torch.float64, trailing)
             self.add_cat_state("correct", torch.bool, trailing)
             self.add_cat_state("valid", torch.bool, ())
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        conf, correct = confidence_and_correct(s, t, self.task, self.input)
+        raw = scores[:, None] if self.task == "binary" else scores
+        conf, correct = confidence_and_correct(s, t, self._task, self.input, raw=raw, valid=valid)
         if self.binning == "uniform":
-            w = valid if self.task == "multiclass" else valid[:, None].expand_as(conf)
+            w = valid if self._task == "multiclass" else valid[:, None].expand_as(conf)
             self.bins += bin_update(conf, correct, w, self.n_bins)
         else:
-            self.conf.append(conf)
+            self.conf.append(conf.double())
             self.correct.append(correct)
             self.valid.append(valid)
         self._count_rows(*counts)

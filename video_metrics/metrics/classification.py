@@ -20,7 +20,7 @@ from ..functional.classification import (
 )
 from ._inputs import ScoresMetric
 
-__all__ = ["TopKAccuracy", "PrecisionRecallF1", "BalancedAccuracy", "ConfusionMatrix"]
+__all__ = ["TopKAccuracy", "PrecisionRecallF1", "Precision", "Recall", "F1Score", "BalancedAccuracy", "ConfusionMatrix"]
 
 
 class TopKAccuracy(ScoresMetric):
@@ -32,30 +32,48 @@ class TopKAccuracy(ScoresMetric):
     samples; ``"macro"`` is the mean per-class top-k recall over the classes present in the
     targets (classes with no sample are left out, not counted as 0). Scores may be logits or
     probabilities: top-k does not depend on which. Rows whose target equals ``ignore_index`` are
-    skipped.
+    skipped. ``k`` must be at most ``num_classes`` (a larger ``k`` would count every row as a hit).
+
+    ``task="binary"`` (scores ``(N,)``): the accuracy of predicting 1 when ``p > 0.5`` (``k=1``
+    only). ``task="multilabel"`` is refused: "top-k" has no single definition there; use
+    :class:`MeanAveragePrecision` (ranking) or :class:`PrecisionRecallF1` (thresholded labels).
 
     Matches ``sklearn.metrics.top_k_accuracy_score`` (micro) and ``balanced_accuracy_score`` of the
     top-1 prediction (macro, k = 1).
     """
 
-    def __init__(self, num_classes: int, k: int = 1, average: str = "micro", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        super().__init__(num_classes, task="multiclass", input="logits", ignore_index=ignore_index, **kwargs)
+    binary_layout = "two_class"
+    uses_probabilities = False
+    tasks = ("multiclass", "binary")
+
+    def __init__(self, num_classes: Optional[int] = None, k: int = 1, average: str = "micro",
+                 ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits",
+                 **kwargs: Any) -> None:
+        if task == "multilabel":
+            raise ValueError("TopKAccuracy does not support task='multilabel': top-k accuracy has no single "
+                             "multi-label definition. Use MeanAveragePrecision (ranking quality) or "
+                             "PrecisionRecallF1(task='multilabel') (thresholded labels) instead")
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"`k` must be a positive int, got {k!r}")
+        if task == "binary" and k != 1:
+            raise ValueError(f"`k` must be 1 for task='binary' (two classes), got {k}")
+        if k > self.num_classes:
+            raise ValueError(f"`k`={k} is larger than `num_classes`={self.num_classes}: every sample would be a hit")
         check_choice("average", average, ("micro", "macro"))
         self.k = k
         self.average = average
-        self.add_sum_state("hits", torch.zeros(num_classes, dtype=torch.long))
-        self.add_sum_state("support", torch.zeros(num_classes, dtype=torch.long))
+        self.add_sum_state("hits", torch.zeros(self._c, dtype=torch.long))
+        self.add_sum_state("support", torch.zeros(self._c, dtype=torch.long))
 
     def _score_rule(self) -> str:
-        return "NaN or inf"
+        return "NaN or inf" if self.input == "logits" else "NaN, inf, or a probability outside [0, 1]"
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
         hit = (target_rank(s, t) < self.k) & valid
-        self.hits += scatter_count(t, hit, self.num_classes)
-        self.support += scatter_count(t, valid, self.num_classes)
+        self.hits += scatter_count(t, hit, self._c)
+        self.support += scatter_count(t, valid, self._c)
         self._count_rows(*counts)
 
     def compute(self) -> Tensor:
@@ -70,25 +88,33 @@ class _ClassCounts(ScoresMetric):
     """Per-class tp / predicted / support counts from the top-1 prediction (multiclass) or from
     thresholded probabilities (multilabel: ``p > threshold``)."""
 
-    def __init__(self, num_classes: int, task: str = "multiclass", threshold: float = 0.5, input: str = "logits",
-                 ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        if not (0.0 <= float(threshold) <= 1.0):
+    def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", threshold: float = 0.5,
+                 input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (0.0 <= float(threshold) <= 1.0):
             raise ValueError(f"`threshold` must be a probability in [0, 1], got {threshold!r}")
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         self.threshold = float(threshold)
-        self.add_sum_state("counts", torch.zeros(3, num_classes, dtype=torch.long))
+        self.add_sum_state("counts", torch.zeros(3, self._c, dtype=torch.long))
+
+    def _state_class(self) -> type:
+        # precision, recall, F1 and balanced accuracy keep the same counts (binary: two layouts)
+        return type(self) if self.task == "binary" and self.binary_layout == "two_class" else _ClassCounts
+
+    @property
+    def uses_probabilities(self) -> bool:  # multiclass predictions are argmaxes: logits or probabilities alike
+        return getattr(self, "_task", self.task) != "multiclass"
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        c = self.num_classes
-        if self.task == "multiclass":
+        c = self._c
+        if self._task == "multiclass":
             pred = argmax_lowest(s)
             tp = scatter_count(t, valid & (pred == t), c)
             pc = scatter_count(pred, valid, c)
             su = scatter_count(t, valid, c)
             self.counts += torch.stack([tp, pc, su])
         else:
-            pred = probabilities(s, self.task, self.input) > self.threshold
+            pred = probabilities(s, self._task, self.input) > self.threshold
             tp, fp, fn = multilabel_counts(pred, t, valid)
             self.counts += torch.stack([tp, tp + fp, tp + fn])
         self._count_rows(*counts)
@@ -97,12 +123,24 @@ class _ClassCounts(ScoresMetric):
         return self.counts[0], self.counts[1], self.counts[2]
 
 
-class PrecisionRecallF1(_ClassCounts):
-    """Precision, recall and F1 as one dict ``{"precision", "recall", "f1"}`` for ``log_dict``.
+def _check_beta_zero_division(beta, zero_division) -> None:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+        raise ValueError(f"`beta` must be a number >= 0 (inf for recall), got {beta!r}")
+    if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)) or not (
+            zero_division in (0, 1) or zero_division != zero_division):
+        raise ValueError(f"`zero_division` must be 0, 1 or float('nan') (as scikit-learn), got {zero_division!r}")
 
-    Multiclass: from the top-1 prediction (ties to the lower class index). Multilabel: a label is
-    predicted when its probability is **strictly above** ``threshold``. Zero division gives 0
-    (sklearn's ``zero_division=0``). ``average``:
+
+class PrecisionRecallF1(_ClassCounts):
+    """Precision, recall and F-beta as one dict ``{"precision", "recall", "f1"}`` for ``log_dict``
+    (:class:`Precision`, :class:`Recall` and :class:`F1Score` return each as a tensor).
+
+    Multiclass: from the top-1 prediction (ties to the lower class index). Multilabel and binary:
+    a label is predicted when its probability is **strictly above** ``threshold``; binary is
+    scikit-learn's ``average="binary"`` (the positive class). ``beta`` weighs recall ``beta``
+    times as much as precision (``"f1"`` holds F-beta; 1 by default). ``zero_division`` (0, 1 or
+    NaN) is the value where a denominator is 0, as scikit-learn; NaN values are left out of the
+    macro/weighted mean. ``average``:
 
     * ``"macro"``: unweighted mean over classes; as sklearn, the classes are those present in
       the targets or the predictions for multiclass input, and all classes for multilabel input;
@@ -111,17 +149,49 @@ class PrecisionRecallF1(_ClassCounts):
     * ``"none"``: per-class vectors of length ``num_classes``.
     """
 
-    def __init__(self, num_classes: int, task: str = "multiclass", average: str = "macro", threshold: float = 0.5,
-                 input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        check_choice("average", average, ("macro", "micro", "weighted", "none"))
-        super().__init__(num_classes, task=task, threshold=threshold, input=input, ignore_index=ignore_index, **kwargs)
-        self.average = average
+    #: options that only change compute(): metrics differing in them share state in a MetricCollection
+    _compute_options = ("average", "beta", "zero_division")
 
-    def compute(self) -> Dict[str, Tensor]:
+    def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", average: str = "macro",
+                 threshold: float = 0.5, input: str = "logits", ignore_index: Optional[int] = None, beta: float = 1.0,
+                 zero_division: float = 0.0, **kwargs: Any) -> None:
+        check_choice("average", average, ("macro", "micro", "weighted", "none"))
+        _check_beta_zero_division(beta, zero_division)
+        super().__init__(num_classes, task=task, threshold=threshold, input=input, ignore_index=ignore_index, **kwargs)
+        self.average, self.beta, self.zero_division = average, float(beta), float(zero_division)
+
+    def _values(self) -> Dict[str, Tensor]:
         self._check_rows()
         tp, pc, su = self._tp_pred_support()
-        labels = (su > 0) | (pc > 0) if self.task == "multiclass" else None
-        return precision_recall_f1(tp, pc, su, self.average, labels)
+        labels = (su > 0) | (pc > 0) if self._task == "multiclass" else None
+        return precision_recall_f1(tp, pc, su, self.average, labels, self.beta, self.zero_division)
+
+    def compute(self) -> Dict[str, Tensor]:
+        return self._values()
+
+
+class Precision(PrecisionRecallF1):
+    """Precision as a tensor (see :class:`PrecisionRecallF1` for the options). Works with
+    ``self.log("val/precision", metric)``, ``BootStrapper`` and, with ``average="none"``,
+    ``ClasswiseWrapper``; in a ``MetricCollection`` it shares its counts with :class:`Recall`,
+    :class:`F1Score` and :class:`PrecisionRecallF1` of the same task, classes, threshold and input."""
+
+    _key = "precision"
+
+    def compute(self) -> Tensor:
+        return self._values()[self._key]
+
+
+class Recall(Precision):
+    """Recall as a tensor (see :class:`Precision`)."""
+
+    _key = "recall"
+
+
+class F1Score(Precision):
+    """F-beta (``beta=1``: F1) as a tensor (see :class:`Precision`)."""
+
+    _key = "f1"
 
 
 class BalancedAccuracy(_ClassCounts):
@@ -133,9 +203,18 @@ class BalancedAccuracy(_ClassCounts):
     targets counting 0. Example: targets [2,2,2,3], predictions [2,2,2,4] give 0.5 and 1/3.
     """
 
-    def __init__(self, num_classes: int, predicted_absent: str = "ignore", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+    binary_layout = "two_class"
+    tasks = ("multiclass", "binary")
+    _compute_options = ("predicted_absent",)
+
+    def __init__(self, num_classes: Optional[int] = None, predicted_absent: str = "ignore",
+                 ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits",
+                 **kwargs: Any) -> None:
         check_choice("predicted_absent", predicted_absent, ("ignore", "zero"))
-        super().__init__(num_classes, task="multiclass", ignore_index=ignore_index, **kwargs)
+        if task == "multilabel":
+            raise ValueError("BalancedAccuracy does not support task='multilabel' (mean class accuracy of a top-1 "
+                             "prediction); use PrecisionRecallF1(task='multilabel', average='macro') for mean recall")
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         self.predicted_absent = predicted_absent
 
     def compute(self) -> Tensor:
@@ -154,16 +233,24 @@ class ConfusionMatrix(ScoresMetric):
     """
 
     higher_is_better = None
+    binary_layout = "two_class"
+    uses_probabilities = False
+    tasks = ("multiclass", "binary")
 
-    def __init__(self, num_classes: int, normalize: Optional[str] = None, ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        super().__init__(num_classes, task="multiclass", ignore_index=ignore_index, **kwargs)
+    def __init__(self, num_classes: Optional[int] = None, normalize: Optional[str] = None,
+                 ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits",
+                 **kwargs: Any) -> None:
+        if task == "multilabel":
+            raise ValueError("ConfusionMatrix does not support task='multilabel' (one C x C matrix of top-1 "
+                             "predictions); use PrecisionRecallF1(task='multilabel', average='none') for per-label counts")
         check_choice("normalize", normalize, (None, "true", "pred", "all"))
+        super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         self.normalize = normalize
-        self.add_sum_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.long))
+        self.add_sum_state("confmat", torch.zeros(self._c, self._c, dtype=torch.long))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        self.confmat += confusion_counts(argmax_lowest(s), t, valid, self.num_classes)
+        self.confmat += confusion_counts(argmax_lowest(s), t, valid, self._c)
         self._count_rows(*counts)
 
     def compute(self) -> Tensor:

@@ -34,15 +34,17 @@ from ..functional.ranking import (
     PRCurveData,
     average_precision,
     exact_ap_auroc,
+    per_row_ap_auroc,
     pr_curves,
     ranking_curves,
     reduce_classes,
+    reduce_pooled,
 )
 from ._inputs import ScoresMetric
 
 __all__ = ["MeanAveragePrecision", "AUROC", "PRCurve"]
 
-AVERAGES = ("macro", "micro", "weighted", "none")
+AVERAGES = ("macro", "micro", "weighted", "none", "samples")
 EMPTY = ("skip", "nan", "zero")
 AP_MODES = ("step", "interpolated", "voc11")
 
@@ -58,28 +60,54 @@ class _RankingMetric(ScoresMetric):
     """Exact (rows kept) or, with ``bins``, histogram mode (see
     :mod:`video_metrics.functional.histogram`): ``(C, bins, 2)`` int64 counts, one ``all_reduce``."""
 
-    def __init__(self, num_classes: int, task: str, input: str, ignore_index: Optional[int],
-                 bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
+    def __init__(self, num_classes: Optional[int], task: str, input: str, ignore_index: Optional[int],
+                 bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, average: str = "macro",
+                 **kwargs: Any) -> None:
         check_bins(bins, bin_range)
+        check_choice("average", average, AVERAGES)
+        if average == "samples" and task != "multilabel":
+            raise ValueError(f"`average='samples'` (per-sample value over labels, then the mean over samples) needs "
+                             f"task='multilabel', got task={task!r}")
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        self.bins, self.bin_range = bins, float(bin_range)
-        if bins is None:
-            self.add_row_states(num_classes, task)  # ``scores`` hold ranking scores (see ranking_scores)
+        self.bins, self.bin_range, self.average = bins, float(bin_range), average
+        if average == "samples":
+            # per-sample values are final at update(): sums of the defined values, their number,
+            # and the number of samples where the value is undefined (any mode, O(1) memory)
+            self.add_sum_state("sample_sum", torch.zeros((), dtype=torch.float64))
+            self.add_sum_state("sample_counts", torch.zeros(2, dtype=torch.long))
+        elif bins is None:
+            self.add_row_states(self._c, self._task)  # ``scores`` hold ranking scores (see ranking_scores)
         else:
-            self.add_sum_state("hist", hist_state(num_classes, bins))
+            self.add_sum_state("hist", hist_state(self._c, bins))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        if self.bins is not None:
-            hist_update(self.hist, to_logit(s, self.task, self.input), self._positive(s, t), valid, self.bin_range)
+        if self.average == "samples":
+            value, defined = self._per_sample(s, t.bool())
+            use = defined & valid
+            self.sample_sum += torch.where(use, value, torch.zeros_like(value)).sum()
+            self.sample_counts += torch.stack([use.sum(), (valid & ~defined).sum()])
+        elif self.bins is not None:
+            hist_update(self.hist, to_logit(s, self._task, self.input), self._positive(s, t), valid, self.bin_range)
         else:
-            self.scores.append(ranking_scores(s, self.task, self.input))
-            self.target.append(t if self.task == "multiclass" else t.bool())
+            self.scores.append(ranking_scores(s, self._task, self.input))
+            self.target.append(t if self._task == "multiclass" else t.bool())
             self.valid.append(valid)
         self._count_rows(*counts)
 
+    def _samples_mean(self) -> Tensor:
+        """``average="samples"``: the mean of the per-sample values; samples where the value is
+        undefined follow ``empty_class`` (skip / NaN / count as 0)."""
+        n_def, n_undef = self.sample_counts[0], self.sample_counts[1]
+        if self.empty_class == "nan" and int(n_undef) > 0:
+            return torch.tensor(float("nan"), dtype=torch.float64, device=self.sample_sum.device)
+        den = n_def + (n_undef if self.empty_class == "zero" else 0)
+        if int(den) == 0:
+            return torch.tensor(float("nan"), dtype=torch.float64, device=self.sample_sum.device)
+        return self.sample_sum / den.double()
+
     def _hist(self, average: str = "macro") -> Tensor:
-        h = hist_view(self.hist, self.num_classes, self.bins)
+        h = hist_view(self.hist, self._c, self.bins)
         return h.sum(0, keepdim=True) if average == "micro" else h
 
     def _rows(self):
@@ -92,7 +120,7 @@ class _RankingMetric(ScoresMetric):
         return s, t
 
     def _positive(self, s, t):
-        if self.task == "multilabel":
+        if self._task == "multilabel":
             return t.bool()
         pos = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
         pos[torch.arange(t.numel(), device=s.device), t] = True
@@ -108,36 +136,49 @@ class MeanAveragePrecision(_RankingMetric):
 
     ``average``: ``"macro"`` mean over classes, ``"weighted"`` weighted by the number of positives
     (Charades' class-size weighted mAP), ``"micro"`` AP of all (sample, class) pairs pooled,
-    ``"none"`` the per-class vector.
+    ``"none"`` the per-class vector, ``"samples"`` (multilabel) the AP of each sample's ranking of
+    the labels, averaged over samples (scikit-learn's ``average="samples"``, mmaction2's
+    ``mmit_mean_average_precision``); it is computed batch by batch, so its state is three
+    numbers. ``task="binary"``: scores ``(N,)``, the AP of the positive class.
 
     ``empty_class`` says what to do with classes that have **no positive target**, whose AP is
     undefined: ``"skip"`` (default) leaves them out of the mean — the Charades protocol and what
     PySlowFast, mmaction2 and torchmetrics do; ``"nan"`` makes the mean NaN; ``"zero"`` counts them
-    as AP 0 (what ``sklearn.metrics.average_precision_score`` does for multilabel input).
+    as AP 0 (what ``sklearn.metrics.average_precision_score`` does for multilabel input). With no
+    positive at all, ``"weighted"`` and ``"micro"`` give 0 under ``"zero"`` (as scikit-learn) and
+    NaN otherwise; with ``"samples"``, a sample without a positive label follows the same policy.
     """
 
-    def __init__(self, num_classes: int, task: str = "multilabel", average: str = "macro", empty_class: str = "skip",
-                 input: str = "logits", ap_mode: str = "step", ignore_index: Optional[int] = None,
-                 bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
-        check_choice("average", average, AVERAGES)
+    def __init__(self, num_classes: Optional[int] = None, task: str = "multilabel", average: str = "macro",
+                 empty_class: str = "skip", input: str = "logits", ap_mode: str = "step",
+                 ignore_index: Optional[int] = None, bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE,
+                 **kwargs: Any) -> None:
         check_choice("empty_class", empty_class, EMPTY)
         check_choice("ap_mode", ap_mode, AP_MODES)
         if bins is not None and ap_mode != "step":
             raise ValueError(f"`ap_mode={ap_mode!r}` needs exact mode; histogram mode (`bins`) computes step AP")
+        if average == "samples" and ap_mode != "step":
+            raise ValueError(f"`average='samples'` computes step AP; `ap_mode={ap_mode!r}` is not available with it")
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
-                         bin_range=bin_range, **kwargs)
-        self.average, self.empty_class, self.ap_mode = average, empty_class, ap_mode
+                         bin_range=bin_range, average=average, **kwargs)
+        self.empty_class, self.ap_mode = empty_class, ap_mode
+
+    def _per_sample(self, s: Tensor, pos: Tensor):
+        ap, _, defined_ap, _ = per_row_ap_auroc(ranking_scores(s, self._task, self.input), pos)
+        return ap, defined_ap
 
     def compute(self) -> Tensor:
         self._check_rows()
+        if self.average == "samples":
+            return self._samples_mean()
         if self.bins is not None:
             ap, _, positives, _ = hist_ap_auroc(self._hist(self.average))
             if self.average == "micro":
-                return ap[0]
+                return reduce_pooled(ap[0], bool(positives[0] > 0), self.empty_class)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
         s, t = self._rows()
-        if self.task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
+        if self._task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
             ap, _, positives = exact_ap_auroc(s, target=t)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
@@ -153,7 +194,7 @@ def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: st
         curves = ranking_curves(s, pos)
         ap, positives = average_precision(curves, ap_mode), curves.positives
     if average == "micro":
-        return ap[0]
+        return reduce_pooled(ap[0], bool(positives[0] > 0), empty_class)
     weights = positives if average == "weighted" else None
     return reduce_classes(ap, positives > 0, average, empty_class, weights)
 
@@ -165,17 +206,25 @@ class AUROC(_RankingMetric):
     ``average`` as in :class:`MeanAveragePrecision` (``"weighted"``: by number of positives).
     A class with no positive **or** no negative has no AUROC; ``empty_class="skip"`` (default)
     leaves it out of the mean, ``"nan"`` makes the mean NaN (sklearn raises or returns NaN),
-    ``"zero"`` counts it as 0 (torchmetrics' behaviour, which drags the macro mean down).
+    ``"zero"`` counts it as 0 (torchmetrics' behaviour, which drags the macro mean down). The same
+    policy applies when nothing is left: ``"micro"`` with no positive or no negative pair,
+    ``"weighted"`` with no positive at all (0 under ``"zero"``, NaN otherwise), and, with
+    ``average="samples"`` (multilabel: each sample's AUROC over its labels, averaged over samples,
+    scikit-learn's ``average="samples"``; computed batch by batch), samples whose labels are all
+    0 or all 1. ``task="binary"``: scores ``(N,)``, the AUROC of the positive class.
     """
 
-    def __init__(self, num_classes: int, task: str = "multiclass", average: str = "macro", empty_class: str = "skip",
-                 input: str = "logits", ignore_index: Optional[int] = None, bins: Optional[int] = None,
-                 bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
-        check_choice("average", average, AVERAGES)
+    def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", average: str = "macro",
+                 empty_class: str = "skip", input: str = "logits", ignore_index: Optional[int] = None,
+                 bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
         check_choice("empty_class", empty_class, EMPTY)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
-                         bin_range=bin_range, **kwargs)
-        self.average, self.empty_class = average, empty_class
+                         bin_range=bin_range, average=average, **kwargs)
+        self.empty_class = empty_class
+
+    def _per_sample(self, s: Tensor, pos: Tensor):
+        _, auc, _, defined_auc = per_row_ap_auroc(ranking_scores(s, self._task, self.input), pos)
+        return auc, defined_auc
 
     def error_bound(self) -> Tensor:
         """Histogram mode: per-class bound on ``|AUROC - exact AUROC|`` (half the share of
@@ -186,14 +235,16 @@ class AUROC(_RankingMetric):
 
     def compute(self) -> Tensor:
         self._check_rows()
+        if self.average == "samples":
+            return self._samples_mean()
         if self.bins is not None:
             _, auc, positives, negatives = hist_ap_auroc(self._hist(self.average))
             if self.average == "micro":
-                return auc[0]
+                return reduce_pooled(auc[0], bool((positives[0] > 0) & (negatives[0] > 0)), self.empty_class)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(auc, (positives > 0) & (negatives > 0), self.average, self.empty_class, weights)
         s, t = self._rows()
-        if self.task == "multiclass" and self.average != "micro":
+        if self._task == "multiclass" and self.average != "micro":
             return mean_auroc(s, None, self.average, self.empty_class, target=t)
         return mean_auroc(s, self._positive(s, t), self.average, self.empty_class)
 
@@ -203,7 +254,7 @@ def mean_auroc(s: Tensor, pos: Optional[Tensor], average: str, empty_class: str,
         s, pos = s.reshape(-1, 1), pos.reshape(-1, 1)
     _, auc, positives = exact_ap_auroc(s, pos, target=target)
     if average == "micro":
-        return auc[0]
+        return reduce_pooled(auc[0], bool((positives[0] > 0) & (positives[0] < s.shape[0])), empty_class)
     n = s.shape[0]
     defined = (positives > 0) & (positives < n)
     weights = positives if average == "weighted" else None
@@ -217,7 +268,7 @@ class PRCurve(_RankingMetric):
 
     higher_is_better = None
 
-    def __init__(self, num_classes: int, task: str = "multilabel", input: str = "logits",
+    def __init__(self, num_classes: Optional[int] = None, task: str = "multilabel", input: str = "logits",
                  ignore_index: Optional[int] = None, bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE,
                  **kwargs: Any) -> None:
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
@@ -228,4 +279,4 @@ class PRCurve(_RankingMetric):
         if self.bins is not None:
             return hist_pr_curves(self._hist(), self.bin_range)
         s, t = self._rows()
-        return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self.task, self.input))
+        return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self._task, self.input))
