@@ -56,3 +56,13 @@ def sigmoid_np(s: np.ndarray) -> np.ndarray:
 
 def batches(x, size: int):
     return [x[i:i + size] for i in range(0, len(x), size)] or [x[:0]]
+
+
+def binary(kind: str, n: int, c: int, seed: int):
+    """(N,) scores of the positive class and (N,) 0/1 targets (``c`` is ignored)."""
+    s, y = multilabel(kind, n, 1, seed)
+    return s[:, 0].contiguous(), y[:, 0].contiguous()
+
+
+def for_task(task: str, kind: str, n: int, c: int, seed: int):
+    return {"multiclass": multiclass, "multilabel": multilabel, "binary": binary}[task](kind, n, c, seed)

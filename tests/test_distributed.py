@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import _dist
-from _data import multiclass, multilabel
+from _data import for_task
 from _factories import all_metrics
 
 pytestmark = pytest.mark.timeout(180)
@@ -15,7 +15,7 @@ N = 157
 
 
 def data(task):
-    return (multiclass if task == "multiclass" else multilabel)("random", N, C, 7)
+    return for_task(task, "random", N, C, 7)
 
 
 def plain(x):

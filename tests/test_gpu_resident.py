@@ -5,14 +5,14 @@ import contextlib
 import pytest
 import torch
 
-from _data import multiclass, multilabel
+from _data import for_task
 from _factories import all_metrics
 
 METRICS = all_metrics(10)
 
 
 def inputs(metric, device="cpu"):
-    s, t = (multiclass if metric.task == "multiclass" else multilabel)("random", 64, 10, 0)
+    s, t = for_task(metric.task, "random", 64, 10, 0)
     return s.to(device), t.to(device)
 
 
@@ -51,7 +51,7 @@ def test_update_reads_no_value_on_host(name):
     m = METRICS[name]()
     s, t = inputs(m)
     bad_t = t.clone()
-    bad_t[0] = 99 if m.task == "multiclass" else 2  # value errors are counted, not raised
+    bad_t[0] = 99 if m.task == "multiclass" else 2  # value errors are counted, not raised (binary: t[0] = 2)
     with host_reads_forbidden():
         m.update(s, t)
         m.update(s, bad_t)
@@ -69,6 +69,8 @@ SUITES = {
     "aggregator": lambda: __import__("video_metrics").VideoAggregator(10, reduction="vote"),
     "suite_mc_hist": lambda: __import__("video_metrics").VideoClassificationMetrics(10, bins=100),
     "suite_ml_hist": lambda: __import__("video_metrics").VideoClassificationMetrics(10, task="multilabel", bins=100),
+    "suite_binary": lambda: __import__("video_metrics").VideoClassificationMetrics(task="binary", video_reduction="mean_probs"),
+    "suite_binary_hist": lambda: __import__("video_metrics").VideoClassificationMetrics(task="binary", bins=100),
 }
 
 

@@ -156,6 +156,8 @@ class VideoMetric(Metric):
         task = getattr(self, "task", "multiclass")
         if task == "multilabel":
             return "multilabel targets must be 0 or 1"
+        if task == "binary":
+            return "binary targets must be 0 or 1"
         return f"class indices must be in [0, {getattr(self, 'num_classes', '?')})"
 
     def _score_rule(self) -> str:
