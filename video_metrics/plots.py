@@ -9,78 +9,27 @@ Used by :class:`video_metrics.callbacks.VideoMetricsCallback` and by ``video-met
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
+    _heatmap,
+    _names,
+    _np,
+    _row_normalise,
+    _short,
+    draw_reliability,
+    figure_to_array,
+    new_figure,
+    save_png,
+)
 
 __all__ = [
     "new_figure", "figure_to_array", "save_png", "plot_confusion", "plot_reliability", "plot_pr_curves",
     "plot_per_class", "report_figures",
 ]
-
-
-def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
-    """A ``Figure`` with its own Agg canvas (not registered with pyplot)."""
-    fig = Figure(figsize=(width, height), dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render ``fig`` and return an ``(H, W, 3)`` ``uint8`` RGB array."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def save_png(fig: Figure, path) -> None:
-    fig.savefig(path, format="png")
-
-
-def _np(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu()
-        if x.dtype.is_floating_point:
-            x = x.double()
-        x = x.numpy()
-    return np.asarray(x)
-
-
-def _names(class_names: Optional[Sequence[str]], c: int) -> List[str]:
-    return list(class_names) if class_names is not None else [str(i) for i in range(c)]
-
-
-def _short(name: str, n: int = 24) -> str:
-    return name if len(name) <= n else name[: n - 1] + "…"
-
-
-def _row_normalise(cm: np.ndarray) -> np.ndarray:
-    support = cm.sum(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, cm / np.maximum(support, 1), 0.0)
-
-
-def _heatmap(ax, norm: np.ndarray, rows: Sequence[int], cols: Sequence[int], names: List[str], text: bool) -> None:
-    sub = norm[np.ix_(rows, cols)]
-    im = ax.imshow(sub, vmin=0.0, vmax=1.0, cmap="Blues", interpolation="nearest", aspect="auto")
-    k = len(rows)
-    fs = max(4, min(9, int(220 / max(k, 1))))
-    ax.set_xticks(range(len(cols)))
-    ax.set_yticks(range(k))
-    ax.set_xticklabels([_short(names[i], 18) for i in cols], rotation=90, fontsize=fs)
-    ax.set_yticklabels([_short(names[i], 18) for i in rows], fontsize=fs)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if text:
-        for i in range(k):
-            for j in range(len(cols)):
-                v = sub[i, j]
-                if v >= 0.005:
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=fs - 1,
-                            color="white" if v > 0.5 else "black")
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
 
 
 def top_confusion_pairs(cm, n: int = 20) -> List[Tuple[int, int, int, float]]:
@@ -148,40 +97,11 @@ def plot_reliability(rel, title: str = "Reliability diagram") -> Figure:
     """Reliability diagram after Guo et al. (2017): top, the share of samples per confidence bin;
     bottom, the accuracy of each bin as bars, the gap to the diagonal in red, the diagonal dashed;
     ECE and MCE in the title. ``rel`` is a :class:`~video_metrics.functional.calibration.ReliabilityData`."""
-    edges = _np(rel.edges).astype(np.float64)
-    acc = _np(rel.accuracy).astype(np.float64)
-    conf = _np(rel.confidence).astype(np.float64)
-    count = _np(rel.count).astype(np.float64)
-    lo, width = edges[:-1], np.diff(edges)
-    total = max(count.sum(), 1.0)
-    filled = count > 0
     fig = new_figure(6, 7)
     gs = fig.add_gridspec(2, 1, height_ratios=(1, 3), hspace=0.08)
     ax_h = fig.add_subplot(gs[0])
     ax = fig.add_subplot(gs[1], sharex=ax_h)
-    ax_h.bar(lo, count / total, width=width, align="edge", color="tab:gray", edgecolor="black", linewidth=0.5)
-    if filled.any():
-        mean_conf = float((conf[filled] * count[filled]).sum() / total)
-        mean_acc = float((acc[filled] * count[filled]).sum() / total)
-        ax_h.axvline(mean_acc, color="tab:blue", linestyle="--", label=f"accuracy {mean_acc:.3f}")
-        ax_h.axvline(mean_conf, color="tab:red", linestyle=":", label=f"avg confidence {mean_conf:.3f}")
-        ax_h.legend(fontsize=7, loc="upper left")
-    ax_h.set_ylabel("share of samples")
-    ax_h.tick_params(labelbottom=False)
-    a = np.where(filled, acc, 0.0)
-    c = np.where(filled, conf, lo + width / 2)
-    ax.bar(lo, a, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy")
-    gap_lo, gap_hi = np.minimum(a, c), np.maximum(a, c)
-    ax.bar(lo[filled], (gap_hi - gap_lo)[filled], bottom=gap_lo[filled], width=width[filled], align="edge",
-           color="tab:red", alpha=0.35, edgecolor="tab:red", hatch="//", label="gap to mean confidence")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8, loc="upper left")
-    ece, mce = float(_np(rel.ece)), float(_np(rel.mce))
-    ax_h.set_title(f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}")
+    draw_reliability(ax, rel, title=title, ax_hist=ax_h)
     return fig
 
 

@@ -252,6 +252,29 @@ class VideoAggregator(_ClipRows):
     def compute(self) -> AggregatedVideos:
         return self._aggregate(*self._rows(), self.reduction)
 
+    def plot(self, val: Optional[AggregatedVideos] = None, ax: Any = None):
+        """Histogram of the video-level confidence (the top score of each video), right and wrong
+        videos stacked: how sure the aggregated predictions are. ``(fig, ax)`` as torchmetrics."""
+        from .metrics._draw import new_figure
+
+        agg = self.compute() if val is None else val
+        fig = ax.figure if ax is not None else new_figure(6.4, 4.8)
+        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        conf, pred = agg.scores.max(1)
+        if self.task == "multiclass":
+            right = pred == agg.target
+        else:
+            right = ((agg.scores > 0.5) == agg.target.bool()).all(1)
+        c = conf.double().cpu().numpy()
+        r = right.cpu().numpy()
+        ax.hist([c[r], c[~r]], bins=20, range=(0, 1), stacked=True, label=["right", "wrong"],
+                color=["tab:blue", "tab:red"])
+        ax.set_xlabel("video confidence (top score)")
+        ax.set_ylabel("videos")
+        ax.set_title(f"{agg.coverage.num_videos} videos, reduction {self.reduction}")
+        ax.legend(fontsize=8)
+        return fig, ax
+
 
 def check_reduction(reduction, task, input, name: str = "reduction") -> None:
     check_choice(name, reduction, REDUCTIONS)

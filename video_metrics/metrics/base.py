@@ -245,6 +245,38 @@ class VideoMetric(Metric):
 
         return quiet
 
+    # ------------------------------------------------------------------------------------ plot
+    plot_lower_bound: Optional[float] = 0.0
+    plot_upper_bound: Optional[float] = 1.0
+
+    def plot(self, val: Any = None, ax: Any = None) -> Tuple[Any, Any]:
+        """torchmetrics' ``plot(val=None, ax=None) -> (fig, ax)``: ``val`` is a result of
+        ``compute()``/``forward()`` or a list of them over steps (``None``: ``compute()`` now).
+        Scalars, dicts of scalars and lists of them are drawn as torchmetrics draws them (one
+        marker, or lines over steps); per-class vectors (``average="none"``) as horizontal bars.
+        Subclasses draw their own objects (confusion matrix, reliability diagram, PR curves).
+        Without ``ax`` a new ``Figure`` is made with its own canvas (not registered with pyplot)."""
+        val = self.compute() if val is None else val
+        return self._plot(val, ax)
+
+    def _plot(self, val: Any, ax: Any = None) -> Tuple[Any, Any]:
+        from torchmetrics.utilities.plot import plot_single_or_multi_val
+
+        from ._draw import draw_bars, new_figure
+
+        fig = ax.figure if ax is not None else new_figure(6.4, 4.8)
+        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        if isinstance(val, Tensor) and val.numel() > 1 and val.ndim == 1:
+            names = getattr(self, "class_names", None)
+            draw_bars(ax, val, names, metric=type(self).__name__, shown=list(range(val.numel())))
+            ax.set_title(f"{type(self).__name__} per class")
+            return fig, ax
+        if isinstance(val, dict):
+            val = {k: v for k, v in val.items() if isinstance(v, Tensor)}
+        plot_single_or_multi_val(val, ax=ax, higher_is_better=self.higher_is_better, lower_bound=self.plot_lower_bound,
+                                 upper_bound=self.plot_upper_bound, name=type(self).__name__)
+        return fig, ax
+
     # ------------------------------------------------------------------------------------ sync
     def _sync_dist(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None) -> None:
         group = process_group or self.process_group

@@ -1,7 +1,7 @@
 """Calibration error (ECE, RMS, MCE) with reliability-diagram data."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -98,6 +98,19 @@ class CalibrationError(ScoresMetric):
         self._check_rows()
         sums, _ = self._sums_edges()
         return calibration_error(sums, self.norm)
+
+    def plot(self, val: Any = None, ax: Any = None) -> Tuple[Any, Any]:
+        """The reliability diagram (``val=None`` or a :class:`ReliabilityData`), or, for a
+        value or a list of values of ``compute()``, torchmetrics' scalar plot."""
+        if val is not None and not isinstance(val, ReliabilityData):
+            return self._plot(val, ax)
+        from ._draw import draw_reliability, new_figure
+
+        rel = self.reliability() if val is None else val
+        fig = ax.figure if ax is not None else new_figure(6, 5)
+        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        draw_reliability(ax, rel, title="Reliability diagram")
+        return fig, ax
 
     def reliability(self) -> ReliabilityData:
         """Per-bin mean confidence, accuracy and count, edges, ECE and MCE (synced)."""

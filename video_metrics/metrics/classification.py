@@ -257,6 +257,23 @@ class ConfusionMatrix(ScoresMetric):
         self._check_rows()
         return normalize_confusion(self.confmat, self.normalize)
 
+    plot_upper_bound = None
+
+    def plot(self, val: Optional[Tensor] = None, ax: Any = None, labels: Optional[List[str]] = None) -> Tuple[Any, Any]:
+        """The matrix as a heatmap (rows true, columns predicted) with class names (``labels``),
+        row-normalised, cell values up to 20 classes; ``(fig, ax)`` as torchmetrics."""
+        from ._draw import draw_confusion, new_figure
+
+        cm = self._synced(lambda: self.confmat.clone()) if val is None else val
+        size = min(14.0, 3.0 + 0.22 * cm.shape[0])
+        fig = ax.figure if ax is not None else new_figure(size + 1.5, size)
+        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        if labels is None and self.task == "binary":
+            labels = ["0", "1"]
+        draw_confusion(ax, cm, labels)
+        ax.set_title(f"Confusion matrix (row-normalised, {int(cm.sum())} samples)")
+        return fig, ax
+
     def top_confusions(self, n: int = 10) -> List[Tuple[int, int, int]]:
         """The ``n`` largest off-diagonal cells as ``(true, predicted, count)``, count > 0,
         largest first, ties in row-major order."""

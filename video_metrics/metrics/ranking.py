@@ -13,7 +13,7 @@ per-class bound on the AUROC error from the state itself.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -273,6 +273,22 @@ class PRCurve(_RankingMetric):
                  **kwargs: Any) -> None:
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
                          bin_range=bin_range, **kwargs)
+
+    def plot(self, val: Optional[PRCurveData] = None, ax: Any = None, labels: Optional[list] = None,
+             max_curves: int = 10) -> Tuple[Any, Any]:
+        """Step PR curves (recall on x, precision on y) of up to ``max_curves`` classes, as
+        torchmetrics' ``PrecisionRecallCurve.plot``; ``labels`` names the classes."""
+        from ._draw import draw_pr_curves, new_figure
+
+        curves = self.compute() if val is None else val
+        k = min(len(curves.precision), max_curves)
+        names = labels or ([f"class {i}" for i in range(len(curves.precision))] if self.task != "binary" else ["positive"])
+        fig = ax.figure if ax is not None else new_figure(6.4, 4.8)
+        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        draw_pr_curves(ax, curves, [names[i] for i in range(k)], list(range(k)))
+        ax.set_title("Precision-recall curve" + ("s" if k > 1 else ""))
+        ax.legend(fontsize=7, loc="lower left")
+        return fig, ax
 
     def compute(self) -> PRCurveData:
         self._check_rows()
