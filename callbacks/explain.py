@@ -23,6 +23,22 @@ from .figures import log_figure, loggers_of, scalar_step
 __all__ = ["ExplainCallback"]
 
 
+def _keys_present(batch: Any) -> str:
+    if isinstance(batch, dict):
+        return f"the batch is a dict with keys {sorted(map(str, batch))}"
+    if isinstance(batch, (list, tuple)):
+        return f"the batch is a {type(batch).__name__} of {len(batch)} items (indices 0..{len(batch) - 1})"
+    return f"the batch is a {type(batch).__name__}"
+
+
+def _require(batch: Any, key: Union[str, int], name: str):
+    value = _get(batch, key)
+    if value is None:
+        raise ValueError(f"ExplainCallback: {name}={key!r} is not in the validation batch; {_keys_present(batch)}. "
+                         f"Pass {name}= the key (or index) that holds it")
+    return value
+
+
 def _get(batch: Any, key: Union[str, int]):
     if isinstance(batch, dict):
         return batch.get(key)
@@ -97,11 +113,9 @@ class ExplainCallback(Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.is_global_zero or dataloader_idx != 0:
             return
-        clips = _get(batch, self.clip_key)
-        if clips is None:
-            raise KeyError(f"ExplainCallback: the batch has no clips under clip_key={self.clip_key!r}")
+        clips = _require(batch, self.clip_key, "clip_key")
         target = _get(batch, self.target_key)
-        boxes = _get(batch, self.boxes_key) if self.boxes_key is not None else None
+        boxes = _require(batch, self.boxes_key, "boxes_key") if self.boxes_key is not None else None
         if self.select == "fixed":
             need = self.num_clips - len(self._fixed)
             for i in range(min(need, clips.shape[0])):

@@ -237,3 +237,73 @@ def test_report_histogram_bins_is_clip_level_and_matches_the_suite(tmp_path):
     _assert_scalars(got["scalars"], {k: float(v) for k, v in s.compute().items()})
     assert main(["report", str(f), "--out", str(tmp_path / "r2"), "--histogram-bins", "500", "--reduction", "max",
                  "--no-progress"]) == 2
+
+
+# ------------------------------------------------------------------ help, options, edge files
+def test_help_has_no_rest_markup_and_every_option_has_help():
+    from video_metrics.cli import build_parser
+
+    parser = build_parser()
+    texts = [parser.format_help()]
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, sub in subs.choices.items():
+        texts.append(sub.format_help())
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
+    for text in texts:
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, text
+
+
+def test_readme_lists_every_report_option():
+    from video_metrics.cli import build_parser
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    subs = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name in ("report", "demo"):
+        for action in subs.choices[name]._actions:
+            for opt in action.option_strings:
+                if opt.startswith("--") and opt != "--help":
+                    assert f"`{opt}" in readme or f" {opt}" in readme, f"README does not mention {name} {opt}"
+
+
+def test_header_only_csv_is_no_rows(tmp_path, capsys):
+    f = tmp_path / "empty.csv"
+    f.write_text("video_id,clip_id,target,score_0,score_1\n")
+    assert main(["report", str(f), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"video-metrics report: error: {f}: no rows (only the header)"
+    assert not (tmp_path / "r").exists()
+
+
+def test_multilabel_task_accepts_single_index_targets(tmp_path, capsys):
+    d = _data()
+    f = tmp_path / "p.csv"
+    _write_csv(f, d)
+    out = tmp_path / "r"
+    assert main(["report", str(f), "--out", str(out), "--task", "multilabel", "--no-progress"]) == 0
+    hot = torch.nn.functional.one_hot(d.target, d.scores.shape[1])
+    s = VideoClassificationMetrics(d.scores.shape[1], task="multilabel", video_reduction="mean_logits")
+    s.update(d.scores, hot, d.video_ids, d.clip_ids)
+    _assert_scalars(_json(out)["scalars"], {k: float(v) for k, v in s.compute().items()})
+
+
+def test_top_k_above_classes_and_binary_task(tmp_path, capsys):
+    d = _data(c=4)
+    f = tmp_path / "p.csv"
+    _write_csv(f, d)
+    assert main(["report", str(f), "--out", str(tmp_path / "r"), "--top-k", "1", "10", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "`top_k`=(1, 10)" in err[0] and "`num_classes`=4" in err[0]
+    # a binary file: one score column, 0/1 targets
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (30,), generator=g).repeat_interleave(2)
+    x = torch.randn(60, generator=g) + y
+    np.savez(tmp_path / "b.npz", scores=x[:, None].numpy(), target=y.numpy(),
+             video_ids=(torch.arange(60) // 2).numpy(), clip_ids=(torch.arange(60) % 2).numpy())
+    out = tmp_path / "rb"
+    assert main(["report", str(tmp_path / "b.npz"), "--out", str(out), "--task", "binary", "--no-progress"]) == 0
+    s = VideoClassificationMetrics(task="binary", video_reduction="mean_logits")
+    s.update(x, y, torch.arange(60) // 2, torch.arange(60) % 2)
+    _assert_scalars(_json(out)["scalars"], {k: float(v) for k, v in s.compute().items()})
+    assert (out / "video_confusion_matrix.png").exists() or glob.glob(str(out / "*confusion*"))

@@ -93,5 +93,11 @@ def test_bad_arguments_and_missing_clip_key(tmp_path):
     with pytest.raises(ValueError, match="select"):
         ExplainCallback(select="random")
     cb = ExplainCallback(clip_key="video")
-    with pytest.raises(KeyError, match="clip_key='video'"):
-        _trainer(tmp_path, [cb], False).validate(Lit(), verbose=False)
+    lit = Lit()
+    steps = []
+    original = lit.validation_step
+    lit.validation_step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
+    with pytest.raises(ValueError, match=r"clip_key='video' is not in the validation batch; the batch is a dict "
+                                         r"with keys \['boxes', 'clip', 'clip_id', 'target', 'video_id'\]"):
+        _trainer(tmp_path, [cb], False).validate(lit, verbose=False)
+    assert len(steps) == 1  # at the first batch, not mid-validation

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import video_metrics as vm
 from video_metrics import VideoClassificationMetrics
 from video_metrics.data.predictions import synthetic_predictions
 from video_metrics.functional.classification import threshold_counts
@@ -110,3 +111,39 @@ def test_report_figures_tags(task):
         legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert any(t.startswith("micro (AP ") for t in legend)
         assert f"micro (AP {rep.scalars['clip/mAP_micro']:.3f})" in legend
+
+
+@pytest.mark.parametrize("c, task", [(3, "multiclass"), (12, "multiclass"), (60, "multiclass"), (5, "multilabel"),
+                                     (1, "binary")])
+def test_titles_fit_inside_every_figure(c, task):
+    from video_metrics.plots import report_figures
+
+    g = torch.Generator().manual_seed(0)
+    n = 120
+    if task == "binary":
+        s, t = torch.randn(n, generator=g), torch.randint(0, 2, (n,), generator=g)
+        t = t.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
+        suite = vm.VideoClassificationMetrics(task="binary", video_reduction="mean_logits",
+                                              class_names=["a rather long positive class name"])
+    else:
+        s = torch.randn(n, c, generator=g)
+        if task == "multiclass":
+            t = torch.randint(0, c, (n // 4,), generator=g).repeat_interleave(4)
+        else:
+            t = (torch.rand(n // 4, c, generator=g) < 0.4).long().repeat_interleave(4, 0)
+        suite = vm.VideoClassificationMetrics(c, task=task, top_k=(1,), video_reduction="mean_logits")
+    suite.update(s, t, torch.arange(n) // 4, torch.arange(n) % 4)
+    rep = suite.report()
+    tags = []
+    for tag, fig in report_figures(rep):
+        tags.append(tag)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        texts = [fig._suptitle] if fig._suptitle is not None else []
+        texts += [ax.title for ax in fig.axes if ax.get_title()]
+        for text in texts:
+            ext = text.get_window_extent(renderer)
+            assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1, (tag, text.get_text(), ext, box)
+    if task != "multilabel":
+        assert "video/confusion_matrix" in tags

@@ -550,3 +550,17 @@ def test_checkpoint_with_metric_inside_lightning_module(tmp_path):
     old = dict(a.state_dict())
     old["auroc.sig_0123456789abcdef"] = torch.zeros(0)
     Module().load_state_dict(old, strict=True)
+
+
+# ------------------------------------------------------------------ 14. ids
+def test_string_video_ids_point_to_the_registry_and_stable_id_takes_a_list():
+    names = ["yt_abc", "yt_abc", "file_2.mp4"]
+    suite = vm.VideoClassificationMetrics(3, top_k=(1,), video_reduction="mean_probs")
+    with pytest.raises(TypeError, match="IdRegistry.*stable_id"):
+        suite.update(torch.randn(3, 3), torch.tensor([0, 0, 1]), names)
+    ids = vm.stable_id(names)
+    assert ids.dtype == torch.long and ids.tolist() == [vm.stable_id(n) for n in names]
+    suite.update(torch.randn(3, 3), torch.tensor([0, 0, 1]), ids)
+    assert float(suite.compute()["video/num_videos"]) == 2
+    with pytest.raises(TypeError, match="list of str"):
+        vm.stable_id(["a", 3])

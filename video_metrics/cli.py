@@ -6,6 +6,7 @@
 * ``video-metrics report PREDICTIONS --out DIR``: evaluate saved per-clip predictions
   (``.npz``, ``.pt``, ``.csv``) and write ``metrics.json``, ``report.html`` and PNG figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,9 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-__all__ = ["main", "format_table"]
+__all__ = ["main", "format_table", "build_parser"]
+
+DESCRIPTION = "Evaluate video classifiers: clip- and video-level metrics, reports and a demo."
 
 
 def format_table(scalars: Dict[str, float]) -> str:
@@ -77,10 +80,15 @@ def report(args: argparse.Namespace) -> int:
                 raise _Fail(f"--class-names {args.class_names}: cannot read ({e.strerror})")
         pf = open_predictions(args.predictions, names)
         task = args.task or ("multilabel" if pf.multilabel else "multiclass")
-        if task == "multiclass" and pf.multilabel:
-            raise _Fail(f"{args.predictions}: targets are multi-label but --task multiclass was given")
+        if task in ("multiclass", "binary") and pf.multilabel:
+            raise _Fail(f"{args.predictions}: targets are multi-label but --task {task} was given")
         if task == "multilabel" and not pf.multilabel:
-            raise _Fail(f"{args.predictions}: targets are class indices but --task multilabel was given")
+            pf.as_multilabel()  # one class index per row: a one-label multi-hot row
+        if task == "binary" and pf.num_classes != 1:
+            raise _Fail(f"{args.predictions}: --task binary needs one score column (score_0, the positive class), "
+                        f"got {pf.num_classes}")
+        if task == "binary":
+            pf.as_binary()
         reduction = args.reduction
         if reduction is None and pf.has_video_ids and not args.histogram_bins:
             reduction = "mean_logits" if args.input == "logits" else "mean_probs"
@@ -107,15 +115,17 @@ def report(args: argparse.Namespace) -> int:
 def _make_suite(args, pf, task, reduction):
     from .suite import VideoClassificationMetrics
 
-    kw = dict(task=task, input=args.input, video_reduction=reduction, class_names=pf.class_names,
-              calibration_bins=args.calibration_bins)
+    names = pf.class_names if task != "binary" or pf.class_names is None or len(pf.class_names) == 1 else None
+    kw = dict(task=task, input=args.input, video_reduction=reduction, class_names=names,
+              calibration_bins=args.calibration_bins, predicted_absent=args.predicted_absent,
+              empty_class=args.empty_class, empty_videos=args.empty_videos)
     if args.top_k:
         kw["top_k"] = tuple(args.top_k)
     if args.preset:
         kw["preset"] = args.preset
     if args.histogram_bins:
         kw["bins"] = args.histogram_bins
-    return VideoClassificationMetrics(pf.num_classes, **kw)
+    return VideoClassificationMetrics(None if task == "binary" else pf.num_classes, **kw)
 
 
 def _stream(args, pf, suite) -> None:
@@ -125,8 +135,10 @@ def _stream(args, pf, suite) -> None:
                leave=False)
     try:
         ids = getattr(suite, "bins", None) is None  # histogram mode: clip level only, ids unused
+        binary = suite.task == "binary"
         for ch in pf.chunks(args.chunk_size):
-            suite.update(ch.scores, ch.target, ch.video_ids if ids else None, ch.clip_ids if ids else None)
+            scores, target = (ch.scores[:, 0], ch.target) if binary else (ch.scores, ch.target)
+            suite.update(scores, target, ch.video_ids if ids else None, ch.clip_ids if ids else None)
             bar.update(ch.scores.shape[0])
     finally:
         bar.close()
@@ -134,31 +146,65 @@ def _stream(args, pf, suite) -> None:
         pf.registry.check()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="video-metrics", description=__doc__.split("\n\n")[0])
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="video-metrics", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train a tiny 3D CNN on generated clips and report clip/video metrics")
+    p = sub.add_parser("demo", help="train a tiny 3D CNN on generated clips and report clip/video metrics",
+                       description="Train a tiny 3D CNN on generated moving-object clips with Lightning (metrics and "
+                                   "explanation callbacks, TensorBoard logging), print the clip/video table and write "
+                                   "a report folder.")
     p.add_argument("--out", default="video_metrics_demo", help="output folder (report, TensorBoard logs)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 12; 2 with --quick)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of training")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    r = sub.add_parser("report", help="evaluate saved per-clip predictions and write an HTML/PNG/JSON report")
+    r = sub.add_parser("report", help="evaluate saved per-clip predictions and write an HTML/PNG/JSON report",
+                       description="Evaluate saved per-clip predictions (.npz, .pt or .csv) at clip and video level "
+                                   "and write metrics.json, report.html and PNG figures.")
     r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions")
     r.add_argument("--out", required=True, help="report folder")
-    r.add_argument("--task", choices=["multiclass", "multilabel"], default=None, help="default: from the targets")
-    r.add_argument("--input", choices=["logits", "probs"], default="logits")
+    r.add_argument("--task", choices=["multiclass", "multilabel", "binary"], default=None,
+                   help="default: from the targets (multilabel when they are multi-hot or space-separated); "
+                        "multilabel also accepts one class index per row; binary needs one score column")
+    r.add_argument("--input", choices=["logits", "probs"], default="logits",
+                   help="whether the scores are logits (default) or probabilities; never guessed")
     r.add_argument("--reduction", choices=["mean_logits", "mean_probs", "max", "vote"], default=None,
                    help="clip->video reduction (default with video ids: mean_logits for logits, mean_probs for probs)")
-    r.add_argument("--top-k", type=int, nargs="+", default=None)
-    r.add_argument("--histogram-bins", type=int, default=None,
+    r.add_argument("--top-k", type=_positive_int, nargs="+", default=None,
+                   help="k values of top-k accuracy (default: 1 5, or 1 with fewer than 5 classes); "
+                        "k above the number of classes is an error")
+    r.add_argument("--histogram-bins", type=_positive_int, default=None,
                    help="bounded-memory histogram mode: clip level only, AP/AUROC from score histograms (see README)")
-    r.add_argument("--calibration-bins", type=int, default=15)
-    r.add_argument("--preset", choices=["kinetics", "charades"], default=None)
+    r.add_argument("--calibration-bins", type=_positive_int, default=15, help="bins of ECE/MCE and reliability diagrams")
+    r.add_argument("--preset", choices=["kinetics", "charades"], default=None,
+                   help="kinetics: top-1/top-5 of mean logits, missing videos count as wrong; charades: multilabel, "
+                        "max over clips, mAP over classes with a positive")
+    r.add_argument("--predicted-absent", choices=["ignore", "zero"], default="ignore",
+                   help="mean class accuracy: ignore classes without targets (sklearn) or count predicted-only "
+                        "classes as 0 (mmaction2)")
+    r.add_argument("--empty-class", choices=["skip", "nan", "zero"], default="skip",
+                   help="AP/AUROC of a class with no positive (or no negative): skip it, NaN, or count 0")
+    r.add_argument("--empty-videos", choices=["keep", "exclude"], default="keep",
+                   help="multilabel mAP: keep videos without any label as negatives (PySlowFast) or exclude them "
+                        "(the official Charades script)")
     r.add_argument("--class-names", default=None, help="text file, one class name per line")
-    r.add_argument("--chunk-size", type=int, default=8192)
-    r.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    r.add_argument("--chunk-size", type=_positive_int, default=8192, help="rows read and evaluated per step")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo(args)
     return report(args)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -10,13 +10,21 @@ from torch import Tensor
 __all__ = ["stable_id", "IdRegistry"]
 
 
-def stable_id(name: str) -> int:
+def stable_id(name: Union[str, Sequence[str]], device=None) -> Union[int, Tensor]:
     """A 63-bit non-negative int id for a string: the first 8 bytes of BLAKE2b(name, UTF-8),
     big-endian, with the top bit cleared. The same on every machine, process and Python version
     (unlike ``hash()``). Two distinct strings collide with probability ~ n**2 / 2**64; register
-    names in an :class:`IdRegistry` to have collisions detected."""
+    names in an :class:`IdRegistry` to have collisions detected.
+
+    A list (or tuple) of strings gives an int64 tensor of their ids (on ``device``), ready to pass
+    as ``video_ids``."""
+    if isinstance(name, (list, tuple)):
+        bad = next((x for x in name if not isinstance(x, str)), None)
+        if bad is not None:
+            raise TypeError(f"`name` must be a str or a list of str, got an element of type {type(bad).__name__}")
+        return torch.tensor([stable_id(x) for x in name], dtype=torch.long, device=device)
     if not isinstance(name, str):
-        raise TypeError(f"`name` must be a str, got {type(name).__name__}")
+        raise TypeError(f"`name` must be a str or a list of str, got {type(name).__name__}")
     digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") & (2**63 - 1)
 

@@ -58,7 +58,27 @@ class PredictionFile:
     _chunks: Optional[object] = None
 
     def chunks(self, size: int = 4096) -> Iterator[Chunk]:
-        return self._chunks(size)
+        if not self.multilabel and getattr(self, "_as_multilabel", False):
+            for ch in self._chunks(size):
+                hot = torch.zeros(ch.target.shape[0], self.num_classes, dtype=torch.long)
+                hot[torch.arange(ch.target.shape[0]), ch.target] = 1
+                yield Chunk(ch.scores, hot, ch.video_ids, ch.clip_ids, ch.first_row)
+            return
+        yield from self._chunks(size)
+
+    def num_labels(self) -> int:
+        """Valid class indices are ``0 .. num_labels() - 1`` (binary: 0 and 1 with one score column)."""
+        return 2 if getattr(self, "_binary", False) else self.num_classes
+
+    def as_binary(self) -> "PredictionFile":
+        """Targets 0/1 with one score column (``--task binary``)."""
+        self._binary = True
+        return self
+
+    def as_multilabel(self) -> "PredictionFile":
+        """Read single class-index targets as one-label multi-hot rows (``--task multilabel``)."""
+        self._as_multilabel = True
+        return self
 
 
 def open_predictions(path: str, class_names: Optional[List[str]] = None) -> PredictionFile:
@@ -185,6 +205,8 @@ def _open_npz(path: str, class_names) -> PredictionFile:
     if s.dtype.kind not in "fiu":
         raise PredictionFileError(f"{path}: 'scores' must be numeric, got dtype {s.dtype}")
     n, c = s.shape
+    if n == 0:
+        raise PredictionFileError(f"{path}: no rows ('scores' is empty)")
     multilabel = len(t.shape) == 2
     if t.shape[0] != n or (multilabel and t.shape[1] != c) or len(t.shape) > 2:
         raise PredictionFileError(f"{path}: 'target' must be ({n},) or ({n}, {c}), got shape {t.shape}")
@@ -206,7 +228,7 @@ def _open_npz(path: str, class_names) -> PredictionFile:
             if tg.dtype.kind == "f" and not np.all(tg == np.round(tg)):
                 raise PredictionFileError(f"{path}: 'target' holds non-integer values")
             tg = tg.astype(np.int64)
-            _check_target(path, tg, c, multilabel, row)
+            _check_target(path, tg, pf.num_labels(), multilabel, row)
             vids = None
             if vid_iter is not None:
                 vids = _ids(path, next(vid_iter), pf.registry, "video_ids", row)
@@ -239,6 +261,8 @@ def _open_pt(path: str, class_names) -> PredictionFile:
     if s.dim() != 2 or not (s.is_floating_point() or not s.dtype.is_complex):
         raise PredictionFileError(f"{path}: 'scores' must be a (N, C) numeric tensor, got shape {tuple(s.shape)}")
     n, c = s.shape
+    if n == 0:
+        raise PredictionFileError(f"{path}: no rows ('scores' is empty)")
     multilabel = t.dim() == 2
     if t.shape[0] != n or (multilabel and t.shape[1] != c) or t.dim() > 2:
         raise PredictionFileError(f"{path}: 'target' must be ({n},) or ({n}, {c}), got shape {tuple(t.shape)}")
@@ -258,7 +282,7 @@ def _open_pt(path: str, class_names) -> PredictionFile:
             if tg.is_floating_point() and not torch.equal(tg, tg.round()):
                 raise PredictionFileError(f"{path}: 'target' holds non-integer values")
             tg = tg.long().numpy()
-            _check_target(path, tg, c, multilabel, row)
+            _check_target(path, tg, pf.num_labels(), multilabel, row)
             v = None if vid is None else _ids(path, vid[sl] if isinstance(vid, Tensor) else np.asarray(vid[sl]), pf.registry, "video_ids", row)
             ci = None if cid is None else _ids(path, cid[sl] if isinstance(cid, Tensor) else np.asarray(cid[sl]), pf.registry, "clip_ids", row)
             yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg), v, ci, row)
@@ -291,16 +315,21 @@ def _open_csv(path: str, class_names) -> PredictionFile:
     pf = PredictionFile(path, None, c, False, class_names, vi is not None, ci is not None)
     # a first streaming pass decides, for the whole file: multi-label (a target with a space, or
     # empty) and whether video ids are integers (else every id is hashed as a string)
-    multilabel, int_ids = False, True
+    multilabel, int_ids, rows = False, True, 0
     with open(path, newline="") as f:
         r = csv.reader(f)
         next(r)
         for row in r:
+            if not row:
+                continue
+            rows += 1
             if ti < len(row) and (" " in row[ti].strip() or row[ti].strip() == ""):
                 multilabel = True
             if vi is not None and vi < len(row) and not row[vi].strip().lstrip("-").isdigit():
                 int_ids = False
-    pf.multilabel = multilabel
+    if rows == 0:
+        raise PredictionFileError(f"{path}: no rows (only the header)")
+    pf.multilabel, pf.num_rows = multilabel, rows
     if class_names is not None and len(class_names) != c:
         raise PredictionFileError(f"{path}: {len(class_names)} class names for {c} score columns")
 
@@ -367,7 +396,7 @@ def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multila
                 tg[j, lab] = 1
     else:
         tg = _int_column(path, rows, ti, first_line, "target", "a label index").numpy()
-        _check_target(path, tg, c, False, first_line, "row")
+        _check_target(path, tg, pf.num_labels(), False, first_line, "row")
     vids = None
     if vi is not None:
         vals = [row[vi].strip() for row in rows]

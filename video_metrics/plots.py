@@ -22,8 +22,10 @@ from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
     _short,
     draw_reliability,
     figure_to_array,
+    fit_text,
     new_figure,
     save_png,
+    set_title,
 )
 
 __all__ = [
@@ -59,7 +61,7 @@ def plot_confusion(cm, class_names: Optional[Sequence[str]] = None, max_classes:
         fig = new_figure(size + 1.5, size)
         ax = fig.add_subplot(1, 1, 1)
         _heatmap(ax, norm, list(range(c)), list(range(c)), names, text=c <= 20)
-        ax.set_title(f"{title} (row-normalised, {int(cm.sum())} samples)")
+        set_title(ax, f"{title} (row-normalised, {int(cm.sum())} samples)")
         fig.tight_layout()
         return fig
     pairs = top_confusion_pairs(cm, top_n)
@@ -85,10 +87,10 @@ def plot_confusion(cm, class_names: Optional[Sequence[str]] = None, max_classes:
     ax_m = fig.add_subplot(1, 2, 2)
     if involved:
         _heatmap(ax_m, norm, involved, involved, names, text=len(involved) <= 15)
-        ax_m.set_title("Sub-matrix of the classes involved (row-normalised over all classes)")
+        set_title(ax_m, "Sub-matrix of the classes involved (row-normalised over all classes)")
     else:
         ax_m.axis("off")
-    fig.suptitle(f"{title} ({int(cm.sum())} samples)")
+    fig.suptitle(fit_text(f"{title} ({int(cm.sum())} samples)", fig.get_figwidth() * 0.95))
     fig.tight_layout()
     return fig
 
@@ -130,7 +132,7 @@ def plot_pr_curves(curves, ap: Sequence[float], class_names: Optional[Sequence[s
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title(f"{title}: {len(worst)} worst (dashed), {len(best)} best classes by AP")
+    set_title(ax, f"{title}: {len(worst)} worst (dashed), {len(best)} best classes by AP")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
@@ -170,7 +172,7 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
     mean = float(np.nanmean(vals[defined])) if defined.size else float("nan")
     ax.axvline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.3f}")
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title or f"Per-class {metric} ({note})")
+    set_title(ax, title or f"Per-class {metric} ({note})")
     fig.tight_layout()
     return fig
 
@@ -187,12 +189,13 @@ def report_figures(report, max_classes_in_matrix: int = 50, levels: Sequence[str
         if rep is None:
             continue
         label = f"{level} level" if level == "clip" else f"video level ({report.video_reduction})"
-        if report.task == "multiclass" and rep.confusion is not None:
-            yield f"{level}/confusion_matrix", plot_confusion(rep.confusion, names, max_classes_in_matrix,
+        if report.task in ("multiclass", "binary") and rep.confusion is not None:
+            cm_names = [f"not {names[0]}", names[0]] if report.task == "binary" else names
+            yield f"{level}/confusion_matrix", plot_confusion(rep.confusion, cm_names, max_classes_in_matrix,
                                                               title=f"Confusion matrix, {label}")
         if rep.reliability is not None:
             yield f"{level}/reliability", plot_reliability(rep.reliability, title=f"Reliability, {label}")
-        if report.task == "multilabel":
+        if report.task in ("multilabel", "binary"):
             if rep.pr_curves is not None:
                 yield f"{level}/pr_curves", plot_pr_curves(rep.pr_curves, rep.ap, names, micro=rep.pr_micro,
                                                            title=f"PR curves, {label}")

@@ -169,14 +169,16 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
-             f"<p class=\"note\">{report.task}, {report.num_classes} classes"
+             f"<p class=\"note\">{report.task}, "
+             + ("positive class " + html.escape(report.class_names[0]) if report.task == "binary"
+                else f"{report.num_classes} classes")
              + (f", video reduction <b>{html.escape(str(report.video_reduction))}</b>" if report.video is not None else "")
              + (f"; predictions from <code>{html.escape(source)}</code>" if source else "") + "</p>"]
     for n in notes:
         parts.append(f"<p class=\"note\">{html.escape(n)}</p>")
     parts += ["<h2>Headline: clip vs video</h2>", _headline(report),
               "<h2>Coverage</h2>", _coverage(report)]
-    if report.task == "multiclass":
+    if report.task in ("multiclass", "binary"):
         parts.append("<h2>Confusions</h2><div class=\"figs\">")
         parts += [_img(images, f"{lv}/confusion_matrix", f"confusion matrix, {lv} level") for lv in levels]
         parts.append("</div>")
@@ -184,7 +186,7 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
     parts.append("<h2>Calibration</h2><div class=\"figs\">")
     parts += [_img(images, f"{lv}/reliability", f"reliability diagram, {lv} level") for lv in levels]
     parts.append("</div>")
-    if report.task == "multilabel":
+    if report.task in ("multilabel", "binary"):
         parts.append("<h2>Precision-recall curves</h2><div class=\"figs\">")
         parts += [_img(images, f"{lv}/pr_curves", f"PR curves, {lv} level") for lv in levels]
         parts.append("</div>")

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "draw_confusion", "draw_reliability", "draw_pr_curves", "draw_bars"]
+__all__ = ["new_figure", "draw_confusion", "draw_reliability", "draw_pr_curves", "draw_bars", "set_title", "fit_text"]
 
 
 def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
@@ -78,6 +78,22 @@ def _heatmap(ax, norm: np.ndarray, rows: Sequence[int], cols: Sequence[int], nam
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
 
 
+def fit_text(text: str, width_in: float, fontsize: float = 12.0) -> str:
+    """``text`` wrapped (at spaces) so that each line fits ``width_in`` inches at ``fontsize``
+    points (about 0.6 em per character, the width of an average DejaVu Sans glyph)."""
+    import textwrap
+
+    per_line = max(12, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(part, per_line) for part in text.split("\n"))
+
+
+def set_title(ax, text: str, fontsize: float = 12.0) -> None:
+    """``ax.set_title`` with the text wrapped to the axes' width (never clipped at the figure edge)."""
+    fig = ax.figure
+    width = ax.get_position().width * fig.get_figwidth() if fig is not None else 6.0
+    ax.set_title(fit_text(text, max(width, 2.0), fontsize), fontsize=fontsize)
+
+
 def draw_confusion(ax, cm, class_names: Optional[Sequence[str]] = None, normalize: bool = True,
                    text: Optional[bool] = None) -> None:
     """Heatmap of a confusion matrix (rows true, columns predicted), row-normalised by default."""
@@ -121,7 +137,7 @@ def draw_reliability(ax, rel, title: str = "Reliability diagram", ax_hist=None) 
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8, loc="upper left")
     ece, mce = float(_np(rel.ece)), float(_np(rel.mce))
-    (ax_hist if ax_hist is not None else ax).set_title(f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}")
+    set_title(ax_hist if ax_hist is not None else ax, f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}")
 
 
 def draw_pr_curves(ax, curves, labels: Sequence[str], classes: Sequence[int], styles: Optional[Sequence[str]] = None) -> None:
