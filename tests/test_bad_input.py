@@ -25,6 +25,8 @@ def same(a, b):
 
 
 def good(m, n=8):
+    if m.task == "binary":
+        return torch.randn(n), torch.randint(0, 2, (n,))
     s = torch.randn(n, 5)
     t = torch.randint(0, 5, (n,)) if m.task == "multiclass" else torch.randint(0, 2, (n, 5))
     return s, t
@@ -38,12 +40,12 @@ def test_shape_and_dtype_errors_leave_state_untouched(name):
     before, count = snapshot(m), m.update_count
     cases = [
         ((torch.randn(8, 4), t), ValueError, "scores"),
-        ((torch.randn(8), t), ValueError, "scores"),
+        ((torch.randn(8) if m.task != "binary" else torch.randn(8, 1), t), ValueError, "scores"),
         ((s.long(), t), TypeError, "scores"),
         (([[0.1] * 5] * 8, t), TypeError, "scores"),
         ((s, t[:5]), ValueError, "target"),
     ]
-    if m.task == "multiclass":
+    if m.task in ("multiclass", "binary"):
         cases.append(((s, t.float()), TypeError, "target"))
     for args, exc, word in cases:
         with pytest.raises(exc, match=f"`{word}`"):
@@ -57,8 +59,8 @@ def test_value_errors_raised_at_compute_and_rows_masked(name):
     m = METRICS[name]()
     s, t = good(m, 20)
     s_bad = s.clone()
-    s_bad[3, 1] = float("nan")
-    s_bad[4, 0] = float("inf")
+    s_bad[3, ...].view(-1)[-1] = float("nan")
+    s_bad[4, ...].view(-1)[0] = float("inf")
     t_bad = t.clone()
     t_bad[7] = 5 if m.task == "multiclass" else 3
     m.update(s_bad, t_bad)

@@ -38,7 +38,6 @@ from .functional.aggregation import REDUCTIONS, aggregate, dedup_clips, group_ro
 from .functional.calibration import bin_update
 from .functional.classification import (
     confusion_counts,
-    looks_like_probabilities,
     multilabel_counts,
     prepare_rows,
     probabilities,
@@ -157,8 +156,8 @@ class _ClipRows(VideoMetric):
                 step = self._compiled
             step(scores, target)
             return
-        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self._task, self.input, self._c)
-        self._count_prob_like(s, valid)
+        s, t, valid, bad_t, bad_s, prob_like = prepare_rows(scores, target, self._task, self.input, self._c)
+        self._count_prob_like(prob_like)
         dev = scores.device
         # placeholders for missing ids: rows are deduplicated only when clip ids were given for
         # every batch (see _rows), and grouped by video only when video ids were
@@ -176,9 +175,9 @@ class _ClipRows(VideoMetric):
             self.n_with_video_ids += n
         self._count_rows(valid, bad_t, bad_s)
 
-    def _count_prob_like(self, s: Tensor, valid: Tensor) -> None:
+    def _count_prob_like(self, prob_like: Tensor) -> None:
         if self.input == "logits":
-            self.n_prob_like += looks_like_probabilities(s, valid, self._task)
+            self.n_prob_like += prob_like
 
     def _check_rows(self) -> None:
         super()._check_rows()
@@ -478,8 +477,8 @@ class VideoClassificationMetrics(_ClipRows):
         """Histogram mode: validate on the device and add the batch to the summed states. Pure
         tensor code with static shapes, no host sync: ``torch.compile(fullgraph=True)`` traces it
         whole (``compile_update``), and on CUDA ``mode="reduce-overhead"`` replays it as a CUDA graph."""
-        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self._task, self.input, self._c)
-        self._count_prob_like(s, valid)
+        s, t, valid, bad_t, bad_s, prob_like = prepare_rows(scores, target, self._task, self.input, self._c)
+        self._count_prob_like(prob_like)
         self._accumulate(s, t, valid)
         self.n_seen += scores.shape[0]
         self._count_rows(valid, bad_t, bad_s)

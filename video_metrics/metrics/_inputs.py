@@ -29,7 +29,7 @@ from ..functional._checks import (
     check_scores,
     check_target,
 )
-from ..functional.classification import looks_like_probabilities, prepare_rows
+from ..functional.classification import prepare_rows
 from .base import VideoMetric
 
 
@@ -85,9 +85,10 @@ class ScoresMetric(VideoMetric):
             check_scores(scores, self.num_classes)
             check_target(target, scores, self.task)
             check_device(scores, self)
-        s, t, valid, bad_t, bad_s = prepare_rows(scores, target, self._task, self.input, self._c, self.ignore_index)
+        s, t, valid, bad_t, bad_s, prob_like = prepare_rows(scores, target, self._task, self.input, self._c,
+                                                            self.ignore_index)
         if self.uses_probabilities and self.input == "logits":
-            self.n_prob_like += looks_like_probabilities(s, valid, self._task if self.task != "binary" else "multilabel")
+            self.n_prob_like += prob_like
         return s, t, valid, (valid, bad_t, bad_s)
 
     def _binary_rows(self, scores: Tensor, target: Tensor):

@@ -35,6 +35,7 @@ from ..functional.ranking import (
     average_precision,
     exact_ap_auroc,
     per_row_ap_auroc,
+    transpose_rows,
     pr_curves,
     ranking_curves,
     reduce_classes,
@@ -119,6 +120,18 @@ class _RankingMetric(ScoresMetric):
             s, t = s[valid], t[valid]
         return s, t
 
+    def _rows_t(self):
+        """Valid rows after the sync as ``(scores (C, N) contiguous, targets)``: the ranking
+        kernels sort each class's column, and transposing batch by batch is ~3x faster on CPU
+        than concatenating the rows and transposing the result."""
+        valid = self._cat("valid")
+        t = self._cat("target")
+        st = transpose_rows(self.scores if isinstance(self.scores, list) else [self.scores], self._c,
+                            self.scores.dtype if isinstance(self.scores, Tensor) else torch.float32, self.device)
+        if not bool(valid.all()):
+            st, t = st[:, valid].contiguous(), t[valid]
+        return st, t
+
     def _positive(self, s, t):
         if self._task == "multilabel":
             return t.bool()
@@ -177,19 +190,22 @@ class MeanAveragePrecision(_RankingMetric):
                 return reduce_pooled(ap[0], bool(positives[0] > 0), self.empty_class)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
-        s, t = self._rows()
+        st, t = self._rows_t()
         if self._task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
-            ap, _, positives = exact_ap_auroc(s, target=t)
+            ap, _, positives = exact_ap_auroc(None, target=t, scores_t=st)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
-        return mean_average_precision(s, self._positive(s, t), self.average, self.empty_class, self.ap_mode)
+        return mean_average_precision(st.T, self._positive(st.T, t), self.average, self.empty_class, self.ap_mode,
+                                      scores_t=st)
 
 
-def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: str, ap_mode: str = "step") -> Tensor:
+def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: str, ap_mode: str = "step",
+                           scores_t: Optional[Tensor] = None) -> Tensor:
+    """``s`` (N, C) ranking scores (``scores_t``: the same transposed, (C, N) contiguous, if at hand)."""
     if average == "micro":
-        s, pos = s.reshape(-1, 1), pos.reshape(-1, 1)
+        s, pos, scores_t = s.reshape(-1, 1), pos.reshape(-1, 1), None
     if ap_mode == "step":
-        ap, _, positives = exact_ap_auroc(s, pos)
+        ap, _, positives = exact_ap_auroc(s, pos, scores_t=scores_t)
     else:
         curves = ranking_curves(s, pos)
         ap, positives = average_precision(curves, ap_mode), curves.positives
@@ -243,16 +259,17 @@ class AUROC(_RankingMetric):
                 return reduce_pooled(auc[0], bool((positives[0] > 0) & (negatives[0] > 0)), self.empty_class)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(auc, (positives > 0) & (negatives > 0), self.average, self.empty_class, weights)
-        s, t = self._rows()
+        st, t = self._rows_t()
         if self._task == "multiclass" and self.average != "micro":
-            return mean_auroc(s, None, self.average, self.empty_class, target=t)
-        return mean_auroc(s, self._positive(s, t), self.average, self.empty_class)
+            return mean_auroc(st.T, None, self.average, self.empty_class, target=t, scores_t=st)
+        return mean_auroc(st.T, self._positive(st.T, t), self.average, self.empty_class, scores_t=st)
 
 
-def mean_auroc(s: Tensor, pos: Optional[Tensor], average: str, empty_class: str, target: Optional[Tensor] = None) -> Tensor:
+def mean_auroc(s: Tensor, pos: Optional[Tensor], average: str, empty_class: str, target: Optional[Tensor] = None,
+               scores_t: Optional[Tensor] = None) -> Tensor:
     if average == "micro":
-        s, pos = s.reshape(-1, 1), pos.reshape(-1, 1)
-    _, auc, positives = exact_ap_auroc(s, pos, target=target)
+        s, pos, scores_t = s.reshape(-1, 1), pos.reshape(-1, 1), None
+    _, auc, positives = exact_ap_auroc(s, pos, target=target, scores_t=scores_t)
     if average == "micro":
         return reduce_pooled(auc[0], bool((positives[0] > 0) & (positives[0] < s.shape[0])), empty_class)
     n = s.shape[0]
