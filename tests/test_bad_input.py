@@ -74,7 +74,7 @@ def test_value_errors_raised_at_compute_and_rows_masked(name):
     keep[[3, 4, 7]] = False
     ref = METRICS[name]()
     ref.update(s[keep], t[keep])
-    m.n_bad_target.zero_(), m.n_bad_score.zero_()
+    m._check_rows = lambda: None  # compute past the error: the kept rows must equal the good ones
     m._computed = None
     a, b = m.compute(), ref.compute()
     if isinstance(a, dict):

@@ -182,7 +182,6 @@ def key_to_value(key: Tensor) -> Tensor:
 
 
 def pr_curves(curves: RankingCurves, to_probability=None) -> PRCurveData:
-    c = curves.positives.numel()
     tp = curves.tp.double()
     prec = tp / (curves.tp + curves.fp).double()
     pos = curves.positives.double()[curves.cls]
@@ -271,35 +270,77 @@ def per_row_ap_auroc(scores: Tensor, positive: Tensor):
     return ap, auc, p > 0, den > 0
 
 
-def transpose_rows(chunks, num_classes: int, dtype=torch.float32, device=None) -> Tensor:
-    """The ``(C, N)`` contiguous transpose of row chunks ``(n_i, C)`` stacked: on CPU one
-    cache-sized transposed copy per chunk (~3x faster than ``cat`` then ``.T.contiguous()``);
-    elsewhere ``cat`` and transpose."""
-    chunks = [x for x in chunks]
-    if not chunks:
-        return torch.zeros((num_classes, 0), dtype=dtype, device=device)
-    if chunks[0].device.type != "cpu" or len(chunks) == 1:
-        return torch.cat(chunks).T.contiguous()
-    n = sum(x.shape[0] for x in chunks)
-    out = torch.empty((num_classes, n), dtype=chunks[0].dtype, device=chunks[0].device)
-    off = 0
+def transpose_rows(chunks, num_classes: int, fn=None, block: int = 4096) -> Tensor:
+    """The ``(C, N)`` contiguous transpose of row chunks ``(n_i, C)`` stacked, each chunk first
+    mapped by ``fn`` (a row-wise function, e.g. log-softmax). One cache-sized transposed copy per
+    chunk (a large chunk is cut into ``block`` rows): on CPU ~3x faster than ``cat`` then
+    ``.T.contiguous()``, and no ``(N, C)`` temporary beyond one block."""
+    parts = []
     for x in chunks:
-        b = x.shape[0]
-        out[:, off:off + b].copy_(x.T)
+        parts.extend(x.split(block) if x.shape[0] > block else [x])
+    if not parts:
+        return torch.zeros((num_classes, 0), dtype=torch.float32)
+    n = sum(x.shape[0] for x in parts)
+    out = None
+    off = 0
+    for x in parts:
+        y = fn(x) if fn is not None else x
+        if out is None:
+            out = torch.empty((num_classes, n), dtype=y.dtype, device=y.device)
+        b = y.shape[0]
+        out[:, off:off + b].copy_(y.T)
         off += b
     return out
 
 
-def _sort_rows(x: Tensor) -> Tensor:
-    """Values-only ascending sort along the last dimension: NumPy's on CPU (~7x faster than
-    ``torch.sort``, which always builds indices), ``torch.sort`` elsewhere."""
-    if x.device.type == "cpu":
-        return torch.from_numpy(np.sort(x.contiguous().numpy(), axis=-1))
-    return torch.sort(x, dim=-1).values
+_POOL = None
+
+
+def _sort_rows(x: Tensor, inplace: bool = False) -> Tensor:
+    """Values-only ascending sort along the last dimension: NumPy's on CPU (its AVX-512 sort is
+    ~7x faster than ``torch.sort``, which always builds indices), with the rows split over
+    ``torch.get_num_threads()`` threads when there is enough work (NumPy releases the GIL while
+    sorting); ``torch.sort`` elsewhere. ``inplace=True`` sorts ``x`` itself (CPU)."""
+    if x.device.type != "cpu":
+        return torch.sort(x, dim=-1).values
+    a = x.contiguous().numpy()
+    if not inplace or not x.is_contiguous():
+        a = a.copy()
+    threads = max(1, min(torch.get_num_threads(), a.shape[0] if a.ndim > 1 else 1))
+    if threads > 1 and a.size >= 2**18:
+        global _POOL
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL is None or _POOL._max_workers < threads:
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort")
+        bounds = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
+        jobs = [_POOL.submit(np.ndarray.sort, a[lo:hi], -1) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        for j in jobs:
+            j.result()
+    else:
+        a.sort(axis=-1)
+    return torch.from_numpy(a)
+
+
+def _count_le(srt: Tensor, q: Tensor, lt: Tensor, mask: Tensor, max_steps: int = 8) -> Tensor:
+    """``searchsorted(srt, q, right=True)`` given ``lt = searchsorted(srt, q)`` where each real
+    query occurs in its row: walk over the run of values equal to ``q`` (usually of length 1;
+    a few gathers of the queries' neighbours), and fall back to the second search when some run
+    is longer than ``max_steps``."""
+    n = srt.shape[1]
+    le = lt + 1
+    for step in range(1, max_steps + 1):
+        idx = lt + step
+        more = mask & (idx < n)
+        more = more & (srt.gather(1, idx.clamp_max(max(n - 1, 0))) == q)
+        if not bool(more.any()):
+            return le
+        le = le + more.long()
+    return torch.searchsorted(srt, q, right=True)
 
 
 def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, target: Optional[Tensor] = None,
-                   scores_t: Optional[Tensor] = None):
+                   scores_t: Optional[Tensor] = None, overwrite: bool = False):
     """Step AP and AUROC of every class from one values-only sort per class.
 
     For a class with P positives among N rows, with ``lt(s)``/``le(s)`` the number of rows
@@ -311,13 +352,13 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
       statistic with ties counted one half (mid-ranks), which is sklearn's trapezoidal AUROC.
 
     ``lt`` comes from one batched ``searchsorted`` of the positives' scores into the sorted rows;
-    ``le = lt + 1`` unless a positive's score occurs more than once in its row (checked on the
-    positives only), when a second search gives it; ``lt_pos`` comes from the positives' own
-    sorted order.
+    ``le`` from the run of equal values that follows (:func:`_count_le`); ``lt_pos`` from the
+    positives' own sorted order.
 
     Positives are given as a (N, C) bool matrix ``positive`` or, for multiclass one-vs-rest, as
     class indices ``target`` (N,). ``scores_t`` may give the scores already transposed, ``(C, N)``
-    contiguous (then ``scores`` may be None). Only the positives are searched, so the cost is one
+    contiguous (then ``scores`` may be None); ``overwrite=True`` lets the kernel sort ``scores_t``
+    in place (a temporary of the caller's). Only the positives are searched, so the cost is one
     sort of the (C, N) scores plus O(nnz log N). Returns ``(ap, auroc, positives)``; undefined
     entries are NaN.
     """
@@ -348,14 +389,11 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
     q[cls, rank] = st[cls, sample]
     # the sums below do not depend on the order of the positives: sort them, so that the
     # positives scoring below one are its index in the row, back to the start of its tie group
-    q = _sort_rows(q)  # padding (inf) last
-    srt = _sort_rows(st)
+    q = _sort_rows(q, inplace=True)  # padding (inf) last
+    srt = _sort_rows(st, inplace=overwrite or st.data_ptr() != scores_t.data_ptr())  # st is not used after this
     lt = torch.searchsorted(srt, q, right=False)
     mask = torch.arange(k, device=device)[None, :] < positives[:, None]
-    # ties of a positive with any other row: the next sorted value equals it
-    nxt = srt.gather(1, (lt + 1).clamp_max(n - 1))
-    tied = mask & (lt + 1 < n) & (nxt == q)
-    le = torch.searchsorted(srt, q, right=True) if bool(tied.any()) else lt + 1
+    le = _count_le(srt, q, lt, mask)
     j = torch.arange(k, device=device).expand(c, k)
     group_start = torch.ones((c, k), dtype=torch.bool, device=device)
     group_start[:, 1:] = q[:, 1:] != q[:, :-1]

@@ -74,17 +74,22 @@ class ScoresMetric(VideoMetric):
         if self.uses_probabilities and input == "logits":
             self.add_sum_state("n_prob_like", torch.zeros((), dtype=torch.long))
 
-    def _prepare(self, scores: Tensor, target: Tensor):
-        """Free checks (raise at once), then device-side value checks. Returns
-        ``(scores_f32, target_safe, valid, counts)``; pass ``counts`` to ``_count_rows`` last."""
+    def _check_batch(self, scores: Tensor, target: Tensor):
+        """Free (shape, dtype, device) checks, raised at once; returns the batch in the kernels'
+        layout (binary: see :meth:`_binary_rows`)."""
         if self.task == "binary":
             check_binary(scores, target)
             check_device(scores, self)
-            scores, target = self._binary_rows(scores, target)
-        else:
-            check_scores(scores, self.num_classes)
-            check_target(target, scores, self.task)
-            check_device(scores, self)
+            return self._binary_rows(scores, target)
+        check_scores(scores, self.num_classes)
+        check_target(target, scores, self.task)
+        check_device(scores, self)
+        return scores, target
+
+    def _prepare(self, scores: Tensor, target: Tensor):
+        """Free checks (raise at once), then device-side value checks. Returns
+        ``(scores_f32, target_safe, valid, counts)``; pass ``counts`` to ``_count_rows`` last."""
+        scores, target = self._check_batch(scores, target)
         s, t, valid, bad_t, bad_s, prob_like = prepare_rows(scores, target, self._task, self.input, self._c,
                                                             self.ignore_index)
         if self.uses_probabilities and self.input == "logits":

@@ -108,7 +108,7 @@ class VideoMetric(Metric):
                 parts.append(f"{bad_s} row(s) with invalid `scores` ({self._score_rule()})")
             raise ValueError(
                 f"{type(self).__name__}: " + " and ".join(parts) + " were passed to update(); they were left out "
-                f"of the state ({n} valid row(s) kept). Fix the inputs, or call reset()."
+                f"({n} valid row(s) kept). Fix the inputs, or call reset()."
             )
         if n == 0:
             raise NoDataError(

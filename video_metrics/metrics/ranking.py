@@ -77,24 +77,48 @@ class _RankingMetric(ScoresMetric):
             self.add_sum_state("sample_sum", torch.zeros((), dtype=torch.float64))
             self.add_sum_state("sample_counts", torch.zeros(2, dtype=torch.long))
         elif bins is None:
-            self.add_row_states(self._c, self._task)  # ``scores`` hold ranking scores (see ranking_scores)
+            # the rows as given (fp32); ``valid`` holds whether each row's multilabel target is
+            # {0, 1}: the other value checks run once over all rows at compute (see _rows_t)
+            self.add_row_states(self._c, self._task)
         else:
             self.add_sum_state("hist", hist_state(self._c, bins))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
+        if self.bins is None and self.average != "samples":
+            self._append_rows(*self._check_batch(scores, target))
+            return
         s, t, valid, counts = self._prepare(scores, target)
         if self.average == "samples":
             value, defined = self._per_sample(s, t.bool())
             use = defined & valid
             self.sample_sum += torch.where(use, value, torch.zeros_like(value)).sum()
             self.sample_counts += torch.stack([use.sum(), (valid & ~defined).sum()])
-        elif self.bins is not None:
-            hist_update(self.hist, to_logit(s, self._task, self.input), self._positive(s, t), valid, self.bin_range)
         else:
-            self.scores.append(ranking_scores(s, self._task, self.input))
-            self.target.append(t if self._task == "multiclass" else t.bool())
-            self.valid.append(valid)
+            hist_update(self.hist, to_logit(s, self._task, self.input), self._positive(s, t), valid, self.bin_range)
         self._count_rows(*counts)
+
+    def _append_rows(self, scores: Tensor, target: Tensor) -> None:
+        """Exact mode: keep the rows as given. Their values are checked once over all rows at
+        compute (one pass instead of ten small kernels per batch; still on the device, still
+        raised by compute()); only a multilabel target's {0, 1} check runs here, because the
+        target is stored as bool."""
+        x = scores.float()
+        self.scores.append(x.clone() if x is scores else x)
+        n = scores.shape[0]
+        if self._task == "multiclass":
+            self.target.append(target.long().clone() if target.dtype == torch.long else target.long())
+            self.valid.append(torch.ones(n, dtype=torch.bool, device=scores.device))
+        elif target.dtype == torch.bool:
+            self.target.append(target.clone())
+            self.valid.append(torch.ones(n, dtype=torch.bool, device=scores.device))
+        else:
+            if target.shape[1] == 0:
+                ok = torch.ones(n, dtype=torch.bool, device=scores.device)
+            else:
+                lo, hi = torch.aminmax(target, dim=1)
+                ok = (lo >= 0) & (hi <= 1)
+            self.target.append(target != 0)
+            self.valid.append(ok)
 
     def _samples_mean(self) -> Tensor:
         """``average="samples"``: the mean of the per-sample values; samples where the value is
@@ -112,22 +136,61 @@ class _RankingMetric(ScoresMetric):
         return h.sum(0, keepdim=True) if average == "micro" else h
 
     def _rows(self):
-        """Valid rows after the sync: ``(scores (N, C), targets)`` — targets are class indices
-        (multiclass) or a (N, C) bool matrix (multilabel)."""
-        valid = self._cat("valid")
-        s, t = self._cat("scores"), self._cat("target")
-        if not bool(valid.all()):  # avoid copying every row when all are valid
-            s, t = s[valid], t[valid]
-        return s, t
+        """Valid rows after the sync: ``(ranking scores (N, C), targets)`` — targets are class
+        indices (multiclass) or a (N, C) bool matrix (multilabel)."""
+        st, t = self._rows_t()
+        return st.T, t
 
     def _rows_t(self):
-        """Valid rows after the sync as ``(scores (C, N) contiguous, targets)``: the ranking
-        kernels sort each class's column, and transposing batch by batch is ~3x faster on CPU
-        than concatenating the rows and transposing the result."""
-        valid = self._cat("valid")
+        """Exact mode, after the sync: check every row's values at once (the counts go to the
+        same states, and :meth:`_check_rows` raises as for every metric), then return the valid
+        rows as ``(ranking scores (C, N) contiguous, targets)``. The ranking kernels sort each
+        class's column; transposing batch by batch is ~3x faster on CPU than concatenating the
+        rows and transposing the result."""
+        label_ok = self._cat("valid")
         t = self._cat("target")
-        st = transpose_rows(self.scores if isinstance(self.scores, list) else [self.scores], self._c,
-                            self.scores.dtype if isinstance(self.scores, Tensor) else torch.float32, self.device)
+        mc_logits = self._task == "multiclass" and self.input == "logits"
+        stats = []
+
+        def ranking_rows(x: Tensor) -> Tensor:
+            # multiclass logits: value checks on the rows as given (the row's min and max see NaN
+            # and +-inf; the sum is for the probabilities warning), then the ranking scores, the
+            # log-softmax of each row (ranking_scores)
+            if x.shape[1]:
+                stats.append((x.amin(1), x.amax(1), x.sum(1)))
+            return x.log_softmax(dim=1)
+
+        chunks = self.scores if isinstance(self.scores, list) else [self.scores]
+        st = transpose_rows(chunks, self._c, ranking_rows if mc_logits else None)
+        if st.device != self.device:
+            st = st.to(self.device)
+        n = st.shape[1]
+        row_sum = None
+        if stats:
+            lo, hi = torch.cat([a for a, _, _ in stats]), torch.cat([b for _, b, _ in stats])
+            row_sum = torch.cat([c for _, _, c in stats])
+        elif n and self._c and not mc_logits:
+            lo, hi = st.amin(0), st.amax(0)  # the rows are the columns of st
+        else:
+            lo = hi = row_sum = torch.zeros(n, device=st.device)
+        in_unit = (lo >= 0) & (hi <= 1)
+        score_ok = in_unit if self.input == "probs" else torch.isfinite(lo) & torch.isfinite(hi)
+        ignored = torch.zeros_like(score_ok)
+        if self._task == "multiclass":
+            in_range = (t >= 0) & (t < self._c)
+            if self.ignore_index is not None:
+                ignored = t == self.ignore_index
+            label_ok = in_range | ignored
+            valid = in_range & score_ok & ~ignored
+        else:
+            valid = label_ok & score_ok
+        self.n_rows = valid.sum()
+        self.n_bad_target = (~label_ok).sum()
+        self.n_bad_score = (~score_ok & ~ignored).sum()
+        if self.input == "logits":
+            like = in_unit if not mc_logits else in_unit & ((row_sum - 1).abs() <= 1e-3)
+            self.n_prob_like = (like & valid).sum()
+        self._check_rows()
         if not bool(valid.all()):
             st, t = st[:, valid].contiguous(), t[valid]
         return st, t
@@ -181,10 +244,11 @@ class MeanAveragePrecision(_RankingMetric):
         return ap, defined_ap
 
     def compute(self) -> Tensor:
-        self._check_rows()
         if self.average == "samples":
+            self._check_rows()
             return self._samples_mean()
         if self.bins is not None:
+            self._check_rows()
             ap, _, positives, _ = hist_ap_auroc(self._hist(self.average))
             if self.average == "micro":
                 return reduce_pooled(ap[0], bool(positives[0] > 0), self.empty_class)
@@ -192,7 +256,7 @@ class MeanAveragePrecision(_RankingMetric):
             return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
         st, t = self._rows_t()
         if self._task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
-            ap, _, positives = exact_ap_auroc(None, target=t, scores_t=st)
+            ap, _, positives = exact_ap_auroc(None, target=t, scores_t=st, overwrite=True)
             weights = positives if self.average == "weighted" else None
             return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
         return mean_average_precision(st.T, self._positive(st.T, t), self.average, self.empty_class, self.ap_mode,
@@ -205,7 +269,7 @@ def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: st
     if average == "micro":
         s, pos, scores_t = s.reshape(-1, 1), pos.reshape(-1, 1), None
     if ap_mode == "step":
-        ap, _, positives = exact_ap_auroc(s, pos, scores_t=scores_t)
+        ap, _, positives = exact_ap_auroc(s, pos, scores_t=scores_t, overwrite=scores_t is not None)
     else:
         curves = ranking_curves(s, pos)
         ap, positives = average_precision(curves, ap_mode), curves.positives
@@ -250,10 +314,11 @@ class AUROC(_RankingMetric):
         return self._synced(lambda: hist_auroc_bound(self._hist(self.average)))
 
     def compute(self) -> Tensor:
-        self._check_rows()
         if self.average == "samples":
+            self._check_rows()
             return self._samples_mean()
         if self.bins is not None:
+            self._check_rows()
             _, auc, positives, negatives = hist_ap_auroc(self._hist(self.average))
             if self.average == "micro":
                 return reduce_pooled(auc[0], bool((positives[0] > 0) & (negatives[0] > 0)), self.empty_class)
@@ -269,7 +334,7 @@ def mean_auroc(s: Tensor, pos: Optional[Tensor], average: str, empty_class: str,
                scores_t: Optional[Tensor] = None) -> Tensor:
     if average == "micro":
         s, pos, scores_t = s.reshape(-1, 1), pos.reshape(-1, 1), None
-    _, auc, positives = exact_ap_auroc(s, pos, target=target, scores_t=scores_t)
+    _, auc, positives = exact_ap_auroc(s, pos, target=target, scores_t=scores_t, overwrite=scores_t is not None)
     if average == "micro":
         return reduce_pooled(auc[0], bool((positives[0] > 0) & (positives[0] < s.shape[0])), empty_class)
     n = s.shape[0]
@@ -308,8 +373,8 @@ class PRCurve(_RankingMetric):
         return fig, ax
 
     def compute(self) -> PRCurveData:
-        self._check_rows()
         if self.bins is not None:
+            self._check_rows()
             return hist_pr_curves(self._hist(), self.bin_range)
         s, t = self._rows()
         return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self._task, self.input))
