@@ -3,9 +3,10 @@
     python benchmarks/run.py            # 20k x 400 multiclass, 20k x 157 multilabel
     python benchmarks/run.py --quick    # 5k rows, about a minute
 
-For each metric: total update() time over batches of 256, compute() time (best of --repeats),
-and sklearn's one-shot time on the concatenated NumPy arrays; ratios are "other / ours" (> 1
-means we are faster). Then: histogram mode against torchmetrics' ``thresholds=`` mode; the whole
+Every timing is taken ``--repeats`` times (at least 3) and printed as ``min (median)``; ratios
+are "other / ours" on the minima (> 1 means we are faster). For each metric: update() over
+batches of 256 plus compute(), for ours and torchmetrics (each repetition resets and refeeds),
+and sklearn's one-shot time on the concatenated NumPy arrays. Then: histogram mode against torchmetrics' ``thresholds=`` mode; the whole
 suite (clip + video level, every key; and histogram mode) against the equivalent torchmetrics
 MetricCollection, with the collectives of one sync counted on 2 gloo processes; memory (state
 sizes, peak allocation during update); the clip -> video aggregation.
@@ -54,21 +55,30 @@ def compute_collection(col):
     return col.compute()
 
 
-def timed(fn, repeats=1):
-    best, out = float("inf"), None
-    for _ in range(repeats):
+class Timing(float):
+    """Seconds: the minimum over the repetitions, with the median as ``.median``."""
+
+    median: float
+
+
+def timed(fn, repeats=3):
+    """``(Timing, last output)``: ``fn`` run ``max(3, repeats)`` times."""
+    times, out = [], None
+    for _ in range(max(3, repeats)):
         t0 = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
+    best = Timing(min(times))
+    best.median = float(np.median(times))
     return best, out
 
 
-def feed_time(metric, s, t, bs=256):
+def feed_time(metric, s, t, repeats=3, bs=256):
     def run():
         metric.reset()
         for i in range(0, len(s), bs):
             metric.update(s[i:i + bs], t[i:i + bs])
-    return timed(run)[0]
+    return timed(run, repeats)[0]
 
 
 def compute_time(metric, repeats):
@@ -78,12 +88,27 @@ def compute_time(metric, repeats):
     return timed(run, repeats)
 
 
+def total_time(metric, s, t, repeats=3, bs=256, transform=None):
+    """update() over batches of ``bs`` plus compute(), from a reset metric."""
+    def run():
+        metric.reset()
+        for i in range(0, len(s), bs):
+            x = s[i:i + bs]
+            metric.update(transform(x) if transform is not None else x, t[i:i + bs])
+        metric._computed = None
+        return metric.compute()
+    return timed(run, repeats)
+
+
 def fmt(x):
-    return "      -" if x is None else f"{x:7.3f}"
+    if x is None:
+        return f"{'-':>16}"
+    med = getattr(x, "median", None)
+    return f"{float(x):7.3f} ({med:6.3f})" if med is not None else f"{float(x):16.3f}"
 
 
 def ratio(a, b):
-    return "     -" if a is None or b is None or b == 0 else f"{a / b:6.1f}x"
+    return "     -" if a is None or b is None or b == 0 else f"{float(a) / float(b):6.1f}x"
 
 
 def main():
@@ -133,22 +158,20 @@ def main():
     ]
     print(f"# video_metrics benchmark: N={n}, batches of 256, torch {torch.__version__}, torchmetrics "
           f"{torchmetrics.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
-    print("times in seconds; ratios = other / ours")
-    hdr = f"{'operation':<36}{'ours':>8}{'tm':>8}{'sklearn':>8}{'tm/ours':>9}{'sk/ours':>9}   value ours / tm / sklearn"
+    print(f"times in seconds, min (median) of {max(3, args.repeats)} runs; ratios = other / ours, on the minima")
+    hdr = (f"{'operation (update + compute)':<36}{'ours':>16}{'torchmetrics':>16}{'sklearn':>16}{'tm/ours':>9}"
+           f"{'sk/ours':>9}   value ours / tm / sklearn")
     print(hdr)
     print("-" * len(hdr))
     for name, ours, tm, (s, t), sk in rows:
-        tm_in = torch.softmax(s, 1) if tm.__class__.__name__.startswith("Multiclass") else s
-        u_ours = feed_time(ours, s, t)
-        u_tm = feed_time(tm, tm_in, t)
-        c_ours, v_ours = compute_time(ours, args.repeats)
-        c_tm, v_tm = compute_time(tm, args.repeats)
-        c_sk, v_sk = timed(sk, 1) if sk is not None else (None, None)
+        softmax = tm.__class__.__name__.startswith("Multiclass")
+        t_ours, v_ours = total_time(ours, s, t, args.repeats)
+        t_tm, v_tm = total_time(tm, s, t, args.repeats, transform=(lambda x: torch.softmax(x, 1)) if softmax else None)
+        t_sk, v_sk = timed(sk, args.repeats) if sk is not None else (None, None)
         if isinstance(v_ours, dict):
             v_ours = v_ours["f1"]
         val = lambda v: "-" if v is None else (f"{float(np.asarray(v).sum()):.6f}" if np.ndim(v) else f"{float(v):.6f}")
-        print(f"{name + ' update':<36}{fmt(u_ours)}{fmt(u_tm)}{fmt(None)}{ratio(u_tm, u_ours):>9}{'':>9}")
-        print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{fmt(c_sk)}{ratio(c_tm, c_ours):>9}{ratio(c_sk, c_ours):>9}   "
+        print(f"{name:<36}{fmt(t_ours)}{fmt(t_tm)}{fmt(t_sk)}{ratio(t_tm, t_ours):>9}{ratio(t_sk, t_ours):>9}   "
               f"{val(v_ours)} / {val(v_tm)} / {val(v_sk)}")
     histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args)
     suite_vs_collection(s_mc, t_mc, args)
@@ -163,8 +186,8 @@ def histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args):
     c_mc, c_ml = s_mc.shape[1], s_ml.shape[1]
     exact = {"auroc": float(vm.AUROC(c_mc).forward(s_mc, t_mc)),
              "map": float(vm.MeanAveragePrecision(c_ml).forward(s_ml, t_ml))}
-    print(f"\n# histogram mode (bins) vs torchmetrics thresholds=; |error| against the exact value")
-    print(f"{'operation':<36}{'ours':>8}{'tm':>8}{'':>8}{'tm/ours':>9}{'':>9}   |err| ours / tm")
+    print("\n# histogram mode (bins) vs torchmetrics thresholds=; |error| against the exact value")
+    print(f"{'operation':<36}{'ours':>16}{'torchmetrics':>16}{'':>16}{'tm/ours':>9}{'':>9}   |err| ours / tm")
     for bins in (100, 1000):
         cases = [
             (f"AUROC 400 cls, {bins} bins", vm.AUROC(c_mc, bins=bins), tmc.MulticlassAUROC(c_mc, thresholds=bins),
@@ -173,18 +196,18 @@ def histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args):
              tmc.MultilabelAveragePrecision(c_ml, thresholds=bins), (s_ml, t_ml), False, exact["map"]),
         ]
         for name, ours, tm, (s, t), softmax, ref in cases:
-            u_ours = feed_time(ours, s, t)
+            u_ours = feed_time(ours, s, t, args.repeats)
 
             def feed_tm():
                 tm.reset()
                 for i in range(0, len(s), 256):
                     tm.update(torch.softmax(s[i:i + 256], 1) if softmax else s[i:i + 256], t[i:i + 256])
 
-            u_tm, _ = timed(feed_tm, 1)
+            u_tm, _ = timed(feed_tm, args.repeats)
             c_ours, v_ours = compute_time(ours, args.repeats)
             c_tm, v_tm = compute_time(tm, args.repeats)
-            print(f"{name + ' update':<36}{fmt(u_ours)}{fmt(u_tm)}{'':>8}{ratio(u_tm, u_ours):>9}")
-            print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{'':>8}{ratio(c_tm, c_ours):>9}{'':>9}   "
+            print(f"{name + ' update':<36}{fmt(u_ours)}{fmt(u_tm)}{'':>16}{ratio(u_tm, u_ours):>9}")
+            print(f"{name + ' compute':<36}{fmt(c_ours)}{fmt(c_tm)}{'':>16}{ratio(c_tm, c_ours):>9}{'':>9}   "
                   f"{abs(float(v_ours) - ref):.1e} / {abs(float(v_tm) - ref):.1e}")
 
 
@@ -223,7 +246,7 @@ def suite_vs_collection(s, t, args):
             hist.update(s[i:i + 256], t[i:i + 256])
 
     u_h, _ = timed(feed_hist, args.repeats)
-    u_tb, _ = timed(lambda: feed_collection(col_b, s, t), 1)
+    u_tb, _ = timed(lambda: feed_collection(col_b, s, t), args.repeats)
     c_h, _ = compute_time(hist, args.repeats)
     c_tb, _ = timed(lambda: compute_collection(col_b), args.repeats)
     print(f"{'suite 1000 bins (clip) update':<36}{fmt(u_h)}{fmt(u_tb)}{fmt(None)}{ratio(u_tb, u_h):>9}"
@@ -382,7 +405,7 @@ def aggregation(args):
         return (skm.top_k_accuracy_score(vt, vp, k=1, labels=range(c)),
                 skm.roc_auc_score(vt, vp, multi_class="ovr", average="macro", labels=range(c)))
 
-    t_np, (top1_np, _) = timed(numpy_baseline, 1)
+    t_np, (top1_np, _) = timed(numpy_baseline, args.repeats)
     vp_t = torch.softmax(d.scores, 1).view(n_videos, clips, c).mean(1)
     vt_t = d.target.view(n_videos, clips)[:, 0]
     tm_top1 = tmc.MulticlassAccuracy(c, average="micro")
@@ -398,7 +421,7 @@ def aggregation(args):
     print(f"{'ours: update all clips':<36}{fmt(u)}")
     print(f"{'ours: compute (clip + video, all keys)':<36}{fmt(cpt)}   video top1 {out['video/top1'].item():.4f}")
     print(f"{'per-video NumPy loop + sklearn (top1, AUROC)':<36}{fmt(t_np)}   video top1 {top1_np:.4f}   "
-          f"ratio {t_np / (u + cpt):.1f}x of our update+compute")
+          f"ratio {float(t_np) / (float(u) + float(cpt)):.1f}x of our update+compute")
     print(f"{'torchmetrics on pre-aggregated (top1, AUROC)':<36}{fmt(t_tm)}   (aggregation not included)")
     state_mb = sum(x.numel() * x.element_size() for v in suite.metric_state.values()
                    for x in (v if isinstance(v, list) else [v])) / 2**20
