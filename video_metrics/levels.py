@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -19,6 +19,8 @@ from torch import Tensor
 from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
 from .functional.classification import (
     confusion_counts,
+    counts_from_threshold_hist,
+    threshold_hist,
     multilabel_counts,
     precision_recall_f1,
     probabilities,
@@ -34,12 +36,13 @@ from .functional.ranking import (
     exact_ap_auroc,
     pr_curves,
     ranking_curves,
+    pooled_ap,
     reduce_classes,
     reduce_pooled,
 )
 from .metrics.classification import top_confusions
 
-__all__ = ["keys_for", "LevelReport", "Level", "HistLevel"]
+__all__ = ["keys_for", "LevelReport", "Level", "HistLevel", "RowStore", "block_sizes"]
 
 _CALIBRATION_KEYS = {"ece", "mce", "nll", "brier"}
 _LABEL_KEYS_MC = ("balanced_acc", "precision_macro", "recall_macro", "f1_macro", "f1_micro", "f1_weighted")
@@ -147,121 +150,275 @@ def _binary_scalars(su, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, missing:
     return out
 
 
+class RowStore:
+    """The kept rows of a ``(N, C)`` score matrix, held as the metric stores them: row chunks
+    (the state's list, or the one gathered tensor after a sync) and a mask of the rows to keep
+    (valid rows, first occurrence of each ``(video, clip)``). Rows are read block by block; no
+    copy of every row is made."""
+
+    def __init__(self, chunks, keep: Optional[Tensor], num_classes: int, block_rows: int) -> None:
+        self.chunks = [x for x in chunks if x.shape[0]]
+        self.keep = None if keep is None or bool(keep.all()) else keep
+        self.c = num_classes
+        self.block_rows = max(1, block_rows)
+        self.n = int(keep.sum()) if keep is not None else sum(x.shape[0] for x in self.chunks)
+
+    def blocks(self) -> Iterator[Tuple[int, Tensor]]:
+        """``(start, rows)``: consecutive kept rows, ``start`` their index among the kept rows."""
+        pos = off = 0
+        for x in self.chunks:
+            for part in (x.split(self.block_rows) if x.shape[0] > self.block_rows else (x,)):
+                b = part.shape[0]
+                if self.keep is not None:
+                    part = part[self.keep[off:off + b]]
+                off += b
+                if part.shape[0]:
+                    yield pos, part
+                    pos += part.shape[0]
+
+
+#: values in one block of rows; above it, classes are taken an eighth at a time (tests lower it)
+BLOCK_VALUES = 1 << 22
+
+
+def block_sizes(n: int, c: int) -> Tuple[int, int]:
+    """Rows per row block and classes per class block: each block a small share of the ``n x c``
+    state (at most :data:`BLOCK_VALUES` values a row block; an eighth of the classes a class
+    block when the state is larger), so temporaries stay far below the state."""
+    rows = max(16, BLOCK_VALUES // max(c, 1))
+    classes = c if n * c <= BLOCK_VALUES else max(1, -(-c // 8))
+    return rows, classes
+
+
 class Level:
-    """Metrics of one level from its probabilities, ranking scores and prediction key."""
+    """Metrics of one level, computed block by block.
+
+    The clip level reads the kept clip rows (:class:`RowStore`); the video level the aggregated
+    ``(videos, classes)`` ranking scores of :func:`~video_metrics.functional.aggregation.aggregate_blocks`.
+    A row pass over blocks of rows accumulates everything that is per row (argmax, top-k rank of
+    the target, confusion counts, calibration bins, NLL, Brier, thresholded counts) and writes the
+    ranking scores into one ``(C, N)`` matrix; a class pass over blocks of classes computes AP,
+    AUROC (and, for reports, PR curves) from it. Peak extra memory: that matrix (the size of the
+    scores) plus a block; no ``N x C`` float64, one-hot or comparison temporaries."""
 
     def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0) -> None:
         self.suite, self.level, self.reduction, self.missing = suite, level, reduction, missing
         self.task, self.c = suite.task, suite._c
         self.logit: Optional[Tensor] = None  # binary: the logit of P(y=1) when the level has one
 
+    # ------------------------------------------------------------------ sources
+    def from_rows(self, rows: RowStore, t: Tensor) -> None:
+        """Clip level: the kept clip rows (logits or probabilities as the suite got them)."""
+        self.n, self.target = rows.n, t
+        self._rows, self._vrank, self._votes = rows, None, None
+        self.rank_dtype = torch.float32
+        self._blocks_rows = rows.block_rows
+        if self.task == "binary":
+            s = torch.cat([x for _, x in rows.blocks()]) if rows.n else torch.zeros(0, 1)
+            self.from_clips(s, t)
+
     def from_clips(self, s: Tensor, t: Tensor) -> None:
+        """Clip level from one ``(N, C)`` tensor of kept rows."""
+        if self.task != "binary":
+            rows, _ = block_sizes(s.shape[0], s.shape[1])
+            return self.from_rows(RowStore([s], None, s.shape[1], rows), t)
         su = self.suite
-        if self.task == "multiclass":
-            logp = s.log_softmax(1) if su.input == "logits" else s.log()
-            self.probs, self.rank, self.key = probabilities(s, self.task, su.input), logp, s
-        else:
-            self.probs = s.sigmoid() if su.input == "logits" else s
-            self.rank, self.key = s, s
-            if su.input == "logits":
-                self.logit = s
-        self.target = t
+        self.n, self.target = s.shape[0], t
+        self.probs = s.sigmoid() if su.input == "logits" else s
+        self.rank, self.key = s, s
+        if su.input == "logits":
+            self.logit = s
+
+    def from_aggregated(self, rank: Tensor, votes: Optional[Tensor], t: Tensor) -> None:
+        """Video level: the ranking scores (and votes) of the aggregation."""
+        from .functional.aggregation import video_key, video_probs
+
+        su = self.suite
+        self.n, self.target = rank.shape[0], t
+        self._rows, self._vrank, self._votes = None, rank, votes
+        self.rank_dtype = torch.float64
+        self._blocks_rows = block_sizes(rank.shape[0], rank.shape[1])[0]
+        if self.task == "binary":
+            self.probs = video_probs(rank, "multilabel", su.input, self.reduction)
+            self.rank, self.key = rank, rank
+            if su.input == "logits" and self.reduction == "mean_logits":
+                self.logit = rank
+        self._probs_of = lambda r: video_probs(r, self._kernel_task, su.input, self.reduction)
+        self._key_of = lambda r, v: video_key(r, v, self._kernel_task, su.input, self.reduction)
 
     def from_videos(self, agg) -> None:
-        self.probs, self.rank, self.key, self.target = agg.scores, agg.rank, agg.key, agg.target
-        if self.task == "binary" and self.suite.input == "logits" and self.reduction == "mean_logits":
-            self.logit = agg.rank
+        """Video level from an :class:`~video_metrics.suite.AggregatedVideos`."""
+        self.from_aggregated(agg.rank, agg.votes, agg.target)
 
+    @property
+    def _kernel_task(self) -> str:
+        return "multilabel" if self.task == "binary" else self.task
+
+    def _row_blocks(self) -> Iterator[Tuple[int, Tensor, Tensor, Tensor]]:
+        """``(start, key, probs, rank)`` per block of rows."""
+        su = self.suite
+        if self._rows is not None:
+            mc = self.task == "multiclass"
+            for start, x in self._rows.blocks():
+                if mc:
+                    rank = x.log_softmax(1) if su.input == "logits" else x.log()
+                else:
+                    rank = x
+                yield start, x, probabilities(x, self.task, su.input), rank
+            return
+        b = self._blocks_rows
+        for start in range(0, self.n, b):
+            r = self._vrank[start:start + b]
+            v = self._votes[start:start + b] if self._votes is not None else None
+            yield start, self._key_of(r, v), self._probs_of(r), r
+
+    # ------------------------------------------------------------------ scalars
     def scalars(self) -> Dict[str, Tensor]:
         if not hasattr(self, "_scalars"):
             self._scalars = self._compute()
         return self._scalars
 
     def _compute(self) -> Dict[str, Tensor]:
-        if self.task == "multiclass":
-            out = self._multiclass()
-        elif self.task == "binary":
+        if self.task == "binary":
             out = self._binary()
         else:
-            out = self._multilabel()
+            out = self._blocked()
         return {k: out[k].double() for k in keys_for(self.task, self.suite.top_k, self.reduction)}
 
-    def _multiclass(self) -> Dict[str, Tensor]:
-        su, c = self.suite, self.c
+    def _blocked(self) -> Dict[str, Tensor]:
+        su, c, n = self.suite, self.c, self.n
         keys = keys_for(self.task, su.top_k, self.reduction)
+        mc = self.task == "multiclass"
+        dev = self.target.device
+        need_cal = "ece" in keys
+        nb = su.calibration_bins
+        bins = torch.zeros(3, nb, dtype=torch.float64, device=dev)
+        nll = torch.zeros((), dtype=torch.float64, device=dev)
+        brier = torch.zeros((), dtype=torch.float64, device=dev)
+        if mc:
+            cm = torch.zeros(c, c, dtype=torch.long, device=dev)
+            hits = torch.zeros(len(su.top_k), c, dtype=torch.long, device=dev)
+        else:
+            counts = torch.zeros(3, c, dtype=torch.long, device=dev)
+            self._thr_hist = None
+        need_rank = (not mc) or "auroc_macro" in keys
+        rank_t = torch.empty((c, n), dtype=self.rank_dtype, device=dev) if need_rank else None
+        for start, key, probs, rank in self._row_blocks():
+            b = key.shape[0]
+            ones = torch.ones(b, dtype=torch.bool, device=dev)
+            t = self.target[start:start + b]
+            if mc:
+                pred = key.argmax(1)
+                cm += confusion_counts(pred, t, ones, c)
+                rt = target_rank(key, t)
+                for i, k in enumerate(su.top_k):
+                    hits[i] += scatter_count(t, rt < k, c)
+                if need_cal:
+                    conf = probs.gather(1, pred[:, None]).squeeze(1)
+                    bins += bin_update(conf, pred == t, ones, nb)
+                    nll -= rank.gather(1, t[:, None]).double().sum()
+                    p = probs.to(torch.float64, copy=True)
+                    p.scatter_add_(1, t[:, None], torch.full((b, 1), -1.0, dtype=torch.float64, device=dev))
+                    brier += (p * p).sum()
+            else:
+                pos = t.bool()
+                counts += multilabel_counts(probs > su.threshold, pos, ones)
+                if need_cal:
+                    bins += bin_update(probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), nb)
+            if rank_t is not None:
+                rank_t[:, start:start + b] = rank.T
         out: Dict[str, Tensor] = {}
-        dev = self.key.device
-        n = self.key.shape[0]
-        ones = torch.ones(n, dtype=torch.bool, device=dev)
-        t = self.target
-        pos = torch.zeros(n, c, dtype=torch.bool, device=dev)
-        pos[torch.arange(n, device=dev), t] = True
-        rank_t = target_rank(self.key, t)
-        support = scatter_count(t, ones, c)
-        pred = self.key.argmax(1)
-        cm = confusion_counts(pred, t, ones, c)
-        tp, pc = cm.diagonal(), cm.sum(0)
-        # mean class accuracy: over the classes with a target, or (mmaction2) also those predicted
-        present = support > 0
-        present_top1 = present | (pc > 0) if su.predicted_absent == "zero" else present
-        for k in su.top_k:
-            hit = rank_t < k
-            out[f"top{k}"] = hit.sum().double() / (n + self.missing)
-            per = safe_div(scatter_count(t, hit, c), support)
-            out[f"mean_class_top{k}"] = _mean_present(per, present_top1 if k == 1 else present)
-        self.cm, self.tp, self.pc, self.support = cm, tp, pc, support
-        out["balanced_acc"] = _mean_present(safe_div(tp, support), present_top1)
-        out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
-        self.pos = pos
-        if "auroc_macro" in keys:
-            ap, auc, npos = exact_ap_auroc(self.rank, target=t)
-            self.ap = ap
-            out["auroc_macro"] = reduce_classes(auc, (npos > 0) & (npos < n), "macro", su.auroc_empty_class)
-            out["auprc_macro"] = reduce_classes(self._ap(ap, pos), npos > 0, "macro", su.ap_empty_class)
-        if "ece" in keys:
-            conf = self.probs.gather(1, pred[:, None]).squeeze(1)
-            self.bins = bin_update(conf, pred == t, ones, su.calibration_bins)
-            out["ece"] = calibration_error(self.bins, "l1")
-            out["mce"] = calibration_error(self.bins, "max")
-            out["nll"] = -self.rank.gather(1, t[:, None]).double().mean()
-            out["brier"] = ((self.probs.double() - pos.double()) ** 2).sum(1).mean()
+        if mc:
+            support = cm.sum(1)
+            tp, pc = cm.diagonal(), cm.sum(0)
+            present = support > 0
+            present_top1 = present | (pc > 0) if su.predicted_absent == "zero" else present
+            for i, k in enumerate(su.top_k):
+                out[f"top{k}"] = hits[i].sum().double() / (n + self.missing)
+                out[f"mean_class_top{k}"] = _mean_present(safe_div(hits[i], support), present_top1 if k == 1 else present)
+            self.cm, self.tp, self.pc, self.support = cm, tp, pc, support
+            out["balanced_acc"] = _mean_present(safe_div(tp, support), present_top1)
+            out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), present | (pc > 0)))
+            if need_cal:
+                self.bins = bins
+                out["ece"] = calibration_error(bins, "l1")
+                out["mce"] = calibration_error(bins, "max")
+                out["nll"] = nll / n
+                out["brier"] = brier / n
+        else:
+            tp, fp, fn = counts
+            self.tp, self.pc, self.support = tp, tp + fp, tp + fn
+            out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
+            if need_cal:
+                self.bins = bins
+                out["ece"] = calibration_error(bins, "l1")
+        self._rank_t = rank_t
+        if rank_t is not None:
+            out.update(self._class_pass(rank_t, keys))
         return out
 
-    def _multilabel(self) -> Dict[str, Tensor]:
-        su = self.suite
-        keys = keys_for(self.task, su.top_k, self.reduction)
-        out: Dict[str, Tensor] = {}
-        n = self.key.shape[0]
-        pos = self.target.bool()
-        self.pos = pos
-        ap, auc, npos = exact_ap_auroc(self.rank, pos)
-        ap = self._ap(ap, pos)
-        self.ap = ap
-        if su.empty_videos == "exclude":
-            # the official Charades script: videos without any positive label leave the ranking
-            keep = pos.any(1)
-            if not bool(keep.all()):
-                rank_k, pos_k = self.rank[keep], pos[keep]
-                ap_k, _, npos_k = exact_ap_auroc(rank_k, pos_k)
-                ap_k, npos_used = self._ap(ap_k, pos_k, rank_k), npos_k
+    def _positives(self):
+        """Multiclass: the positives as ``(class, row)`` sorted by class, and where each class starts."""
+        t = self.target
+        order = torch.argsort(t, stable=True)
+        cls = t[order]
+        starts = torch.searchsorted(cls, torch.arange(self.c + 1, device=t.device))
+        return cls, order, starts
+
+    def _class_pass(self, rank_t: Tensor, keys) -> Dict[str, Tensor]:
+        su, c, n = self.suite, self.c, self.n
+        mc = self.task == "multiclass"
+        _, cb = block_sizes(n, c)
+        ap = torch.full((c,), float("nan"), dtype=torch.float64, device=rank_t.device)
+        auc = ap.clone()
+        npos = torch.zeros(c, dtype=torch.long, device=rank_t.device)
+        ap_k = npos_k = None
+        keep_rows = None
+        if not mc and su.empty_videos == "exclude":
+            has_pos = self.target.bool().any(1)
+            if not bool(has_pos.all()):
+                keep_rows = has_pos
+                ap_k = ap.clone()
+                npos_k = npos.clone()
+        if mc:
+            cls_all, row_all, starts = self._positives()
+        for c0 in range(0, c, cb):
+            c1 = min(c, c0 + cb)
+            st = rank_t[c0:c1]
+            if mc:
+                lo, hi = int(starts[c0]), int(starts[c1])
+                index = (cls_all[lo:hi] - c0, row_all[lo:hi])
+                a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index)
+                if su.ap_mode != "step":
+                    pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)
+                    pos[index[1], index[0]] = True
+                    a = average_precision(ranking_curves(st.T, pos), su.ap_mode)
             else:
-                ap_k, npos_used = ap, npos
-        else:
-            ap_k, npos_used = ap, npos
-        out["mAP"] = reduce_classes(ap_k, npos_used > 0, "macro", su.ap_empty_class)
-        out["mAP_weighted"] = reduce_classes(ap_k, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
-        flat_ap, _, flat_pos = exact_ap_auroc(self.rank.reshape(-1, 1), pos.reshape(-1, 1))
-        out["mAP_micro"] = reduce_pooled(flat_ap[0], bool(flat_pos[0] > 0), su.ap_empty_class)
+                pos = self.target[:, c0:c1].bool()
+                a, u, p = exact_ap_auroc(None, positive=pos, scores_t=st)
+                if su.ap_mode != "step":
+                    a = average_precision(ranking_curves(st.T, pos), su.ap_mode)
+                if keep_rows is not None:
+                    stk, posk = st[:, keep_rows].contiguous(), pos[keep_rows]
+                    ak, _, pk = exact_ap_auroc(None, positive=posk, scores_t=stk)
+                    if su.ap_mode != "step":
+                        ak = average_precision(ranking_curves(stk.T, posk), su.ap_mode)
+                    ap_k[c0:c1], npos_k[c0:c1] = ak, pk
+            ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
+        self.ap, self.npos = ap, npos
+        out: Dict[str, Tensor] = {}
         out["auroc_macro"] = reduce_classes(auc, (npos > 0) & (npos < n), "macro", su.auroc_empty_class)
-        pred = self.probs > su.threshold
-        ones = torch.ones(n, dtype=torch.bool, device=pos.device)
-        tp, fp, fn = multilabel_counts(pred, pos, ones)
-        self.tp, self.pc, self.support = tp, tp + fp, tp + fn
-        out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
-        if "ece" in keys:
-            self.bins = bin_update(self.probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)),
-                                   su.calibration_bins)
-            out["ece"] = calibration_error(self.bins, "l1")
+        if mc:
+            out["auprc_macro"] = reduce_classes(ap, npos > 0, "macro", su.ap_empty_class)
+            return out
+        ap_used, npos_used = (ap_k, npos_k) if keep_rows is not None else (ap, npos)
+        out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", su.ap_empty_class)
+        out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
+        pos_all = self.target.bool()
+        cls, row = torch.nonzero(pos_all.T, as_tuple=True)
+        micro_ap, self._micro_p, self._micro_r = pooled_ap((rank_t[c0:c0 + cb] for c0 in range(0, c, cb)),
+                                                           rank_t[cls, row], n * c)
+        out["mAP_micro"] = reduce_pooled(micro_ap, cls.numel() > 0, su.ap_empty_class)
         return out
 
     def _binary(self) -> Dict[str, Tensor]:
@@ -295,33 +452,64 @@ class Level:
             out["brier"] = ((p.double() - yd) ** 2).mean()
         return out
 
-    def _ap(self, step_ap: Tensor, pos: Tensor, rank: Optional[Tensor] = None) -> Tensor:
-        if self.suite.ap_mode == "step":
-            return step_ap
-        return average_precision(ranking_curves(self.rank if rank is None else rank, pos), self.suite.ap_mode)
-
+    # ------------------------------------------------------------------ report
     def report(self, max_points: int = 200) -> LevelReport:
         scalars = {k: float(v) for k, v in self.scalars().items()}
         su = self.suite
         avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
-        ap = getattr(self, "ap", None)
-        if ap is None:
-            ap = self._ap(exact_ap_auroc(self.rank, self.pos)[0], self.pos)
         rel = reliability(self.bins, uniform_edges(su.calibration_bins, self.bins.device)) if hasattr(self, "bins") else None
-        curves = pr_curves(ranking_curves(self.rank.float(), self.pos))
-        curves = _downsample(curves, max_points)
+        if self.task == "binary":
+            curves = _downsample(pr_curves(ranking_curves(self.rank.float(), self.pos)), max_points)
+            ap = self.ap
+        else:
+            curves, ap = self._report_curves(max_points)
         rep = LevelReport(self.level, scalars, self.support.tolist(), avg["precision"].tolist(), avg["recall"].tolist(),
                           avg["f1"].tolist(), ap.tolist(), rel, pr_curves=curves)
         if self.task != "multilabel":
             rep.confusion = self.cm
             rep.top_confusions = top_confusions(self.cm, 20) if self.task == "multiclass" else []
-        if self.task != "multiclass":
-            if self.task == "multilabel":
-                micro = _downsample(pr_curves(ranking_curves(self.rank.float().reshape(-1, 1),
-                                                             self.pos.reshape(-1, 1))), max_points)
-                rep.pr_micro = (micro.precision[0], micro.recall[0], scalars["mAP_micro"])
+        if self.task == "binary":
             rep.pr_counts = threshold_counts(self.probs, self.pos, 101)
+        elif self.task == "multilabel":
+            rep.pr_micro = (self._micro_p, self._micro_r, scalars["mAP_micro"])
+            hist = None
+            for start, _, probs, _ in self._row_blocks():
+                h = threshold_hist(probs, self.target[start:start + probs.shape[0]].bool(), 101)
+                hist = h if hist is None else hist + h
+            rep.pr_counts = counts_from_threshold_hist(hist)
         return rep
+
+    def _report_curves(self, max_points: int):
+        """Per-class PR curves (class block by class block) and per-class AP."""
+        n, c = self.n, self.c
+        rank_t = self._rank_t
+        if rank_t is None:  # vote / max levels of multiclass without AUROC keys: rank them now
+            rank_t = torch.empty((c, n), dtype=self.rank_dtype, device=self.target.device)
+            for start, _, _, rank in self._row_blocks():
+                rank_t[:, start:start + rank.shape[0]] = rank.T
+        _, cb = block_sizes(n, c)
+        out = PRCurveData([], [], [])
+        aps = []
+        if self.task == "multiclass":
+            cls_all, row_all, starts = self._positives()
+        for c0 in range(0, c, cb):
+            c1 = min(c, c0 + cb)
+            st = rank_t[c0:c1]
+            if self.task == "multiclass":
+                lo, hi = int(starts[c0]), int(starts[c1])
+                pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)
+                pos[row_all[lo:hi], cls_all[lo:hi] - c0] = True
+            else:
+                pos = self.target[:, c0:c1].bool()
+            curves = ranking_curves(st.T.float(), pos)
+            part = _downsample(pr_curves(curves), max_points)
+            out.precision += part.precision
+            out.recall += part.recall
+            out.thresholds += part.thresholds
+            if getattr(self, "ap", None) is None:
+                aps.append(average_precision(curves, self.suite.ap_mode))
+        ap = self.ap if getattr(self, "ap", None) is not None else torch.cat(aps)
+        return out, ap
 
 
 class HistLevel:

@@ -34,7 +34,7 @@ from .functional._checks import (
     check_scores,
     check_target,
 )
-from .functional.aggregation import REDUCTIONS, aggregate, dedup_clips, group_rows
+from .functional.aggregation import REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
 from .functional.calibration import bin_update
 from .functional.classification import (
     confusion_counts,
@@ -46,7 +46,7 @@ from .functional.classification import (
 )
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
 from .ids import IdRegistry
-from .levels import HistLevel, Level, LevelReport, _clean, keys_for  # noqa: F401 (keys_for: re-exported)
+from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
 from .metrics._inputs import warn_if_probabilities
 from .metrics.base import VideoMetric
 from .metrics.ranking import check_bins
@@ -186,14 +186,14 @@ class _ClipRows(VideoMetric):
 
     def _rows(self):
         """Valid rows after the sync, padding duplicates removed when clip ids were given.
-        Returns ``(scores, target, video_ids, n_dropped)``."""
+        Returns ``(rows, target, video_ids, n_dropped)``: ``rows`` a :class:`RowStore` over the
+        stored score chunks (no copy of every row), the others for the kept rows in row order."""
         if self.id_registry is not None:
             self.id_registry.check()
         self._check_rows()
         valid = self._cat("valid")
-        s, t, vid, cid = self._cat("scores"), self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
-        if not bool(valid.all()):  # avoid copying every row when all are valid
-            s, t, vid, cid = s[valid], t[valid], vid[valid], cid[valid]
+        t, vid, cid = self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
+        keep = valid
         n_clip_ids, n_total = int(self.n_with_clip_ids), int(self.n_seen)
         if 0 < n_clip_ids < n_total:
             raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
@@ -202,14 +202,21 @@ class _ClipRows(VideoMetric):
             raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
         dropped = 0
         if n_clip_ids:
-            keep = dedup_clips(vid, cid)
-            dropped = vid.numel() - keep.numel()
-            s, t, vid = s[keep], t[keep], vid[keep]
-        return s, t, vid, dropped
+            idx = torch.nonzero(valid).squeeze(1)
+            first = dedup_clips(vid[idx], cid[idx])
+            dropped = idx.numel() - first.numel()
+            keep = torch.zeros_like(valid)
+            keep[idx[first]] = True
+        if not bool(keep.all()):
+            t, vid = t[keep], vid[keep]
+        chunks = self.scores if isinstance(self.scores, list) else [self.scores]
+        rows = RowStore(chunks, keep, self._c, block_sizes(int(keep.sum()), self._c)[0])
+        return rows, t, vid, dropped
 
-    def _aggregate(self, s: Tensor, t: Tensor, vid: Tensor, dropped: int, reduction: str) -> "AggregatedVideos":
-        return aggregate_videos(s, t, vid, dropped, self._task, self.input, reduction, self.expected_video_ids,
-                                self.expected_clips)
+    def _aggregate(self, rows: RowStore, t: Tensor, vid: Tensor, dropped: int, reduction: str,
+                   full: bool = True) -> "AggregatedVideos":
+        return aggregate_videos(rows, t, vid, dropped, self._task, self.input, reduction, self.expected_video_ids,
+                                self.expected_clips, full=full)
 
 
 def _id_tensor(ids, name: str) -> Optional[Tensor]:
@@ -284,24 +291,41 @@ def check_reduction(reduction, task, input, name: str = "reduction") -> None:
                          "'mean_logits' or 'max')")
 
 
-def aggregate_videos(s, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None) -> AggregatedVideos:
+def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None,
+                     full: bool = True) -> AggregatedVideos:
+    """Aggregate the kept clip rows (a :class:`RowStore`, or one ``(N, C)`` tensor) into videos.
+    ``full=False`` (the suite) leaves ``scores`` and ``key`` to be derived block by block from
+    ``rank`` (and ``votes``), so that only one ``(videos, classes)`` float64 array is kept."""
+    if isinstance(rows, Tensor):
+        rows = RowStore([rows], None, rows.shape[1], block_sizes(rows.shape[0], rows.shape[1])[0])
+    dev = t.device
     uniq, inverse, counts = group_rows(vid)
     v = uniq.numel()
     # one target per video: every clip must agree
     if task == "multiclass":
-        tmin = torch.full((v,), 2**62, dtype=torch.long, device=s.device).scatter_reduce_(0, inverse, t, "amin")
-        tmax = torch.full((v,), -1, dtype=torch.long, device=s.device).scatter_reduce_(0, inverse, t, "amax")
+        tmin = torch.full((v,), 2**62, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amin")
+        tmax = torch.full((v,), -1, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amax")
         bad = int((tmin != tmax).sum())
         vt = tmax
-    else:
-        ti = t.long()
-        tmin = torch.full((v, ti.shape[1]), 2, dtype=torch.long, device=s.device).scatter_reduce_(0, inverse[:, None].expand_as(ti), ti, "amin")
-        tmax = torch.zeros((v, ti.shape[1]), dtype=torch.long, device=s.device).scatter_reduce_(0, inverse[:, None].expand_as(ti), ti, "amax")
+    else:  # uint8, block by block: no int64 copy of a (clips, classes) target matrix
+        c = t.shape[1]
+        tmin = torch.full((v, c), 2, dtype=torch.uint8, device=dev)
+        tmax = torch.zeros((v, c), dtype=torch.uint8, device=dev)
+        for lo in range(0, t.shape[0], rows.block_rows):
+            tb = t[lo:lo + rows.block_rows].to(torch.uint8)
+            idx = inverse[lo:lo + rows.block_rows, None].expand_as(tb)
+            tmin.scatter_reduce_(0, idx, tb, "amin")
+            tmax.scatter_reduce_(0, idx, tb, "amax")
         bad = int((tmin != tmax).any(1).sum())
         vt = tmax.bool()
+        del tmin, tmax
     if bad:
         raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
-    probs, rank, key, votes = aggregate(s, inverse, counts, task, input, reduction)
+    rank, votes = aggregate_blocks(rows.blocks, inverse, counts, rows.c, task, input, reduction)
+    probs = key = None
+    if full:
+        probs = video_probs(rank, task, input, reduction)
+        key = video_key(rank, votes, task, input, reduction)
     missing_ids: List[int] = []
     if expected_video_ids is not None:
         exp = expected_video_ids.to(uniq.device)
@@ -541,13 +565,13 @@ class VideoClassificationMetrics(_ClipRows):
             clip = HistLevel(self)
             out = {f"clip/{k}": v for k, v in clip.scalars().items()}
             return (out, None, None, None) if not detail else (out, clip.report(), None, None)
-        s, t, vid, dropped = self._rows()
+        rows, t, vid, dropped = self._rows()
         clip = Level(self, "clip", None)
-        clip.from_clips(s, t)
+        clip.from_rows(rows, t)
         out = {f"clip/{k}": v for k, v in clip.scalars().items()}
         video = coverage = None
         if self.video_reduction is not None:
-            agg = self._aggregate(s, t, vid, dropped, self.video_reduction)
+            agg = self._aggregate(rows, t, vid, dropped, self.video_reduction, full=False)
             coverage = agg.coverage
             video = Level(self, "video", self.video_reduction, missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
             video.from_videos(agg)

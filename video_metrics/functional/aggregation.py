@@ -16,16 +16,22 @@ Reductions:
   sentinel initial value, so logits far below zero aggregate correctly;
 * ``vote``: majority of clip argmaxes; ties by the higher mean probability, then the lower class
   index. ``key = votes + mean_prob / 2`` realises that order (a vote outweighs any probability).
+
+:func:`aggregate_blocks` reads the clip rows block by block (a callable returning an iterator of
+``(start, rows)``), so no float64 copy of every clip row is ever made: the float64 temporaries
+are ``(videos, classes)`` (one or two of them) plus one block.
 """
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 REDUCTIONS = ("mean_logits", "mean_probs", "max", "vote")
+
+Blocks = Callable[[], Iterator[Tuple[int, Tensor]]]
 
 
 def group_rows(video_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -47,66 +53,83 @@ def dedup_clips(video_ids: Tensor, clip_ids: Tensor) -> Tensor:
     return first
 
 
-def _segment_mean(x: Tensor, inverse: Tensor, counts: Tensor) -> Tensor:
-    out = torch.zeros(counts.numel(), x.shape[1], dtype=torch.float64, device=x.device)
-    out.index_add_(0, inverse, x.double())
-    return out / counts[:, None].double()
+def _log_probs(x: Tensor, task: str, input: str) -> Tensor:
+    xd = x.double()
+    if task == "multiclass":
+        return xd.log_softmax(1) if input == "logits" else xd.clamp_min(0).log()
+    return torch.nn.functional.logsigmoid(xd) if input == "logits" else xd.clamp_min(0).log()
 
 
-def _segment_max(x: Tensor, inverse: Tensor, v: int) -> Tensor:
-    out = torch.full((v, x.shape[1]), -math.inf, dtype=torch.float64, device=x.device)
-    idx = inverse[:, None].expand_as(x)
-    return out.scatter_reduce_(0, idx, x.double(), reduce="amax", include_self=True)
+def _segment_max(blocks: Blocks, inverse: Tensor, v: int, c: int, value: Callable[[Tensor], Tensor]) -> Tensor:
+    out = torch.full((v, c), -math.inf, dtype=torch.float64, device=inverse.device)
+    for start, x in blocks():
+        y = value(x)
+        idx = inverse[start:start + x.shape[0], None].expand_as(y)
+        out.scatter_reduce_(0, idx, y, reduce="amax", include_self=True)
+    return out
 
 
-def _segment_logmeanexp(logp: Tensor, inverse: Tensor, counts: Tensor) -> Tensor:
-    v = counts.numel()
-    m = _segment_max(logp, inverse, v)
-    shifted = (logp.double() - m[inverse]).exp()
-    s = torch.zeros(v, logp.shape[1], dtype=torch.float64, device=logp.device).index_add_(0, inverse, shifted)
-    return m + s.log() - counts[:, None].double().log()
+def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classes: int, task: str, input: str,
+                     reduction: str) -> Tuple[Tensor, Optional[Tensor]]:
+    """Aggregate clip rows (``blocks()`` yields ``(start, rows (b, C))`` in row order; ``inverse``
+    maps each row to its video) into ``(rank (V, C) float64, votes (V, C) float64 or None)``;
+    see :func:`video_probs` and :func:`video_key` for the probabilities and prediction keys."""
+    v, c = counts.numel(), num_classes
+    dev = inverse.device
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
+    if reduction == "vote" and task != "multiclass":
+        raise ValueError("`reduction='vote'` is defined for task='multiclass' only")
+    votes = None
+    if reduction == "mean_logits":
+        rank = torch.zeros(v, c, dtype=torch.float64, device=dev)
+        for start, x in blocks():
+            rank.index_add_(0, inverse[start:start + x.shape[0]], x.double())
+        rank /= counts[:, None].double()
+        if task == "multiclass":
+            rank = rank.log_softmax(1)
+    elif reduction == "max":
+        if task == "multilabel" and input == "logits":  # sigmoid is monotone: max logit, no saturation
+            rank = _segment_max(blocks, inverse, v, c, lambda x: x.double())
+        else:
+            rank = _segment_max(blocks, inverse, v, c, lambda x: _log_probs(x, task, input))
+    else:  # mean_probs, vote: log of the mean clip probability, without underflow
+        rank = _segment_max(blocks, inverse, v, c, lambda x: _log_probs(x, task, input))
+        total = torch.zeros(v, c, dtype=torch.float64, device=dev)
+        for start, x in blocks():
+            inv = inverse[start:start + x.shape[0]]
+            total.index_add_(0, inv, (_log_probs(x, task, input) - rank[inv]).exp_())
+        rank += total.log_() - counts[:, None].double().log()
+        del total
+        if reduction == "vote":
+            votes = torch.zeros(v, c, dtype=torch.float64, device=dev)
+            for start, x in blocks():
+                inv = inverse[start:start + x.shape[0]]
+                pred = x.argmax(1)
+                votes.index_put_((inv, pred), torch.ones_like(pred, dtype=torch.float64), accumulate=True)
+    return rank, votes
+
+
+def video_probs(rank: Tensor, task: str, input: str, reduction: str) -> Tensor:
+    """Video probabilities from the ranking scores of :func:`aggregate_blocks` (rows or a block)."""
+    if task == "multilabel" and (reduction == "mean_logits" or (reduction == "max" and input == "logits")):
+        return rank.sigmoid()
+    return rank.exp()
+
+
+def video_key(rank: Tensor, votes: Optional[Tensor], task: str, input: str, reduction: str) -> Tensor:
+    """What the video prediction is the argmax / top-k of."""
+    if reduction == "vote":
+        return votes + video_probs(rank, task, input, reduction) / 2
+    return rank
 
 
 def aggregate(scores: Tensor, inverse: Tensor, counts: Tensor, task: str, input: str, reduction: str):
     """Aggregate clip ``scores`` (logits or probabilities, (N, C)) into videos.
 
     Returns ``(probs, rank, key, votes)`` per video (``votes`` is None except for ``vote``)."""
-    s = scores.double()
-    v = counts.numel()
-    if task == "multiclass":
-        logp = s.log_softmax(1) if input == "logits" else s.clamp_min(0).log()
-    else:
-        logp = torch.nn.functional.logsigmoid(s) if input == "logits" else s.clamp_min(0).log()
-    votes = None
-    if reduction == "mean_logits":
-        mean = _segment_mean(s, inverse, counts)
-        if task == "multiclass":
-            rank = mean.log_softmax(1)
-            probs = rank.exp()
-        else:
-            rank, probs = mean, mean.sigmoid()
-        key = rank
-    elif reduction == "mean_probs":
-        rank = _segment_logmeanexp(logp, inverse, counts)
-        probs = rank.exp()
-        key = rank
-    elif reduction == "max":
-        if task == "multilabel" and input == "logits":
-            rank = _segment_max(s, inverse, v)  # sigmoid is monotone: max logit, no saturation
-            probs = rank.sigmoid()
-        else:
-            rank = _segment_max(logp, inverse, v)
-            probs = rank.exp()
-        key = rank
-    elif reduction == "vote":
-        if task != "multiclass":
-            raise ValueError("`reduction='vote'` is defined for task='multiclass' only")
-        pred = s.argmax(1)
-        votes = torch.zeros(v, s.shape[1], dtype=torch.float64, device=s.device)
-        votes.index_put_((inverse, pred), torch.ones_like(pred, dtype=torch.float64), accumulate=True)
-        rank = _segment_logmeanexp(logp, inverse, counts)
-        probs = rank.exp()
-        key = votes + probs / 2
-    else:
-        raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
+    rank, votes = aggregate_blocks(lambda: iter([(0, scores)]), inverse, counts, scores.shape[1], task, input,
+                                   reduction)
+    probs = video_probs(rank, task, input, reduction)
+    key = votes + probs / 2 if reduction == "vote" else rank
     return probs, rank, key, votes

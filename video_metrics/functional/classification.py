@@ -242,19 +242,28 @@ def balanced_accuracy(tp: Tensor, pred_count: Tensor, support: Tensor, predicted
     return recall[present].sum() / n
 
 
-def threshold_counts(probs: Tensor, positive: Tensor, num_thresholds: int) -> Tensor:
-    """``(C, T, 4)`` int64 ``tp, fp, tn, fn`` per class when predicting positive for
-    ``p >= t / (T - 1)``, ``t = 0..T-1``. One scatter-add histogram per class and a reverse
-    cumulative sum: O(N*C + C*T), no (N, C, T) tensor."""
+def threshold_hist(probs: Tensor, positive: Tensor, num_thresholds: int) -> Tensor:
+    """``(C, T, 2)`` int64 counts of positives and negatives per class and probability bucket
+    ``[t/(T-1), (t+1)/(T-1))``: one scatter-add, summable over row blocks."""
     n, c = probs.shape
     t = int(num_thresholds)
-    # number of thresholds <= p: floor(p * (T-1)) + 1, clamped; bucket b holds p in [b/(T-1), (b+1)/(T-1))
     b = (probs.double().clamp(0, 1) * (t - 1)).floor().long().clamp_(0, t - 1)
     flat = (torch.arange(c, device=probs.device) * (2 * t))[None, :] + b * 2 + (~positive).long()
     hist = torch.zeros(c * t * 2, dtype=torch.int64, device=probs.device)
-    hist.scatter_add_(0, flat.reshape(-1), torch.ones(n * c, dtype=torch.int64, device=probs.device))
-    hist = hist.view(c, t, 2)
+    hist.scatter_add_(0, flat.reshape(-1), torch.ones((), dtype=torch.int64, device=probs.device).expand(n * c))
+    return hist.view(c, t, 2)
+
+
+def counts_from_threshold_hist(hist: Tensor) -> Tensor:
+    """``(C, T, 4)`` ``tp, fp, tn, fn`` when predicting positive for ``p >= t/(T-1)``."""
     at_least = hist.flip(1).cumsum(1).flip(1)  # [:, k] = count with bucket >= k, i.e. p >= k/(T-1)
     tp, fp = at_least[..., 0], at_least[..., 1]
     npos, nneg = tp[:, :1], fp[:, :1]
     return torch.stack([tp, fp, nneg - fp, npos - tp], dim=2)
+
+
+def threshold_counts(probs: Tensor, positive: Tensor, num_thresholds: int) -> Tensor:
+    """``(C, T, 4)`` int64 ``tp, fp, tn, fn`` per class when predicting positive for
+    ``p >= t / (T - 1)``, ``t = 0..T-1``. One scatter-add histogram per class and a reverse
+    cumulative sum: O(N*C + C*T), no (N, C, T) tensor."""
+    return counts_from_threshold_hist(threshold_hist(probs, positive, num_thresholds))

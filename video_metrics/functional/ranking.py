@@ -25,7 +25,7 @@ and ``defined`` is False. What to do with them (skip/nan/zero) is decided by the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -340,7 +340,8 @@ def _count_le(srt: Tensor, q: Tensor, lt: Tensor, mask: Tensor, max_steps: int =
 
 
 def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, target: Optional[Tensor] = None,
-                   scores_t: Optional[Tensor] = None, overwrite: bool = False):
+                   scores_t: Optional[Tensor] = None, overwrite: bool = False,
+                   pos_index: Optional[Tuple[Tensor, Tensor]] = None):
     """Step AP and AUROC of every class from one values-only sort per class.
 
     For a class with P positives among N rows, with ``lt(s)``/``le(s)`` the number of rows
@@ -355,8 +356,9 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
     ``le`` from the run of equal values that follows (:func:`_count_le`); ``lt_pos`` from the
     positives' own sorted order.
 
-    Positives are given as a (N, C) bool matrix ``positive`` or, for multiclass one-vs-rest, as
-    class indices ``target`` (N,). ``scores_t`` may give the scores already transposed, ``(C, N)``
+    Positives are given as a (N, C) bool matrix ``positive``, or, for multiclass one-vs-rest, as
+    class indices ``target`` (N,), or as ``pos_index = (class, row)`` int64 vectors sorted by
+    class. ``scores_t`` may give the scores already transposed, ``(C, N)``
     contiguous (then ``scores`` may be None); ``overwrite=True`` lets the kernel sort ``scores_t``
     in place (a temporary of the caller's). Only the positives are searched, so the cost is one
     sort of the (C, N) scores plus O(nnz log N). Returns ``(ap, auroc, positives)``; undefined
@@ -368,7 +370,9 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
     device = scores_t.device
     dtype = torch.float64 if scores_t.dtype == torch.float64 else torch.float32  # video-level scores stay fp64
     st = scores_t.to(dtype).contiguous()  # -0.0 == +0.0 for sort and searchsorted: no folding needed
-    if target is not None:
+    if pos_index is not None:
+        cls, sample = pos_index
+    elif target is not None:
         order = torch.argsort(target, stable=True)
         cls, sample = target[order], order
     else:
@@ -408,3 +412,35 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
     ap = torch.where(positives > 0, ap, nan)
     auc = torch.where(den > 0, auc, nan)
     return ap, auc, positives
+
+
+def pooled_ap(blocks: Iterable[Tensor], positive_scores: Tensor, total: int):
+    """Step AP of every (sample, class) pair pooled into one ranking (``average="micro"``),
+    without sorting all pairs at once: ``blocks`` are score blocks that together hold every pair
+    once (e.g. class blocks of a ``(C, N)`` matrix), ``positive_scores`` the scores of the
+    positive pairs, ``total`` the number of pairs. Each block is sorted flat and searched by the
+    sorted positives; the counts of pairs below each positive add up over blocks (sklearn's
+    tie-grouped step AP, as :func:`exact_ap_auroc`). Returns ``(ap, precision, recall)`` where the
+    curve has one point per distinct positive score (descending recall) and ends at (0, 1)."""
+    q = _sort_rows(positive_scores.reshape(1, -1).contiguous())[0]
+    p = q.numel()
+    dev = q.device
+    if p == 0:
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=dev)
+        return nan, torch.ones(1, dtype=torch.float64, device=dev), torch.zeros(1, dtype=torch.float64, device=dev)
+    lt = torch.zeros(p, dtype=torch.long, device=dev)
+    for blk in blocks:
+        flat = _sort_rows(blk.reshape(1, -1).to(q.dtype).contiguous())[0]
+        lt += torch.searchsorted(flat, q, right=False)
+    j = torch.arange(p, device=dev)
+    start = torch.ones(p, dtype=torch.bool, device=dev)
+    start[1:] = q[1:] != q[:-1]
+    lt_pos = torch.where(start, j, torch.zeros_like(j)).cummax(0).values
+    prec = (p - lt_pos).double() / (total - lt).double().clamp_min(1)
+    ap = prec.sum() / p
+    first = torch.nonzero(start).squeeze(1)
+    one = torch.ones(1, dtype=torch.float64, device=dev)
+    zero = torch.zeros(1, dtype=torch.float64, device=dev)
+    precision = torch.cat([prec[first], one])
+    recall = torch.cat([(p - lt_pos[first]).double() / p, zero])
+    return ap, precision, recall

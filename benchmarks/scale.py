@@ -1,0 +1,110 @@
+"""Scale: the suite's compute() at Kinetics-like sizes, one process (run by ``run.py --scale``).
+
+For each size (clips x 400 classes, 10 clips per video, exact mode, ``video_reduction="mean_logits"``):
+the state size, the peak extra memory during ``compute()`` (peak RSS of the process during
+compute minus the RSS before it, sampled every 5 ms in a thread), the compute time and its
+ratio to one values-only sort of the N x C clip scores measured in the same run. Each size
+runs in a fresh subprocess so that peaks do not carry over.
+
+    python benchmarks/scale.py                 # 20k, 80k, 320k
+    python benchmarks/scale.py --sizes 20000   # one size
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    def __init__(self) -> None:
+        self.peak = self.base = _rss()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self.base = self.peak = _rss()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, _rss())
+
+
+def one(n: int, c: int, threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    import video_metrics as vm
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    clips = 10
+    v = n // clips
+    target = torch.randint(0, c, (v,), generator=g).repeat_interleave(clips)
+    suite = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits")
+    vid = torch.arange(v).repeat_interleave(clips)
+    cid = torch.arange(clips).repeat(v)
+    for i in range(0, n, 4096):
+        s = torch.randn(min(4096, n - i), c, generator=g) * 2
+        s[torch.arange(s.shape[0]), target[i:i + 4096]] += 2.0
+        suite.update(s, target[i:i + 4096], vid[i:i + 4096], cid[i:i + 4096])
+    state = sum(x.numel() * x.element_size() for val in suite.metric_state.values()
+                for x in (val if isinstance(val, list) else [val]))
+    # one values-only sort of the N x C clip scores (the floor of exact ranking), same process
+    scores = torch.cat(suite.scores).T.contiguous().numpy()
+    t0 = time.perf_counter()
+    np.sort(scores, axis=1)
+    sort_s = time.perf_counter() - t0
+    del scores
+    import gc
+
+    gc.collect()
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = suite.compute()
+        compute_s = time.perf_counter() - t0
+    return {"clips": n, "classes": c, "state_mb": state / 1e6, "compute_s": compute_s, "sort_s": sort_s,
+            "ratio_to_sort": compute_s / sort_s, "peak_extra_mb": (mem.peak - mem.base) / 1e6,
+            "peak_extra_over_state": (mem.peak - mem.base) / state, "video_top1": float(out["video/top1"])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 80000, 320000])
+    ap.add_argument("--classes", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one is not None:
+        print(json.dumps(one(args.one, args.classes, args.threads)))
+        return
+    print(f"# suite compute() at scale: exact mode, mean_logits, 10 clips per video, {args.classes} classes, "
+          f"one process, {args.threads} threads")
+    print(f"{'clips':>8}{'state MB':>10}{'compute s':>11}{'sort s':>8}{'/sort':>7}{'peak extra MB':>15}{'/state':>8}")
+    for n in args.sizes:
+        res = subprocess.run([sys.executable, __file__, "--one", str(n), "--classes", str(args.classes),
+                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"{r['clips']:>8}{r['state_mb']:>10.0f}{r['compute_s']:>11.2f}{r['sort_s']:>8.2f}"
+              f"{r['ratio_to_sort']:>7.2f}{r['peak_extra_mb']:>15.0f}{r['peak_extra_over_state']:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
