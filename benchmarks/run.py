@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # 20k x 400 multiclass, 20k x 157 multilabel
     python benchmarks/run.py --quick    # 5k rows, about a minute
+    python benchmarks/run.py --scale    # benchmarks/scale.py: the suite's compute() at 20k-320k clips
 
 Every timing is taken ``--repeats`` times (at least 3) and printed as ``min (median)``; ratios
 are "other / ours" on the minima (> 1 means we are faster). For each metric: update() over
@@ -116,7 +117,15 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    ap.add_argument("--scale", action="store_true", help="run benchmarks/scale.py (compute at 20k-320k clips) instead")
     args = ap.parse_args()
+    if args.scale:
+        import os
+        import subprocess
+        import sys
+
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scale.py")
+        raise SystemExit(subprocess.call([sys.executable, script, "--threads", str(args.threads or 2)]))
     if args.threads:
         torch.set_num_threads(args.threads)
     n = 5000 if args.quick else 20000

@@ -8,6 +8,8 @@ runs in a fresh subprocess so that peaks do not carry over.
 
     python benchmarks/scale.py                 # 20k, 80k, 320k
     python benchmarks/scale.py --sizes 20000   # one size
+    git worktree add /tmp/vm_before <commit>   # then "before" rows measured with that commit's code:
+    python benchmarks/scale.py --before /tmp/vm_before
 """
 from __future__ import annotations
 
@@ -67,22 +69,51 @@ def one(n: int, c: int, threads: int) -> dict:
         suite.update(s, target[i:i + 4096], vid[i:i + 4096], cid[i:i + 4096])
     state = sum(x.numel() * x.element_size() for val in suite.metric_state.values()
                 for x in (val if isinstance(val, list) else [val]))
-    # one values-only sort of the N x C clip scores (the floor of exact ranking), same process
-    scores = torch.cat(suite.scores).T.contiguous().numpy()
-    t0 = time.perf_counter()
-    np.sort(scores, axis=1)
-    sort_s = time.perf_counter() - t0
-    del scores
     import gc
 
     gc.collect()
+    # peak memory of the first compute() in this fresh process (before any other big allocation,
+    # so that no freed-but-kept heap hides part of the peak), then the time: min of 3
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         out = suite.compute()
-        compute_s = time.perf_counter() - t0
-    return {"clips": n, "classes": c, "state_mb": state / 1e6, "compute_s": compute_s, "sort_s": sort_s,
-            "ratio_to_sort": compute_s / sort_s, "peak_extra_mb": (mem.peak - mem.base) / 1e6,
-            "peak_extra_over_state": (mem.peak - mem.base) / state, "video_top1": float(out["video/top1"])}
+        times = [time.perf_counter() - t0]
+    for _ in range(2):
+        suite._computed = None
+        t0 = time.perf_counter()
+        suite.compute()
+        times.append(time.perf_counter() - t0)
+    # one values-only sort of the N x C clip scores (each class's column), same process, min of 3:
+    # NumPy's single-threaded sort and video_metrics' row sort split over torch's threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(threads)
+
+    def _sort_rows(x):  # the same rows split over the threads (NumPy releases the GIL)
+        a = x.numpy().copy()
+        cuts = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
+        for j in [pool.submit(np.ndarray.sort, a[lo:hi], -1) for lo, hi in zip(cuts[:-1], cuts[1:])]:
+            j.result()
+        return a
+
+    scores_t = torch.cat(suite.scores).T.contiguous()
+    sort_np, sort_ours = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        np.sort(scores_t.numpy(), axis=1)
+        sort_np.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _sort_rows(scores_t)
+        sort_ours.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    torch.sort(scores_t, dim=1)
+    sort_torch = time.perf_counter() - t0
+    compute_s = min(times)
+    return {"clips": n, "classes": c, "state_mb": state / 1e6, "compute_s": compute_s,
+            "compute_median_s": float(np.median(times)), "sort_s": min(sort_np), "sort_threads_s": min(sort_ours), "sort_torch_s": sort_torch,
+            "ratio_to_sort": compute_s / min(sort_np), "ratio_to_threaded_sort": compute_s / min(sort_ours),
+            "peak_extra_mb": (mem.peak - mem.base) / 1e6, "peak_extra_over_state": (mem.peak - mem.base) / state,
+            "video_top1": float(out["video/top1"])}
 
 
 def main() -> None:
@@ -90,6 +121,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 80000, 320000])
     ap.add_argument("--classes", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--before", default=None, help="a checkout of earlier code: measure it too, size by size")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one is not None:
@@ -97,13 +129,25 @@ def main() -> None:
         return
     print(f"# suite compute() at scale: exact mode, mean_logits, 10 clips per video, {args.classes} classes, "
           f"one process, {args.threads} threads")
-    print(f"{'clips':>8}{'state MB':>10}{'compute s':>11}{'sort s':>8}{'/sort':>7}{'peak extra MB':>15}{'/state':>8}")
+    print("compute: min (median) of 3; sort of the (C, N) scores: NumPy one thread / split over the threads "
+          "(min of 3) / torch.sort (once); peak extra: RSS during the first compute() minus RSS before it")
+    print(f"{'':<7}{'clips':>8}{'state MB':>10}{'compute s':>18}{'sort s (np / threads / torch)':>31}"
+          f"{'compute/sort':>20}{'peak extra MB':>15}{'/state':>8}")
+    runs = [("after", None)] + ([("before", os.path.abspath(args.before))] if args.before else [])
     for n in args.sizes:
-        res = subprocess.run([sys.executable, __file__, "--one", str(n), "--classes", str(args.classes),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        print(f"{r['clips']:>8}{r['state_mb']:>10.0f}{r['compute_s']:>11.2f}{r['sort_s']:>8.2f}"
-              f"{r['ratio_to_sort']:>7.2f}{r['peak_extra_mb']:>15.0f}{r['peak_extra_over_state']:>8.2f}")
+        for label, code in runs:
+            env = dict(os.environ)
+            if code is not None:
+                env["PYTHONPATH"] = code + os.pathsep + env.get("PYTHONPATH", "")
+            res = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", str(n), "--classes", str(args.classes),
+                                  "--threads", str(args.threads)], capture_output=True, text=True, check=True, env=env,
+                                 cwd=code or os.getcwd())
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{label:<7}", end="")
+            ratios = f" {r['ratio_to_sort']:.2f} / {r['ratio_to_threaded_sort']:.2f} / {r['compute_s'] / r['sort_torch_s']:.2f}"
+            print(f"{r['clips']:>8}{r['state_mb']:>10.0f}{r['compute_s']:>9.2f} ({r['compute_median_s']:5.2f})"
+                  f"{r['sort_s']:>13.2f} / {r['sort_threads_s']:.2f} / {r['sort_torch_s']:.2f}{ratios:>22}"
+                  f"{r['peak_extra_mb']:>15.0f}{r['peak_extra_over_state']:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from .functional.classification import (
     probabilities,
     safe_div,
     scatter_count,
-    target_rank,
     threshold_counts,
 )
 from .functional.histogram import hist_ap_auroc, hist_pr_curves, hist_view
@@ -181,6 +180,19 @@ class RowStore:
 BLOCK_VALUES = 1 << 22
 
 
+def _target_rank(key: Tensor, t: Tensor) -> Tensor:
+    """:func:`~video_metrics.functional.classification.target_rank` for compute(): the scores
+    above the target's, plus, only in the (rare) rows where another class ties with the target,
+    the tied classes of lower index. Two passes instead of four; reads values on the host."""
+    st = key.gather(1, t[:, None])
+    rank = (key > st).sum(1, dtype=torch.int32).long()
+    tied = torch.nonzero((key == st).sum(1, dtype=torch.int32) > 1).squeeze(1)
+    if tied.numel():
+        idx = torch.arange(key.shape[1], device=key.device)
+        rank[tied] += ((key[tied] == st[tied]) & (idx[None, :] < t[tied, None])).sum(1)
+    return rank
+
+
 def block_sizes(n: int, c: int) -> Tuple[int, int]:
     """Rows per row block and classes per class block: each block a small share of the ``n x c``
     state (at most :data:`BLOCK_VALUES` values a row block; an eighth of the classes a class
@@ -201,10 +213,12 @@ class Level:
     AUROC (and, for reports, PR curves) from it. Peak extra memory: that matrix (the size of the
     scores) plus a block; no ``N x C`` float64, one-hot or comparison temporaries."""
 
-    def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0) -> None:
+    def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0, detail: bool = True) -> None:
         self.suite, self.level, self.reduction, self.missing = suite, level, reduction, missing
         self.task, self.c = suite.task, suite._c
         self.logit: Optional[Tensor] = None  # binary: the logit of P(y=1) when the level has one
+        #: False: only scalars are wanted, so the ranking matrix may be sorted in place
+        self.detail = detail
 
     # ------------------------------------------------------------------ sources
     def from_rows(self, rows: RowStore, t: Tensor) -> None:
@@ -308,18 +322,18 @@ class Level:
             ones = torch.ones(b, dtype=torch.bool, device=dev)
             t = self.target[start:start + b]
             if mc:
-                pred = key.argmax(1)
+                pred = key.max(1).indices  # first maximum, as argmax; faster on CPU
                 cm += confusion_counts(pred, t, ones, c)
-                rt = target_rank(key, t)
+                rt = _target_rank(key, t)
                 for i, k in enumerate(su.top_k):
                     hits[i] += scatter_count(t, rt < k, c)
                 if need_cal:
                     conf = probs.gather(1, pred[:, None]).squeeze(1)
                     bins += bin_update(conf, pred == t, ones, nb)
                     nll -= rank.gather(1, t[:, None]).double().sum()
-                    p = probs.to(torch.float64, copy=True)
-                    p.scatter_add_(1, t[:, None], torch.full((b, 1), -1.0, dtype=torch.float64, device=dev))
-                    brier += (p * p).sum()
+                    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_t + 1 (squares summed in float64)
+                    p_t = probs.gather(1, t[:, None]).double()
+                    brier += (probs * probs).sum(dtype=torch.float64) - 2 * p_t.sum() + b
             else:
                 pos = t.bool()
                 counts += multilabel_counts(probs > su.threshold, pos, ones)
@@ -388,7 +402,8 @@ class Level:
             if mc:
                 lo, hi = int(starts[c0]), int(starts[c1])
                 index = (cls_all[lo:hi] - c0, row_all[lo:hi])
-                a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index)
+                a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index,
+                                         overwrite=not self.detail and su.ap_mode == "step")
                 if su.ap_mode != "step":
                     pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)
                     pos[index[1], index[0]] = True

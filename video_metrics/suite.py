@@ -566,14 +566,15 @@ class VideoClassificationMetrics(_ClipRows):
             out = {f"clip/{k}": v for k, v in clip.scalars().items()}
             return (out, None, None, None) if not detail else (out, clip.report(), None, None)
         rows, t, vid, dropped = self._rows()
-        clip = Level(self, "clip", None)
+        clip = Level(self, "clip", None, detail=detail)
         clip.from_rows(rows, t)
         out = {f"clip/{k}": v for k, v in clip.scalars().items()}
         video = coverage = None
         if self.video_reduction is not None:
             agg = self._aggregate(rows, t, vid, dropped, self.video_reduction, full=False)
             coverage = agg.coverage
-            video = Level(self, "video", self.video_reduction, missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
+            video = Level(self, "video", self.video_reduction, detail=detail,
+                          missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
             video.from_videos(agg)
             out.update({f"video/{k}": v for k, v in video.scalars().items()})
             out["video/num_videos"] = torch.tensor(float(coverage.num_videos), dtype=torch.float64)

@@ -42,15 +42,17 @@ def group_rows(video_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
 
 def dedup_clips(video_ids: Tensor, clip_ids: Tensor) -> Tensor:
     """Indices of the first row (in row order) of every distinct ``(video_id, clip_id)`` pair,
-    sorted by (video, clip). Rows repeated by a padding sampler are dropped."""
+    sorted by (video, clip). Rows repeated by a padding sampler are dropped. Two stable 1-D
+    sorts (``torch.unique(dim=0)`` on the pairs is ~10x slower)."""
     n = video_ids.numel()
     if n == 0:
         return torch.zeros(0, dtype=torch.long, device=video_ids.device)
-    pairs = torch.stack([video_ids, clip_ids], 1)
-    _, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.long, device=video_ids.device)
-    first.scatter_reduce_(0, inverse, torch.arange(n, device=video_ids.device), reduce="amin")
-    return first
+    o1 = torch.argsort(clip_ids, stable=True)
+    order = o1[torch.argsort(video_ids[o1], stable=True)]  # by (video, clip); equal pairs in row order
+    v, c = video_ids[order], clip_ids[order]
+    start = torch.ones(n, dtype=torch.bool, device=video_ids.device)
+    start[1:] = (v[1:] != v[:-1]) | (c[1:] != c[:-1])
+    return order[start]
 
 
 def _log_probs(x: Tensor, task: str, input: str) -> Tensor:
