@@ -331,9 +331,9 @@ class Level:
                     conf = probs.gather(1, pred[:, None]).squeeze(1)
                     bins += bin_update(conf, pred == t, ones, nb)
                     nll -= rank.gather(1, t[:, None]).double().sum()
-                    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_t + 1 (squares summed in float64)
-                    p_t = probs.gather(1, t[:, None]).double()
-                    brier += (probs * probs).sum(dtype=torch.float64) - 2 * p_t.sum() + b
+                    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_t + 1, in float64
+                    pd = probs.double()
+                    brier += pd.square().sum() - 2 * pd.gather(1, t[:, None]).sum() + b
             else:
                 pos = t.bool()
                 counts += multilabel_counts(probs > su.threshold, pos, ones)
