@@ -7,8 +7,9 @@
   data. torchmetrics issues a barrier plus one or two gathers per state.
 * **Deferred validation.** ``update()`` never reads tensor values on the host. Rows with bad
   values are counted on the device (``n_bad_target``, ``n_bad_score``) and left out of the
-  state; ``compute()`` raises after the sync, so every rank takes the same decision and none
-  raises while the others wait in a collective.
+  result — in ``update()``, or, for metrics that keep every row anyway (exact AP/AUROC/PR
+  curves), once over all rows at ``compute()`` — and ``compute()`` raises after the sync, so
+  every rank takes the same decision and none raises while the others wait in a collective.
 * **No data.** ``compute()`` with no valid row anywhere raises ``ValueError`` (one documented
   behaviour for all metrics).
 * A rejected batch (bad shape, dtype, device) leaves the state untouched, update count included.
