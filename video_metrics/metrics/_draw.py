@@ -84,7 +84,7 @@ def fit_text(text: str, width_in: float, fontsize: float = 12.0) -> str:
     import textwrap
 
     per_line = max(12, int(width_in * 72 / (0.6 * fontsize)))
-    return "\n".join(textwrap.fill(part, per_line) for part in text.split("\n"))
+    return "\n".join(textwrap.fill(part, per_line, break_on_hyphens=False) for part in text.split("\n"))
 
 
 def set_title(ax, text: str, fontsize: float = 12.0) -> None:
