@@ -26,6 +26,7 @@ def prepare_rows(
     input: str,
     num_classes: int,
     ignore_index: Optional[int] = None,
+    count_prob_like: bool = True,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Validate values on the device, without a host sync.
 
@@ -41,7 +42,7 @@ def prepare_rows(
       equals ``ignore_index`` are neither valid nor bad;
     * ``prob_like``: int64 scalar, valid rows that look like probabilities (every value in
       [0, 1] and, for multiclass, a sum within 1e-3 of 1); only used to warn when
-      ``input="logits"`` (the input is never guessed).
+      ``input="logits"`` (the input is never guessed); 0 when ``count_prob_like=False``.
 
     The row's min and max decide finiteness (NaN and +-inf propagate into them) and the [0, 1]
     range at once: a few passes over the batch instead of one per check.
@@ -77,7 +78,7 @@ def prepare_rows(
         target_safe = torch.where(valid[:, None], t.long(), torch.zeros((), dtype=torch.long, device=t.device))
     bad_target = (~label_ok).sum()
     bad_score = (~score_ok & ~ignored).sum()
-    if input == "logits":
+    if input == "logits" and count_prob_like:
         like = in_unit
         if task == "multiclass":
             like = like & ((s.sum(dim=1) - 1).abs() <= 1e-3)

@@ -90,8 +90,9 @@ class ScoresMetric(VideoMetric):
         """Free checks (raise at once), then device-side value checks. Returns
         ``(scores_f32, target_safe, valid, counts)``; pass ``counts`` to ``_count_rows`` last."""
         scores, target = self._check_batch(scores, target)
+        count = self.uses_probabilities and self.input == "logits"
         s, t, valid, bad_t, bad_s, prob_like = prepare_rows(scores, target, self._task, self.input, self._c,
-                                                            self.ignore_index)
+                                                            self.ignore_index, count_prob_like=count)
         if self.uses_probabilities and self.input == "logits":
             self.n_prob_like += prob_like
         return s, t, valid, (valid, bad_t, bad_s)

@@ -71,7 +71,8 @@ class TopKAccuracy(ScoresMetric):
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        hit = (target_rank(s, t) < self.k) & valid
+        # k = 1: the first maximum is the target (ties to the lower index, as target_rank)
+        hit = ((s.max(1).indices == t) if self.k == 1 else (target_rank(s, t) < self.k)) & valid
         self.hits += scatter_count(t, hit, self._c)
         self.support += scatter_count(t, valid, self._c)
         self._count_rows(*counts)
