@@ -118,6 +118,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
     ap.add_argument("--scale", action="store_true", help="run benchmarks/scale.py (compute at 20k-320k clips) instead")
+    ap.add_argument("--sections", nargs="+", default=["all"],
+                    choices=["all", "main", "histogram", "suite", "collectives", "memory", "aggregation"],
+                    help="which tables to run (default: all)")
     args = ap.parse_args()
     if args.scale:
         import os
@@ -167,6 +170,8 @@ def main():
     ]
     print(f"# video_metrics benchmark: N={n}, batches of 256, torch {torch.__version__}, torchmetrics "
           f"{torchmetrics.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}")
+    if not ("all" in args.sections or "main" in args.sections):
+        rows = []
     print(f"times in seconds, min (median) of {max(3, args.repeats)} runs; ratios = other / ours, on the minima")
     hdr = (f"{'operation (update + compute)':<36}{'ours':>16}{'torchmetrics':>16}{'sklearn':>16}{'tm/ours':>9}"
            f"{'sk/ours':>9}   value ours / tm / sklearn")
@@ -182,11 +187,17 @@ def main():
         val = lambda v: "-" if v is None else (f"{float(np.asarray(v).sum()):.6f}" if np.ndim(v) else f"{float(v):.6f}")
         print(f"{name:<36}{fmt(t_ours)}{fmt(t_tm)}{fmt(t_sk)}{ratio(t_tm, t_ours):>9}{ratio(t_sk, t_ours):>9}   "
               f"{val(v_ours)} / {val(v_tm)} / {val(v_sk)}")
-    histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args)
-    suite_vs_collection(s_mc, t_mc, args)
-    collectives()
-    memory(s_mc, t_mc)
-    aggregation(args)
+    want = lambda name: "all" in args.sections or name in args.sections  # noqa: E731
+    if want("histogram"):
+        histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args)
+    if want("suite"):
+        suite_vs_collection(s_mc, t_mc, args)
+    if want("collectives"):
+        collectives()
+    if want("memory"):
+        memory(s_mc, t_mc)
+    if want("aggregation"):
+        aggregation(args)
 
 
 def histogram_mode(s_mc, t_mc, s_ml, t_ml, rows, args):

@@ -322,6 +322,31 @@ def _sort_rows(x: Tensor, inplace: bool = False) -> Tensor:
     return torch.from_numpy(a)
 
 
+def _searchsorted_rows(srt: Tensor, q: Tensor) -> Tensor:
+    """``torch.searchsorted(srt, q)`` (left). On CPU with many queries per row (multilabel: ~5 %
+    of the rows are positives), NumPy's per-row search with sorted queries, rows split over
+    torch's threads, is ~1.6x faster; with few queries per row torch's batched search wins."""
+    threads = torch.get_num_threads()
+    if srt.device.type != "cpu" or threads < 2 or q.shape[-1] < 256 or srt.numel() < 2**18 or srt.dim() != 2:
+        return torch.searchsorted(srt, q, right=False)
+    global _POOL
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _POOL is None or _POOL._max_workers < threads:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort")
+    a, b = srt.contiguous().numpy(), q.contiguous().numpy()
+    out = np.empty(b.shape, dtype=np.int64)
+
+    def rows(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            out[i] = np.searchsorted(a[i], b[i])
+
+    bounds = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
+    for job in [_POOL.submit(rows, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]:
+        job.result()
+    return torch.from_numpy(out)
+
+
 def _count_le(srt: Tensor, q: Tensor, lt: Tensor, mask: Tensor, max_steps: int = 8) -> Tensor:
     """``searchsorted(srt, q, right=True)`` given ``lt = searchsorted(srt, q)`` where each real
     query occurs in its row: walk over the run of values equal to ``q`` (usually of length 1;
@@ -395,7 +420,7 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
     # positives scoring below one are its index in the row, back to the start of its tie group
     q = _sort_rows(q, inplace=True)  # padding (inf) last
     srt = _sort_rows(st, inplace=overwrite or st.data_ptr() != scores_t.data_ptr())  # st is not used after this
-    lt = torch.searchsorted(srt, q, right=False)
+    lt = _searchsorted_rows(srt, q)
     mask = torch.arange(k, device=device)[None, :] < positives[:, None]
     le = _count_le(srt, q, lt, mask)
     j = torch.arange(k, device=device).expand(c, k)
