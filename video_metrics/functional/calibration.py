@@ -13,6 +13,7 @@ increasing confidence goes to bin ``floor(i * M / n)``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -123,3 +124,81 @@ def calibration_error(sums: Tensor, norm: str = "l1") -> Tensor:
     if norm == "max":
         return gap.max()
     raise ValueError(f"`norm` must be one of ('l1', 'l2', 'max'), got {norm!r}")
+
+
+def _temperature_derivatives(x: Tensor, target: Tensor, task: str, beta: float):
+    """Mean NLL at inverse temperature ``beta`` and its first two derivatives in ``beta``
+    (float64). Multiclass: ``f = mean[lse(beta x) - beta x_t]``, ``f' = mean[E_p x - x_t]``,
+    ``f'' = mean[Var_p x] >= 0``. Multilabel/binary (one T for every label): ``f = mean[softplus(beta
+    x) - y beta x]``, ``f' = mean[(sigmoid(beta x) - y) x]``, ``f'' = mean[s (1 - s) x^2] >= 0``."""
+    z = beta * x
+    if task == "multiclass":
+        logp = z.log_softmax(1)
+        p = logp.exp()
+        ex = (p * x).sum(1)
+        xt = x.gather(1, target[:, None]).squeeze(1)
+        f = -(logp.gather(1, target[:, None]).squeeze(1)).mean()
+        d1 = (ex - xt).mean()
+        d2 = ((p * x * x).sum(1) - ex * ex).clamp_min(0).mean()
+    else:
+        y = target.double()
+        s = z.sigmoid()
+        f = (torch.nn.functional.softplus(z) - y * z).mean()
+        d1 = ((s - y) * x).mean()
+        d2 = (s * (1 - s) * x * x).mean()
+    return float(f), float(d1), float(d2)
+
+
+def fit_temperature(logits: Tensor, target: Tensor, task: str = "multiclass", bounds=(1e-2, 1e2),
+                    rtol: float = 1e-10, max_iter: int = 100) -> float:
+    """The temperature ``T > 0`` that minimises the mean negative log-likelihood of
+    ``softmax(logits / T)`` (``task="multilabel"`` or ``"binary"``: of ``sigmoid(logits / T)``, one
+    ``T`` for every label) — temperature scaling, Guo et al. 2017.
+
+    In ``beta = 1 / T`` the NLL is convex (its second derivative is a variance), so Newton's
+    method on the closed-form derivatives, kept inside a bracket where the derivative changes sign
+    (bisection when a Newton step leaves it), converges to the exact minimiser; everything is in
+    float64 and needs no autograd, so it runs under ``torch.inference_mode``. ``T`` is searched in
+    ``bounds``; when the minimiser lies beyond (e.g. perfectly separated data, where the NLL keeps
+    falling as ``T -> 0``), the nearest bound is returned. ``logits``: ``(N, C)`` (binary:
+    ``(N,)``), finite; ``target``: class indices ``(N,)``, or 0/1 ``(N, C)`` (binary ``(N,)``).
+    """
+    if task not in ("multiclass", "multilabel", "binary"):
+        raise ValueError(f"`task` must be one of ('multiclass', 'multilabel', 'binary'), got {task!r}")
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2 and 0 < bounds[0] < bounds[1]):
+        raise ValueError(f"`bounds` must be (low, high) with 0 < low < high, got {bounds!r}")
+    x = logits.detach().double()
+    if task == "binary":
+        x, target = x.reshape(-1, 1), target.reshape(-1, 1)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"`logits` must be a non-empty (N, C) tensor (binary: (N,)), got {tuple(logits.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("`logits` must be finite (no NaN or inf)")
+    t = target.detach().to(x.device).long()
+    if task == "multiclass":
+        if t.shape != (x.shape[0],) or bool(((t < 0) | (t >= x.shape[1])).any()):
+            raise ValueError(f"`target` must be (N,) class indices in [0, {x.shape[1]}), got shape {tuple(t.shape)}")
+    elif t.shape != x.shape or bool(((t != 0) & (t != 1)).any()):
+        raise ValueError(f"`target` must be 0/1 of shape {tuple(x.shape)}, got shape {tuple(t.shape)}")
+    kernel = "multiclass" if task == "multiclass" else "multilabel"
+    lo, hi = 1.0 / bounds[1], 1.0 / bounds[0]  # the bracket in beta = 1 / T
+    if _temperature_derivatives(x, t, kernel, lo)[1] >= 0:
+        return float(bounds[1])
+    if _temperature_derivatives(x, t, kernel, hi)[1] <= 0:
+        return float(bounds[0])
+    beta = 1.0 if lo < 1.0 < hi else (lo + hi) / 2
+    for _ in range(max_iter):
+        _, d1, d2 = _temperature_derivatives(x, t, kernel, beta)
+        if d1 > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = d1 / d2 if d2 > 0 else math.inf
+        nxt = beta - step
+        if not (lo < nxt < hi):
+            nxt = (lo + hi) / 2
+        if abs(nxt - beta) <= rtol * beta or hi - lo <= rtol * beta:
+            beta = nxt
+            break
+        beta = nxt
+    return 1.0 / beta
