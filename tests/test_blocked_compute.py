@@ -106,3 +106,33 @@ def test_multilabel_micro_ap_and_curve_match_sklearn():
     for pi, ri in zip(got_p, got_r):
         hits = np.flatnonzero(np.isclose(r, ri) & np.isclose(p, pi))
         assert hits.size, (pi, ri)
+
+
+def _sort_in_child(q):
+    from video_metrics.functional.ranking import _sort_rows
+
+    x = torch.randn(4, 2**17)
+    q.put(bool((_sort_rows(x).numpy() == np.sort(x.numpy(), axis=1)).all()))
+
+
+@pytest.mark.timeout(120)
+def test_threaded_sort_works_after_fork():
+    """The row-sort thread pool is per process: a child forked after the parent used it (DDP
+    fork, DataLoader workers) must not wait on the parent's threads."""
+    import multiprocessing as mp
+
+    from video_metrics.functional.ranking import _sort_rows
+
+    if torch.get_num_threads() < 2:
+        torch.set_num_threads(2)
+    _sort_rows(torch.randn(4, 2**17))  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_sort_in_child, args=(q,))
+    p.start()
+    p.join(60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive, "the forked child hung on the parent's thread pool"
+    assert q.get(timeout=5) is True

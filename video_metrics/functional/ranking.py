@@ -293,7 +293,20 @@ def transpose_rows(chunks, num_classes: int, fn=None, block: int = 4096) -> Tens
     return out
 
 
-_POOL = None
+_POOL = None  # (pid, executor): a pool made before a fork has no threads in the child
+
+
+def _pool(threads: int):
+    """This process's thread pool for row sorts and searches (re-made after a fork, where the
+    parent's worker threads do not exist and a submitted job would wait forever)."""
+    global _POOL
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    pid = os.getpid()
+    if _POOL is None or _POOL[0] != pid or _POOL[1]._max_workers < threads:
+        _POOL = (pid, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort"))
+    return _POOL[1]
 
 
 def _sort_rows(x: Tensor, inplace: bool = False) -> Tensor:
@@ -308,13 +321,9 @@ def _sort_rows(x: Tensor, inplace: bool = False) -> Tensor:
         a = a.copy()
     threads = max(1, min(torch.get_num_threads(), a.shape[0] if a.ndim > 1 else 1))
     if threads > 1 and a.size >= 2**18:
-        global _POOL
-        from concurrent.futures import ThreadPoolExecutor
-
-        if _POOL is None or _POOL._max_workers < threads:
-            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort")
+        pool = _pool(threads)
         bounds = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
-        jobs = [_POOL.submit(np.ndarray.sort, a[lo:hi], -1) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        jobs = [pool.submit(np.ndarray.sort, a[lo:hi], -1) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
         for j in jobs:
             j.result()
     else:
@@ -329,11 +338,7 @@ def _searchsorted_rows(srt: Tensor, q: Tensor) -> Tensor:
     threads = torch.get_num_threads()
     if srt.device.type != "cpu" or threads < 2 or q.shape[-1] < 256 or srt.numel() < 2**18 or srt.dim() != 2:
         return torch.searchsorted(srt, q, right=False)
-    global _POOL
-    from concurrent.futures import ThreadPoolExecutor
-
-    if _POOL is None or _POOL._max_workers < threads:
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort")
+    pool = _pool(threads)
     a, b = srt.contiguous().numpy(), q.contiguous().numpy()
     out = np.empty(b.shape, dtype=np.int64)
 
@@ -342,7 +347,7 @@ def _searchsorted_rows(srt: Tensor, q: Tensor) -> Tensor:
             out[i] = np.searchsorted(a[i], b[i])
 
     bounds = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
-    for job in [_POOL.submit(rows, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]:
+    for job in [pool.submit(rows, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]:
         job.result()
     return torch.from_numpy(out)
 
