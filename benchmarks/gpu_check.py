@@ -46,6 +46,12 @@ def _metrics(c):
         "suite 1000 bins (clip)": lambda: vm.VideoClassificationMetrics(c, top_k=(1, 5), bins=1000),
         "suite multilabel exact": lambda: vm.VideoClassificationMetrics(c, task="multilabel", video_reduction="max"),
         "VideoAggregator": lambda: vm.VideoAggregator(c, reduction="mean_probs"),
+        "Precision": lambda: vm.Precision(c),
+        "F1Score(multilabel, beta=2)": lambda: vm.F1Score(c, task="multilabel", beta=2.0),
+        "MeanAveragePrecision(samples)": lambda: vm.MeanAveragePrecision(c, average="samples"),
+        "AUROC(binary)": lambda: vm.AUROC(task="binary"),
+        "CalibrationError(binary)": lambda: vm.CalibrationError(task="binary"),
+        "suite binary (clip+video)": lambda: vm.VideoClassificationMetrics(task="binary", video_reduction="mean_probs"),
     }
 
 
@@ -71,6 +77,8 @@ def _collection(c):
 
 def _batch(n, c, device, task="multiclass", seed=0):
     g = torch.Generator().manual_seed(seed)
+    if task == "binary":
+        return torch.randn(n, generator=g).to(device), torch.randint(0, 2, (n,), generator=g).to(device)
     s = torch.randn(n, c, generator=g)
     if task == "multiclass":
         t = torch.randint(0, c, (n,), generator=g)
@@ -83,7 +91,7 @@ def _update(m, s, t, step=0):
     vid = torch.arange(s.shape[0], device=s.device) // 4 + step * 1000
     cid = torch.arange(s.shape[0], device=s.device) % 4
     if isinstance(m, vm.VideoAggregator) or (isinstance(m, vm.VideoClassificationMetrics) and m.video_reduction):
-        if m.task == "multiclass":
+        if m.task in ("multiclass", "binary"):
             t = t.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
         m.update(s, t, vid, cid)
     else:
