@@ -147,7 +147,7 @@ class VideoMetricsCallback(Callback):
         if isinstance(x, Tensor):
             return x.to(device)
         if isinstance(x, (list, tuple)) and x and isinstance(x[0], str):
-            return torch.tensor([stable_id(s) for s in x], dtype=torch.long, device=device)
+            return stable_id(list(x), device=device)
         return torch.as_tensor(x, dtype=torch.long, device=device)
 
     # ------------------------------------------------------------------ hooks

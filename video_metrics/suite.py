@@ -31,6 +31,7 @@ from .functional._checks import (
     check_device,
     check_ids,
     check_num_classes,
+    check_probability,
     check_scores,
     check_target,
 )
@@ -47,7 +48,6 @@ from .functional.classification import (
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
 from .ids import IdRegistry
 from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
-from .metrics._inputs import warn_if_probabilities
 from .metrics.base import VideoMetric
 from .metrics.ranking import check_bins
 
@@ -102,11 +102,7 @@ class _ClipRows(VideoMetric):
         self.keep_rows = keep_rows
         check_choice("task", task, TASKS)
         check_choice("input", input, INPUTS)
-        if task == "binary":
-            if num_classes not in (None, 1, 2) or isinstance(num_classes, bool):
-                raise ValueError(f"`num_classes` must be None (or 2) for task='binary', got {num_classes!r}")
-            num_classes = 2
-        self.num_classes = check_num_classes(num_classes)
+        self.num_classes = check_num_classes(num_classes, task)
         # binary rows are kept as one multilabel column (the positive class)
         self._task = "multilabel" if task == "binary" else task
         self._c = 1 if task == "binary" else self.num_classes
@@ -178,11 +174,6 @@ class _ClipRows(VideoMetric):
     def _count_prob_like(self, prob_like: Tensor) -> None:
         if self.input == "logits":
             self.n_prob_like += prob_like
-
-    def _check_rows(self) -> None:
-        super()._check_rows()
-        if self.input == "logits":
-            warn_if_probabilities(self, int(self.n_prob_like), int(self.n_rows))
 
     def _rows(self):
         """Valid rows after the sync, padding duplicates removed when clip ids were given.
@@ -468,8 +459,7 @@ class VideoClassificationMetrics(_ClipRows):
         check_choice("empty_videos", empty_videos, ("keep", "exclude"))
         if empty_videos == "exclude" and task != "multilabel":
             raise ValueError(f"`empty_videos='exclude'` (Charades) applies to task='multilabel' mAP, got task={task!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-            raise ValueError(f"`threshold` must be a probability in [0, 1], got {threshold!r}")
+        check_probability("threshold", threshold)
         self.predicted_absent, self.empty_videos = predicted_absent, empty_videos
         self.ap_empty_class = ap_empty_class or empty_class
         self.auroc_empty_class = auroc_empty_class or empty_class

@@ -20,6 +20,13 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
 
 
+def check_probability(name: str, value) -> float:
+    """A number in [0, 1] (e.g. a decision threshold), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"`{name}` must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_binary(scores, target, name: str = "scores") -> None:
     """task='binary': ``scores`` (N,) floating, ``target`` (N,) integer or bool in {0, 1}."""
     if not isinstance(scores, Tensor):
@@ -40,7 +47,12 @@ def check_binary(scores, target, name: str = "scores") -> None:
         raise ValueError(f"`target` is on {target.device} but `{name}` is on {scores.device}")
 
 
-def check_num_classes(num_classes) -> int:
+def check_num_classes(num_classes, task: str = "multiclass") -> int:
+    """``num_classes`` as an int; for ``task="binary"`` it may be omitted (None) and is 2."""
+    if task == "binary":
+        if num_classes not in (None, 1, 2) or isinstance(num_classes, bool):
+            raise ValueError(f"`num_classes` must be None (or 2) for task='binary', got {num_classes!r}")
+        return 2
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}")
     return num_classes

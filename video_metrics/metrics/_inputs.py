@@ -53,11 +53,7 @@ class ScoresMetric(VideoMetric):
         super().__init__(**kwargs)
         check_choice("task", task, self.tasks)
         check_choice("input", input, INPUTS)
-        if task == "binary":
-            if num_classes not in (None, 1, 2) or isinstance(num_classes, bool):
-                raise ValueError(f"`num_classes` must be None (or 2) for task='binary', got {num_classes!r}")
-            num_classes = 2
-        self.num_classes = check_num_classes(num_classes)
+        self.num_classes = check_num_classes(num_classes, task)
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
             raise ValueError(f"`ignore_index` must be None or an int, got {ignore_index!r}")
         if ignore_index is not None and task != "multiclass":
@@ -93,7 +89,7 @@ class ScoresMetric(VideoMetric):
         count = self.uses_probabilities and self.input == "logits"
         s, t, valid, bad_t, bad_s, prob_like = prepare_rows(scores, target, self._task, self.input, self._c,
                                                             self.ignore_index, count_prob_like=count)
-        if self.uses_probabilities and self.input == "logits":
+        if count:
             self.n_prob_like += prob_like
         return s, t, valid, (valid, bad_t, bad_s)
 
@@ -105,23 +101,3 @@ class ScoresMetric(VideoMetric):
         first = torch.zeros_like(x) if self.input == "logits" else 1 - x
         return torch.stack([first, x], 1), target.long()
 
-    def _check_rows(self) -> None:
-        super()._check_rows()
-        if self.uses_probabilities and self.input == "logits":
-            warn_if_probabilities(self, int(self.n_prob_like), int(self.n_rows))
-
-
-def warn_if_probabilities(owner, n_prob_like: int, n_rows: int) -> None:
-    """Warn once per metric object when every valid row looks like probabilities although
-    ``input="logits"`` (the input is never guessed: this only points at a likely mistake)."""
-    import warnings
-
-    if n_rows > 0 and n_prob_like == n_rows and not getattr(owner, "_warned_probs", False):
-        owner._warned_probs = True
-        warnings.warn(
-            f"{type(owner).__name__}: every one of the {n_rows} valid row(s) lies in [0, 1]"
-            + (" and sums to 1" if getattr(owner, "task", "") == "multiclass" else "")
-            + ", which looks like probabilities, but input='logits' (the default) applies a softmax/sigmoid to them. "
-            "If these are probabilities, pass input=\"probs\".",
-            UserWarning, stacklevel=3,
-        )

@@ -116,6 +116,21 @@ class VideoMetric(Metric):
                 f"{type(self).__name__}.compute() was called with no valid data (no rows on any process). "
                 "Call update() with at least one valid row first."
             )
+        if "n_prob_like" in self._defaults:  # metrics whose value depends on input="logits"
+            self._warn_if_probabilities(int(self.n_prob_like), n)
+
+    def _warn_if_probabilities(self, n_prob_like: int, n_rows: int) -> None:
+        """Warn once when every valid row looks like probabilities although ``input="logits"``
+        (the input is never guessed: this only points at a likely mistake)."""
+        if n_rows > 0 and n_prob_like == n_rows and not getattr(self, "_warned_probs", False):
+            self._warned_probs = True
+            warnings.warn(
+                f"{type(self).__name__}: every one of the {n_rows} valid row(s) lies in [0, 1]"
+                + (" and sums to 1" if getattr(self, "task", "") == "multiclass" else "")
+                + ", which looks like probabilities, but input='logits' (the default) applies a softmax/sigmoid to "
+                "them. If these are probabilities, pass input=\"probs\".",
+                UserWarning, stacklevel=4,
+            )
 
     # ------------------------------------------------------------- sync with error recovery
     def sync(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None,

@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..functional._checks import check_choice
+from ..functional._checks import check_choice, check_probability
 from ..functional.classification import (
     argmax_lowest,
     balanced_accuracy,
@@ -91,10 +91,9 @@ class _ClassCounts(ScoresMetric):
 
     def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", threshold: float = 0.5,
                  input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (0.0 <= float(threshold) <= 1.0):
-            raise ValueError(f"`threshold` must be a probability in [0, 1], got {threshold!r}")
+        threshold = check_probability("threshold", threshold)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.add_sum_state("counts", torch.zeros(3, self._c, dtype=torch.long))
 
     def _state_class(self) -> type:
