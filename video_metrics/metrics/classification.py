@@ -72,7 +72,7 @@ class TopKAccuracy(ScoresMetric):
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
         # k = 1: the first maximum is the target (ties to the lower index, as target_rank)
-        hit = ((s.max(1).indices == t) if self.k == 1 else (target_rank(s, t) < self.k)) & valid
+        hit = ((argmax_lowest(s) == t) if self.k == 1 else (target_rank(s, t) < self.k)) & valid
         self.hits += scatter_count(t, hit, self._c)
         self.support += scatter_count(t, valid, self._c)
         self._count_rows(*counts)
@@ -268,8 +268,6 @@ class ConfusionMatrix(ScoresMetric):
         size = min(14.0, 3.0 + 0.22 * cm.shape[0])
         fig = ax.figure if ax is not None else new_figure(size + 1.5, size)
         ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
-        if labels is None and self.task == "binary":
-            labels = ["0", "1"]
         draw_confusion(ax, cm, labels)
         ax.set_title(f"Confusion matrix (row-normalised, {int(cm.sum())} samples)")
         return fig, ax
