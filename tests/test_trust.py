@@ -562,3 +562,14 @@ def test_string_video_ids_point_to_the_registry_and_stable_id_takes_a_list():
     assert float(suite.compute()["video/num_videos"]) == 2
     with pytest.raises(TypeError, match="list of str"):
         vm.stable_id(["a", 3])
+
+
+def test_binary_nll_with_a_certain_right_probability_is_finite():
+    # p = 1 for a positive and p = 0 for a negative cost nothing (0 * log(0) must not become NaN)
+    p = torch.tensor([1.0, 0.0, 0.7, 0.2], dtype=torch.float64)
+    y = torch.tensor([1, 0, 1, 0])
+    suite = vm.VideoClassificationMetrics(task="binary", input="probs", video_reduction="mean_probs")
+    suite.update(p, y, torch.arange(4))
+    out = suite.compute()
+    want = skm.log_loss(y.numpy(), p.numpy())
+    assert float(out["clip/nll"]) == pytest.approx(want) and float(out["video/nll"]) == pytest.approx(want)

@@ -97,6 +97,9 @@ def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classe
             rank = _segment_max(blocks, inverse, v, c, lambda x: _log_probs(x, task, input))
     else:  # mean_probs, vote: log of the mean clip probability, without underflow
         rank = _segment_max(blocks, inverse, v, c, lambda x: _log_probs(x, task, input))
+        # a class with probability 0 in every clip of a video has max -inf: shift it by 0 instead
+        # (-inf - -inf would be NaN); its mean is then exp(-inf) = 0
+        rank = torch.where(torch.isfinite(rank), rank, torch.zeros_like(rank))
         total = torch.zeros(v, c, dtype=torch.float64, device=dev)
         for start, x in blocks():
             inv = inverse[start:start + x.shape[0]]
