@@ -52,41 +52,59 @@ def prepare_rows(
         lo = hi = torch.zeros(s.shape[0], dtype=s.dtype, device=s.device)
     else:  # (amin and amax are faster than one aminmax for floats on CPU; the reverse for ints)
         lo, hi = s.amin(dim=1), s.amax(dim=1)
-    in_unit = (lo >= 0) & (hi <= 1)  # False for NaN
-    score_ok = in_unit if input == "probs" else torch.isfinite(lo) & torch.isfinite(hi)
+    count = input == "logits" and count_prob_like
+    row_sum = s.sum(dim=1) if count and task == "multiclass" else None
     if task == "multiclass":
         t = target.long()
-        in_range = (t >= 0) & (t < num_classes)
-        if ignore_index is not None:
-            ignored = t == ignore_index
-        else:
-            ignored = torch.zeros_like(in_range)
-        label_ok = in_range | ignored
-        valid = in_range & score_ok & ~ignored
-        target_safe = torch.where(valid, t, torch.zeros_like(t))
+        label_ok = None
     else:
         t = target
-        if t.dtype == torch.bool:
-            label_ok = torch.ones(t.shape[0], dtype=torch.bool, device=t.device)
-        elif t.shape[0] == 0 or t.shape[1] == 0:
-            label_ok = torch.ones(t.shape[0], dtype=torch.bool, device=t.device)
-        else:
-            tlo, thi = torch.aminmax(t, dim=1)
-            label_ok = (tlo >= 0) & (thi <= 1)
-        ignored = torch.zeros_like(label_ok)
-        valid = label_ok & score_ok
-        target_safe = torch.where(valid[:, None], t.long(), torch.zeros((), dtype=torch.long, device=t.device))
-    bad_target = (~label_ok).sum()
-    bad_score = (~score_ok & ~ignored).sum()
-    if input == "logits" and count_prob_like:
-        like = in_unit
-        if task == "multiclass":
-            like = like & ((s.sum(dim=1) - 1).abs() <= 1e-3)
-        prob_like = (like & valid).sum()
+        label_ok = multilabel_target_ok(t)
+    valid, bad_target, bad_score, prob_like = check_row_values(lo, hi, t, task, input, num_classes, ignore_index,
+                                                               label_ok, row_sum, count)
+    if task == "multiclass":
+        target_safe = torch.where(valid, t, torch.zeros_like(t))
     else:
-        prob_like = torch.zeros((), dtype=torch.long, device=s.device)
+        target_safe = torch.where(valid[:, None], t.long(), torch.zeros((), dtype=torch.long, device=t.device))
     s = s.nan_to_num(0.0, 0.0, 0.0)  # 4x cheaper than a row-masked where; invalid rows carry weight 0
     return s, target_safe, valid, bad_target, bad_score, prob_like
+
+
+def multilabel_target_ok(t: Tensor) -> Tensor:
+    """``(N,)`` bool: the row's multilabel target is all 0 or 1 (one ``aminmax``, no host sync)."""
+    if t.dtype == torch.bool or t.shape[0] == 0 or t.shape[1] == 0:
+        return torch.ones(t.shape[0], dtype=torch.bool, device=t.device)
+    tlo, thi = torch.aminmax(t, dim=1)
+    return (tlo >= 0) & (thi <= 1)
+
+
+def check_row_values(lo: Tensor, hi: Tensor, target: Tensor, task: str, input: str, num_classes: int,
+                     ignore_index: Optional[int] = None, label_ok: Optional[Tensor] = None,
+                     row_sum: Optional[Tensor] = None, count_prob_like: bool = False):
+    """The value checks of every row from its min ``lo`` and max ``hi`` (NaN and +-inf propagate
+    into them), its target (multiclass class indices; multilabel: ``label_ok`` given) and, for
+    the multiclass probabilities count, its sum. Returns ``(valid, bad_target, bad_score,
+    prob_like)`` as in :func:`prepare_rows`; used per batch there and once over all kept rows by
+    the exact ranking metrics."""
+    in_unit = (lo >= 0) & (hi <= 1)  # False for NaN
+    score_ok = in_unit if input == "probs" else torch.isfinite(lo) & torch.isfinite(hi)
+    ignored = torch.zeros_like(score_ok)
+    if task == "multiclass":
+        in_range = (target >= 0) & (target < num_classes)
+        if ignore_index is not None:
+            ignored = target == ignore_index
+        label_ok = in_range | ignored
+        valid = in_range & score_ok & ~ignored
+    else:
+        valid = label_ok & score_ok
+    bad_target = (~label_ok).sum()
+    bad_score = (~score_ok & ~ignored).sum()
+    if count_prob_like:
+        like = in_unit if task != "multiclass" else in_unit & ((row_sum - 1).abs() <= 1e-3)
+        prob_like = (like & valid).sum()
+    else:
+        prob_like = torch.zeros((), dtype=torch.long, device=lo.device)
+    return valid, bad_target, bad_score, prob_like
 
 
 def probabilities(scores: Tensor, task: str, input: str) -> Tensor:

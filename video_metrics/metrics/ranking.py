@@ -19,7 +19,12 @@ import torch
 from torch import Tensor
 
 from ..functional._checks import check_choice
-from ..functional.classification import ranking_scores, ranking_to_probability
+from ..functional.classification import (
+    check_row_values,
+    multilabel_target_ok,
+    ranking_scores,
+    ranking_to_probability,
+)
 from ..functional.histogram import (
     DEFAULT_RANGE,
     hist_ap_auroc,
@@ -108,17 +113,9 @@ class _RankingMetric(ScoresMetric):
         if self._task == "multiclass":
             self.target.append(target.long().clone() if target.dtype == torch.long else target.long())
             self.valid.append(torch.ones(n, dtype=torch.bool, device=scores.device))
-        elif target.dtype == torch.bool:
-            self.target.append(target.clone())
-            self.valid.append(torch.ones(n, dtype=torch.bool, device=scores.device))
         else:
-            if target.shape[1] == 0:
-                ok = torch.ones(n, dtype=torch.bool, device=scores.device)
-            else:
-                lo, hi = torch.aminmax(target, dim=1)
-                ok = (lo >= 0) & (hi <= 1)
-            self.target.append(target != 0)
-            self.valid.append(ok)
+            self.target.append(target.clone() if target.dtype == torch.bool else target != 0)
+            self.valid.append(multilabel_target_ok(target))
 
     def _samples_mean(self) -> Tensor:
         """``average="samples"``: the mean of the per-sample values; samples where the value is
@@ -173,23 +170,12 @@ class _RankingMetric(ScoresMetric):
             lo, hi = st.amin(0), st.amax(0)  # the rows are the columns of st
         else:
             lo = hi = row_sum = torch.zeros(n, device=st.device)
-        in_unit = (lo >= 0) & (hi <= 1)
-        score_ok = in_unit if self.input == "probs" else torch.isfinite(lo) & torch.isfinite(hi)
-        ignored = torch.zeros_like(score_ok)
-        if self._task == "multiclass":
-            in_range = (t >= 0) & (t < self._c)
-            if self.ignore_index is not None:
-                ignored = t == self.ignore_index
-            label_ok = in_range | ignored
-            valid = in_range & score_ok & ~ignored
-        else:
-            valid = label_ok & score_ok
+        valid, self.n_bad_target, self.n_bad_score, prob_like = check_row_values(
+            lo, hi, t, self._task, self.input, self._c, self.ignore_index, label_ok, row_sum,
+            count_prob_like=self.input == "logits")
         self.n_rows = valid.sum()
-        self.n_bad_target = (~label_ok).sum()
-        self.n_bad_score = (~score_ok & ~ignored).sum()
         if self.input == "logits":
-            like = in_unit if not mc_logits else in_unit & ((row_sum - 1).abs() <= 1e-3)
-            self.n_prob_like = (like & valid).sum()
+            self.n_prob_like = prob_like
         self._check_rows()
         if not bool(valid.all()):
             st, t = st[:, valid].contiguous(), t[valid]
