@@ -20,6 +20,8 @@ from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
     _np,
     _row_normalise,
     _short,
+    draw_bars,
+    draw_pr_curves,
     draw_reliability,
     figure_to_array,
     fit_text,
@@ -121,17 +123,12 @@ def plot_pr_curves(curves, ap: Sequence[float], class_names: Optional[Sequence[s
     best = [i for i in order[::-1][:n_best] if i not in worst]
     fig = new_figure(7, 6)
     ax = fig.add_subplot(1, 1, 1)
-    for group, style in ((worst, "--"), (best, "-")):
-        for i in group:
-            p, r = _np(curves.precision[i]), _np(curves.recall[i])
-            ax.plot(r, p, drawstyle="steps-post", linestyle=style, label=f"{_short(names[i])} (AP {ap_arr[i]:.3f})")
+    shown = worst + best
+    draw_pr_curves(ax, curves, [f"{_short(names[i])} (AP {ap_arr[i]:.3f})" for i in shown], shown,
+                   ["--"] * len(worst) + ["-"] * len(best))
     if micro is not None:
         p, r, m = micro
         ax.plot(_np(r), _np(p), drawstyle="steps-post", color="black", linewidth=2, label=f"micro (AP {float(m):.3f})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
     set_title(ax, f"{title}: {len(worst)} worst (dashed), {len(best)} best classes by AP")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
@@ -161,17 +158,9 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
         note += f"; {undefined} undefined"
     fig = new_figure(8, max(3.0, 0.9 + 0.22 * len(shown)))
     ax = fig.add_subplot(1, 1, 1)
-    y = np.arange(len(shown))
-    ax.barh(y, vals[shown], color="tab:blue")
-    ax.set_yticks(y)
-    ax.set_yticklabels([f"{_short(names[i])} (n={sup[i]})" for i in shown], fontsize=7)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(metric)
+    draw_bars(ax, vals, names, metric, support=sup, shown=list(shown))
     if order.size > max_bars:
         ax.axhline(max_bars // 2 - 0.5, color="gray", linestyle=":")
-    mean = float(np.nanmean(vals[defined])) if defined.size else float("nan")
-    ax.axvline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.3f}")
-    ax.legend(fontsize=7, loc="lower right")
     set_title(ax, title or f"Per-class {metric} ({note})")
     fig.tight_layout()
     return fig

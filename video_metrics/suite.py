@@ -253,11 +253,10 @@ class VideoAggregator(_ClipRows):
     def plot(self, val: Optional[AggregatedVideos] = None, ax: Any = None):
         """Histogram of the video-level confidence (the top score of each video), right and wrong
         videos stacked: how sure the aggregated predictions are. ``(fig, ax)`` as torchmetrics."""
-        from .metrics._draw import new_figure
+        from .metrics._draw import figure_and_axes
 
         agg = self.compute() if val is None else val
-        fig = ax.figure if ax is not None else new_figure(6.4, 4.8)
-        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        fig, ax = figure_and_axes(ax, 6.4, 4.8)
         conf, pred = agg.scores.max(1)
         if self.task == "multiclass":
             right = pred == agg.target

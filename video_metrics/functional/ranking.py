@@ -309,6 +309,14 @@ def _pool(threads: int):
     return _POOL[1]
 
 
+def _split_rows(n_rows: int, threads: int, work) -> None:
+    """Run ``work(lo, hi)`` over ``threads`` consecutive row ranges in this process's pool."""
+    bounds = [round(i * n_rows / threads) for i in range(threads + 1)]
+    pool = _pool(threads)
+    for job in [pool.submit(work, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]:
+        job.result()
+
+
 def _sort_rows(x: Tensor, inplace: bool = False) -> Tensor:
     """Values-only ascending sort along the last dimension: NumPy's on CPU (its AVX-512 sort is
     ~7x faster than ``torch.sort``, which always builds indices), with the rows split over
@@ -321,11 +329,7 @@ def _sort_rows(x: Tensor, inplace: bool = False) -> Tensor:
         a = a.copy()
     threads = max(1, min(torch.get_num_threads(), a.shape[0] if a.ndim > 1 else 1))
     if threads > 1 and a.size >= 2**18:
-        pool = _pool(threads)
-        bounds = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
-        jobs = [pool.submit(np.ndarray.sort, a[lo:hi], -1) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-        for j in jobs:
-            j.result()
+        _split_rows(a.shape[0], threads, lambda lo, hi: a[lo:hi].sort(axis=-1))
     else:
         a.sort(axis=-1)
     return torch.from_numpy(a)
@@ -338,7 +342,6 @@ def _searchsorted_rows(srt: Tensor, q: Tensor) -> Tensor:
     threads = torch.get_num_threads()
     if srt.device.type != "cpu" or threads < 2 or q.shape[-1] < 256 or srt.numel() < 2**18 or srt.dim() != 2:
         return torch.searchsorted(srt, q, right=False)
-    pool = _pool(threads)
     a, b = srt.contiguous().numpy(), q.contiguous().numpy()
     out = np.empty(b.shape, dtype=np.int64)
 
@@ -346,9 +349,7 @@ def _searchsorted_rows(srt: Tensor, q: Tensor) -> Tensor:
         for i in range(lo, hi):
             out[i] = np.searchsorted(a[i], b[i])
 
-    bounds = [round(i * a.shape[0] / threads) for i in range(threads + 1)]
-    for job in [pool.submit(rows, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]:
-        job.result()
+    _split_rows(a.shape[0], threads, rows)
     return torch.from_numpy(out)
 
 

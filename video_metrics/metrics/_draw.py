@@ -23,6 +23,15 @@ def new_figure(width: float, height: float, dpi: int = 100) -> Figure:
     return fig
 
 
+def figure_and_axes(ax, width: float, height: float):
+    """``(fig, ax)`` for a ``plot(..., ax=None)``: the given axes and their figure, or a new
+    figure (:func:`new_figure`) with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = new_figure(width, height)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
 def figure_to_array(fig: Figure) -> np.ndarray:
     """Render ``fig`` and return an ``(H, W, 3)`` ``uint8`` RGB array."""
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)

@@ -278,10 +278,9 @@ class VideoMetric(Metric):
     def _plot(self, val: Any, ax: Any = None) -> Tuple[Any, Any]:
         from torchmetrics.utilities.plot import plot_single_or_multi_val
 
-        from ._draw import draw_bars, new_figure
+        from ._draw import draw_bars, figure_and_axes
 
-        fig = ax.figure if ax is not None else new_figure(6.4, 4.8)
-        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        fig, ax = figure_and_axes(ax, 6.4, 4.8)
         if isinstance(val, Tensor) and val.numel() > 1 and val.ndim == 1:
             names = getattr(self, "class_names", None)
             draw_bars(ax, val, names, metric=type(self).__name__, shown=list(range(val.numel())))

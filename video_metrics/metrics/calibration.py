@@ -104,11 +104,10 @@ class CalibrationError(ScoresMetric):
         value or a list of values of ``compute()``, torchmetrics' scalar plot."""
         if val is not None and not isinstance(val, ReliabilityData):
             return self._plot(val, ax)
-        from ._draw import draw_reliability, new_figure
+        from ._draw import draw_reliability, figure_and_axes
 
         rel = self.reliability() if val is None else val
-        fig = ax.figure if ax is not None else new_figure(6, 5)
-        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        fig, ax = figure_and_axes(ax, 6, 5)
         draw_reliability(ax, rel, title="Reliability diagram")
         return fig, ax
 

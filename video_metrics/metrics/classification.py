@@ -262,12 +262,11 @@ class ConfusionMatrix(ScoresMetric):
     def plot(self, val: Optional[Tensor] = None, ax: Any = None, labels: Optional[List[str]] = None) -> Tuple[Any, Any]:
         """The matrix as a heatmap (rows true, columns predicted) with class names (``labels``),
         row-normalised, cell values up to 20 classes; ``(fig, ax)`` as torchmetrics."""
-        from ._draw import draw_confusion, new_figure
+        from ._draw import draw_confusion, figure_and_axes
 
         cm = self._synced(lambda: self.confmat.clone()) if val is None else val
         size = min(14.0, 3.0 + 0.22 * cm.shape[0])
-        fig = ax.figure if ax is not None else new_figure(size + 1.5, size)
-        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        fig, ax = figure_and_axes(ax, size + 1.5, size)
         draw_confusion(ax, cm, labels)
         ax.set_title(f"Confusion matrix (row-normalised, {int(cm.sum())} samples)")
         return fig, ax

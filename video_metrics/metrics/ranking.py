@@ -346,13 +346,12 @@ class PRCurve(_RankingMetric):
              max_curves: int = 10) -> Tuple[Any, Any]:
         """Step PR curves (recall on x, precision on y) of up to ``max_curves`` classes, as
         torchmetrics' ``PrecisionRecallCurve.plot``; ``labels`` names the classes."""
-        from ._draw import draw_pr_curves, new_figure
+        from ._draw import draw_pr_curves, figure_and_axes
 
         curves = self.compute() if val is None else val
         k = min(len(curves.precision), max_curves)
         names = labels or ([f"class {i}" for i in range(len(curves.precision))] if self.task != "binary" else ["positive"])
-        fig = ax.figure if ax is not None else new_figure(6.4, 4.8)
-        ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
+        fig, ax = figure_and_axes(ax, 6.4, 4.8)
         draw_pr_curves(ax, curves, [names[i] for i in range(k)], list(range(k)))
         ax.set_title("Precision-recall curve" + ("s" if k > 1 else ""))
         ax.legend(fontsize=7, loc="lower left")
