@@ -127,14 +127,3 @@ def video_key(rank: Tensor, votes: Optional[Tensor], task: str, input: str, redu
     if reduction == "vote":
         return votes + video_probs(rank, task, input, reduction) / 2
     return rank
-
-
-def aggregate(scores: Tensor, inverse: Tensor, counts: Tensor, task: str, input: str, reduction: str):
-    """Aggregate clip ``scores`` (logits or probabilities, (N, C)) into videos.
-
-    Returns ``(probs, rank, key, votes)`` per video (``votes`` is None except for ``vote``)."""
-    rank, votes = aggregate_blocks(lambda: iter([(0, scores)]), inverse, counts, scores.shape[1], task, input,
-                                   reduction)
-    probs = video_probs(rank, task, input, reduction)
-    key = votes + probs / 2 if reduction == "vote" else rank
-    return probs, rank, key, votes
