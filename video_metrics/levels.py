@@ -132,19 +132,68 @@ def _prf_scalars(tp: Tensor, pc: Tensor, support: Tensor, averages: Sequence[str
     return out
 
 
-def _binary_scalars(su, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, missing: int, ap: Tensor, auc: Tensor,
-                    npos: Tensor, nneg: Tensor) -> Dict[str, Tensor]:
-    """Binary keys from the counts at ``p > threshold`` and the positive class's AP / AUROC."""
-    n = tp + fp + fn + tn
-    out: Dict[str, Tensor] = {"acc": (tp + tn).double() / (n + missing).double()}
-    # the mean recall of the classes with a target, as multiclass (class 1 = positive, 0 = negative)
-    out["balanced_acc"] = balanced_accuracy(torch.stack([tp, tn]), torch.stack([tp + fp, tn + fn]),
-                                            torch.stack([tp + fn, tn + fp]))
-    prf = precision_recall_f1(tp[None], (tp + fp)[None], (tp + fn)[None], "macro")
-    out["precision"], out["recall"], out["f1"] = prf["precision"], prf["recall"], prf["f1"]
-    out["ap"] = reduce_pooled(ap, bool(npos > 0), su.ap_empty_class)
-    out["auroc"] = reduce_pooled(auc, bool((npos > 0) & (nneg > 0)), su.auroc_empty_class)
-    return out
+def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes: Optional[Tensor] = None) -> Dict[str, Tensor]:
+    """Every scalar key of one level from its sufficient statistics ``S``: the one place where the
+    keys are defined. The statistics may carry leading dimensions (bootstrap replicates, see
+    :mod:`video_metrics.bootstrap`); classes are the last dimension of per-class ones.
+
+    ``S``: ``n`` (samples), ``missing`` (expected videos without clips, counted as misses by
+    top-k/acc); multiclass: ``hits`` ``(K, ..., C)`` top-k hits by target class, ``tp``, ``pc``
+    (predicted), ``support``; multilabel: ``tp``, ``fp``, ``fn`` per class, ``ap_used``/``npos_used``
+    (the ranking of ``mAP``; Charades' ``empty_videos``), ``micro_ap``/``micro_npos``; binary:
+    ``tp``, ``fp``, ``fn``, ``tn``; ranking: ``ap``, ``auc``, ``npos``, ``nneg`` per class;
+    calibration: ``bins`` ``(..., 3, M)``, ``nll`` and ``brier`` sums. ``classes`` (an index)
+    restricts every class average to those classes (class slices)."""
+
+    def cls(x: Tensor) -> Tensor:
+        return x if classes is None else x[..., classes]
+
+    keys = list(keys)
+    out: Dict[str, Tensor] = {}
+    n = torch.as_tensor(S["n"]).double()
+    den = n + S.get("missing", 0)
+    if task == "binary":
+        tp, fp, fn, tn = (S[k] for k in ("tp", "fp", "fn", "tn"))
+        out["acc"] = (tp + tn).double() / den
+        # the mean recall of the classes with a target, as multiclass (class 1 = positive, 0 = negative)
+        out["balanced_acc"] = balanced_accuracy(torch.stack([tp, tn], -1), torch.stack([tp + fp, tn + fn], -1),
+                                                torch.stack([tp + fn, tn + fp], -1))
+        prf = precision_recall_f1(tp[..., None], (tp + fp)[..., None], (tp + fn)[..., None], "macro")
+        out["precision"], out["recall"], out["f1"] = prf["precision"], prf["recall"], prf["f1"]
+        npos, nneg = S["npos"][..., 0], S["nneg"][..., 0]
+        out["ap"] = reduce_pooled(S["ap"][..., 0], npos > 0, su.ap_empty_class)
+        out["auroc"] = reduce_pooled(S["auc"][..., 0], (npos > 0) & (nneg > 0), su.auroc_empty_class)
+    elif task == "multiclass":
+        tp, pc, support = cls(S["tp"]), cls(S["pc"]), cls(S["support"])
+        for i, k in enumerate(su.top_k):
+            out[f"top{k}"] = S["hits"][i].sum(-1).double() / den
+            out[f"mean_class_top{k}"] = balanced_accuracy(cls(S["hits"][i]), pc, support,
+                                                          su.predicted_absent if k == 1 else "ignore")
+        out["balanced_acc"] = balanced_accuracy(tp, pc, support, su.predicted_absent)
+        out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
+        if "auroc_macro" in keys:
+            npos = cls(S["npos"])
+            out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
+                                                su.auroc_empty_class)
+            out["auprc_macro"] = reduce_classes(cls(S["ap"]), npos > 0, "macro", su.ap_empty_class)
+    else:
+        tp, fp, fn = cls(S["tp"]), cls(S["fp"]), cls(S["fn"])
+        out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
+        npos = cls(S["npos"])
+        out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
+                                            su.auroc_empty_class)
+        ap_used, npos_used = cls(S["ap_used"]), cls(S["npos_used"])
+        out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", su.ap_empty_class)
+        out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
+        out["mAP_micro"] = reduce_pooled(S["micro_ap"], S["micro_npos"] > 0, su.ap_empty_class)
+    if "ece" in keys:
+        out["ece"] = calibration_error(S["bins"], "l1")
+        if "mce" in keys:
+            out["mce"] = calibration_error(S["bins"], "max")
+    if "nll" in keys:
+        out["nll"] = S["nll"].double() / n
+        out["brier"] = S["brier"].double() / n
+    return {k: out[k].double() for k in keys}
 
 
 class RowStore:
@@ -276,11 +325,7 @@ class Level:
         return self._scalars
 
     def _compute(self) -> Dict[str, Tensor]:
-        if self.task == "binary":
-            out = self._binary()
-        else:
-            out = self._blocked()
-        return {k: out[k].double() for k in keys_for(self.task, self.suite.top_k, self.reduction)}
+        return self._binary() if self.task == "binary" else self._blocked()
 
     def _blocked(self) -> Dict[str, Tensor]:
         su, c, n = self.suite, self.c, self.n
@@ -323,33 +368,24 @@ class Level:
                     bins += bin_update(probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), nb)
             if rank_t is not None:
                 rank_t[:, start:start + b] = rank.T
-        out: Dict[str, Tensor] = {}
+        S: Dict[str, Any] = {"n": n, "missing": self.missing}
         if mc:
             support = cm.sum(1)
             tp, pc = cm.diagonal(), cm.sum(0)
-            for i, k in enumerate(su.top_k):
-                out[f"top{k}"] = hits[i].sum().double() / (n + self.missing)
-                out[f"mean_class_top{k}"] = balanced_accuracy(hits[i], pc, support, su.predicted_absent if k == 1 else "ignore")
             self.cm, self.tp, self.pc, self.support = cm, tp, pc, support
-            out["balanced_acc"] = balanced_accuracy(tp, pc, support, su.predicted_absent)
-            out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
-            if need_cal:
-                self.bins = bins
-                out["ece"] = calibration_error(bins, "l1")
-                out["mce"] = calibration_error(bins, "max")
-                out["nll"] = nll / n
-                out["brier"] = brier / n
+            S.update(hits=hits, tp=tp, pc=pc, support=support)
         else:
             tp, fp, fn = counts
             self.tp, self.pc, self.support = tp, tp + fp, tp + fn
-            out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
-            if need_cal:
-                self.bins = bins
-                out["ece"] = calibration_error(bins, "l1")
+            S.update(tp=tp, fp=fp, fn=fn)
+        if need_cal:
+            self.bins = bins
+            S.update(bins=bins, nll=nll, brier=brier)
         self._rank_t = rank_t
         if rank_t is not None:
-            out.update(self._class_pass(rank_t, keys))
-        return out
+            S.update(self._class_pass(rank_t, keys))
+        self.stats = S
+        return level_scalars(su, self.task, keys, S)
 
     def _positives(self):
         """Multiclass: the positives as ``(class, row)`` sorted by class, and where each class starts."""
@@ -401,19 +437,15 @@ class Level:
                     ap_k[c0:c1], npos_k[c0:c1] = ak, pk
             ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
         self.ap, self.npos = ap, npos
-        out: Dict[str, Tensor] = {}
-        out["auroc_macro"] = reduce_classes(auc, (npos > 0) & (npos < n), "macro", su.auroc_empty_class)
+        out: Dict[str, Tensor] = {"ap": ap, "auc": auc, "npos": npos, "nneg": n - npos}
         if mc:
-            out["auprc_macro"] = reduce_classes(ap, npos > 0, "macro", su.ap_empty_class)
             return out
-        ap_used, npos_used = (ap_k, npos_k) if keep_rows is not None else (ap, npos)
-        out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", su.ap_empty_class)
-        out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
+        out["ap_used"], out["npos_used"] = (ap_k, npos_k) if keep_rows is not None else (ap, npos)
         pos_all = self.target.bool()
         cls, row = torch.nonzero(pos_all.T, as_tuple=True)
-        micro_ap, self._micro_p, self._micro_r = pooled_ap((rank_t[c0:c0 + cb] for c0 in range(0, c, cb)),
-                                                           rank_t[cls, row], n * c)
-        out["mAP_micro"] = reduce_pooled(micro_ap, cls.numel() > 0, su.ap_empty_class)
+        out["micro_ap"], self._micro_p, self._micro_r = pooled_ap((rank_t[c0:c0 + cb] for c0 in range(0, c, cb)),
+                                                                  rank_t[cls, row], n * c)
+        out["micro_npos"] = torch.tensor(cls.numel(), device=rank_t.device)
         return out
 
     def _binary(self) -> Dict[str, Tensor]:
@@ -431,14 +463,14 @@ class Level:
         self.ap = ap
         self.tp, self.pc, self.support = tp[None], (tp + fp)[None], (tp + fn)[None]
         self.cm = torch.stack([torch.stack([tn, fp]), torch.stack([fn, tp])])
-        out = _binary_scalars(su, tp, fp, fn, tn, self.missing, ap[0], auc[0], npos[0], n - npos[0])
+        S: Dict[str, Any] = dict(n=n, missing=self.missing, tp=tp, fp=fp, fn=fn, tn=tn, ap=ap, auc=auc, npos=npos,
+                                 nneg=n - npos)
         if "ece" in keys:
             self.bins = bin_update(p, y, torch.ones_like(y), su.calibration_bins)
-            out["ece"] = calibration_error(self.bins, "l1")
-            out["mce"] = calibration_error(self.bins, "max")
             nll, brier = binary_losses(y, p, self.logit[:, 0] if self.logit is not None else None)
-            out["nll"], out["brier"] = nll.mean(), brier.mean()
-        return out
+            S.update(bins=self.bins, nll=nll.sum(), brier=brier.sum())
+        self.stats = S
+        return level_scalars(su, self.task, keys, S)
 
     # ------------------------------------------------------------------ report
     def report(self, max_points: int = 200) -> LevelReport:
@@ -517,46 +549,26 @@ class HistLevel:
 
     def _compute(self) -> Dict[str, Tensor]:
         su, n = self.suite, self.n
-        keys = keys_for(self.task, su.top_k, None)
-        out: Dict[str, Tensor] = {}
-        defined_auc = (self.npos > 0) & (self.nneg > 0)
+        S: Dict[str, Any] = dict(n=n, ap=self.ap, auc=self.auc, npos=self.npos, nneg=self.nneg, bins=su.cal)
+        if self.task != "multilabel":
+            S.update(nll=su.loss_sums[0], brier=su.loss_sums[1])
         if self.task == "multiclass":
             cm = su.cm
             self.tp, self.pc, self.support = cm.diagonal(), cm.sum(0), cm.sum(1)
-            for i, k in enumerate(su.top_k):
-                out[f"top{k}"] = su.topk_hits[i].sum().double() / n
-                out[f"mean_class_top{k}"] = balanced_accuracy(su.topk_hits[i], self.pc, self.support,
-                                                              su.predicted_absent if k == 1 else "ignore")
-            out["balanced_acc"] = balanced_accuracy(self.tp, self.pc, self.support, su.predicted_absent)
-            out.update(_prf_scalars(self.tp, self.pc, self.support, ("macro", "micro", "weighted"),
-                                    (self.support > 0) | (self.pc > 0)))
-            out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.auroc_empty_class)
-            out["auprc_macro"] = reduce_classes(self.ap, self.npos > 0, "macro", su.ap_empty_class)
-            out["ece"] = calibration_error(su.cal, "l1")
-            out["mce"] = calibration_error(su.cal, "max")
-            out["nll"] = su.loss_sums[0] / n
-            out["brier"] = su.loss_sums[1] / n
+            S.update(hits=su.topk_hits, tp=self.tp, pc=self.pc, support=self.support)
         elif self.task == "binary":
             tp, fp, fn = (x[0] for x in su.ml_counts)
             tn = n - tp - fp - fn
             self.tp, self.pc, self.support = tp[None], (tp + fp)[None], (tp + fn)[None]
             self.cm = torch.stack([torch.stack([tn, fp]), torch.stack([fn, tp])])
-            out.update(_binary_scalars(su, tp, fp, fn, tn, 0, self.ap[0], self.auc[0], self.npos[0], self.nneg[0]))
-            out["ece"] = calibration_error(su.cal, "l1")
-            out["mce"] = calibration_error(su.cal, "max")
-            out["nll"] = su.loss_sums[0] / n
-            out["brier"] = su.loss_sums[1] / n
+            S.update(tp=tp, fp=fp, fn=fn, tn=tn)
         else:
             tp, fp, fn = su.ml_counts
             self.tp, self.pc, self.support = tp, tp + fp, tp + fn
-            out["mAP"] = reduce_classes(self.ap, self.npos > 0, "macro", su.ap_empty_class)
-            out["mAP_weighted"] = reduce_classes(self.ap, self.npos > 0, "weighted", su.ap_empty_class, self.npos)
             micro_ap, _, micro_pos, _ = hist_ap_auroc(self.hist.sum(0, keepdim=True))
-            out["mAP_micro"] = reduce_pooled(micro_ap[0], bool(micro_pos[0] > 0), su.ap_empty_class)
-            out["auroc_macro"] = reduce_classes(self.auc, defined_auc, "macro", su.auroc_empty_class)
-            out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
-            out["ece"] = calibration_error(su.cal, "l1")
-        return {k: out[k].double() for k in keys}
+            S.update(tp=tp, fp=fp, fn=fn, ap_used=self.ap, npos_used=self.npos, micro_ap=micro_ap[0],
+                     micro_npos=micro_pos[0])
+        return level_scalars(su, self.task, keys_for(self.task, su.top_k, None), S)
 
     def report(self, max_points: int = 200) -> LevelReport:
         su = self.suite

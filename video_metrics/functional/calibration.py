@@ -110,20 +110,23 @@ def reliability(sums: Tensor, edges: Tensor) -> ReliabilityData:
 
 
 def calibration_error(sums: Tensor, norm: str = "l1") -> Tensor:
-    count, conf_sum, acc_sum = sums[0], sums[1], sums[2]
-    total = count.sum()
-    if total <= 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=sums.device)
+    """ECE (``l1``), RMS calibration error (``l2``) or MCE (``max``) from ``(3, M)`` bin sums
+    (count, confidence sum, accuracy sum); leading dimensions (bootstrap replicates) are kept.
+    NaN when no sample was binned."""
+    count, conf_sum, acc_sum = sums[..., 0, :], sums[..., 1, :], sums[..., 2, :]
+    total = count.sum(-1, keepdim=True)
     nonempty = count > 0
     gap = torch.where(nonempty, (acc_sum - conf_sum).abs() / count.clamp_min(1e-300), torch.zeros_like(count))
-    frac = count / total
+    frac = count / total.clamp_min(1e-300)
     if norm == "l1":
-        return (frac * gap).sum()
-    if norm == "l2":
-        return (frac * gap * gap).sum().sqrt()
-    if norm == "max":
-        return gap.max()
-    raise ValueError(f"`norm` must be one of ('l1', 'l2', 'max'), got {norm!r}")
+        out = (frac * gap).sum(-1)
+    elif norm == "l2":
+        out = (frac * gap * gap).sum(-1).sqrt()
+    elif norm == "max":
+        out = gap.max(-1).values
+    else:
+        raise ValueError(f"`norm` must be one of ('l1', 'l2', 'max'), got {norm!r}")
+    return torch.where(total[..., 0] > 0, out, torch.full_like(out, float("nan")))
 
 
 def _temperature_derivatives(x: Tensor, target: Tensor, task: str, beta: float):

@@ -202,14 +202,13 @@ def divide(num: Tensor, den: Tensor, zero_division: float = 0.0) -> Tensor:
 
 def _nanaverage(v: Tensor, w: Tensor) -> Tensor:
     """Weighted mean over the entries with weight > 0 that are not NaN (sklearn's
-    ``_nanaverage``); NaN when no such entry is left."""
+    ``_nanaverage``); NaN when no such entry is left. Over the last dimension (leading dimensions:
+    e.g. bootstrap replicates)."""
     use = (w > 0) & ~torch.isnan(v)
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
-    if not bool(use.any()):
-        return nan
     vv = torch.where(use, v, torch.zeros_like(v))
     ww = torch.where(use, w, torch.zeros_like(w))
-    return (vv * ww).sum() / ww.sum()
+    mean = (vv * ww).sum(-1) / ww.sum(-1).clamp_min(1e-300)
+    return torch.where(use.any(-1), mean, torch.full_like(mean, float("nan")))
 
 
 def precision_recall_f1(
@@ -222,7 +221,7 @@ def precision_recall_f1(
     ``labels_mask`` selects the classes that enter the average (sklearn uses the labels present
     in ``y_true`` or ``y_pred`` for multiclass input and every column for multilabel input).
     ``average="micro"`` pools the counts of all those classes; ``"none"`` returns per-class
-    vectors. ``F_beta = (1 + beta^2) tp / ((1 + beta^2) tp + beta^2 fn + fp)`` (``beta=inf``:
+    vectors. Counts may carry leading dimensions (bootstrap replicates): classes are the last. ``F_beta = (1 + beta^2) tp / ((1 + beta^2) tp + beta^2 fn + fp)`` (``beta=inf``:
     recall, ``beta=0``: precision). ``zero_division`` (0, 1 or NaN) is the value of a ratio
     whose denominator is 0 (precision: nothing predicted; recall: no support; F: neither); NaN
     values are left out of the macro/weighted mean (sklearn's ``_nanaverage``), and a weighted
@@ -232,7 +231,7 @@ def precision_recall_f1(
         labels_mask = torch.ones_like(support, dtype=torch.bool)
     if average == "micro":
         m = labels_mask.long()
-        tp, pred_count, support = (tp * m).sum(), (pred_count * m).sum(), (support * m).sum()
+        tp, pred_count, support = (tp * m).sum(-1), (pred_count * m).sum(-1), (support * m).sum(-1)
     p = divide(tp, pred_count, zero_division)
     r = divide(tp, support, zero_division)
     beta = float(beta)
@@ -249,8 +248,7 @@ def precision_recall_f1(
         w = labels_mask.double()
     elif average == "weighted":
         w = support.double() * labels_mask.double()
-        if not bool((w > 0).any()):
-            w = labels_mask.double()
+        w = torch.where((w > 0).any(-1, keepdim=True), w, labels_mask.double().expand_as(w))
     else:  # pragma: no cover - checked by the callers
         raise ValueError(f"unknown average {average!r}")
     return {"precision": _nanaverage(p, w), "recall": _nanaverage(r, w), "f1": _nanaverage(f, w)}
@@ -266,11 +264,10 @@ def balanced_accuracy(tp: Tensor, pred_count: Tensor, support: Tensor, predicted
     present = support > 0
     if predicted_absent == "zero":
         present = present | (pred_count > 0)
-    recall = safe_div(tp, support)
-    n = present.sum()
-    if n == 0:
-        return torch.tensor(float("nan"), dtype=torch.float64, device=tp.device)
-    return recall[present].sum() / n
+    recall = torch.where(present, safe_div(tp, support), torch.zeros((), dtype=torch.float64, device=tp.device))
+    n = present.sum(-1)
+    # over the last dimension; leading dimensions (bootstrap replicates) are kept
+    return torch.where(n > 0, recall.sum(-1) / n.clamp_min(1), torch.full(n.shape, float("nan"), dtype=torch.float64, device=tp.device))
 
 
 def binary_losses(y: Tensor, p: Tensor, logit: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

@@ -222,26 +222,29 @@ def reduce_classes(
         v = torch.where(defined, v, torch.zeros_like(v))
     if average == "none":
         return v
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=v.device)
-    if empty_class == "nan" and not bool(defined.all()):
-        return nan
+    # over the last dimension; leading dimensions (bootstrap replicates) are kept
     use = torch.ones_like(defined) if empty_class == "zero" else defined
     w = use.double() if weights is None else weights.double() * use.double()
-    den = w.sum()
-    if den <= 0:
-        return torch.zeros((), dtype=torch.float64, device=v.device) if empty_class == "zero" else nan
+    den = w.sum(-1)
     vv = torch.where(use, v, torch.zeros_like(v))
-    return (vv * w).sum() / den
+    out = (vv * w).sum(-1) / den.clamp_min(1e-300)
+    fill = 0.0 if empty_class == "zero" else float("nan")
+    out = torch.where(den > 0, out, torch.full_like(out, fill))
+    if empty_class == "nan":
+        out = torch.where(defined.all(-1), out, torch.full_like(out, float("nan")))
+    return out
 
 
-def reduce_pooled(value: Tensor, defined: bool, empty_class: str) -> Tensor:
+def reduce_pooled(value: Tensor, defined, empty_class: str) -> Tensor:
     """``average="micro"``: the pooled (sample, class) pairs form one ranking; when it is
     undefined (no positive pair; for AUROC also no negative pair) the result is 0 under
-    ``empty_class="zero"`` (sklearn) and NaN otherwise."""
-    if defined:
-        return value.double()
-    fill = 0.0 if empty_class == "zero" else float("nan")
-    return torch.tensor(fill, dtype=torch.float64, device=value.device)
+    ``empty_class="zero"`` (sklearn) and NaN otherwise. ``defined``: a bool, or a bool tensor
+    shaped like ``value`` (bootstrap replicates)."""
+    value = value.double()
+    fill = torch.full_like(value, 0.0 if empty_class == "zero" else float("nan"))
+    if isinstance(defined, Tensor):
+        return torch.where(defined, value, fill)
+    return value if defined else fill
 
 
 def per_row_ap_auroc(scores: Tensor, positive: Tensor):
