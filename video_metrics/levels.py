@@ -204,6 +204,8 @@ class RowStore:
 
     def __init__(self, chunks, keep: Optional[Tensor], num_classes: int, block_rows: int) -> None:
         self.chunks = [x for x in chunks if x.shape[0]]
+        #: the mask over every stored row (None: all kept), for the analyses that subset the rows
+        self.mask = keep
         self.keep = None if keep is None or bool(keep.all()) else keep
         self.c = num_classes
         self.block_rows = max(1, block_rows)

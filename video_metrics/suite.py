@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ from .functional._checks import (
     check_scores,
     check_target,
 )
-from .functional.aggregation import REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
+from .functional.aggregation import dedup_clips
 from .functional.calibration import bin_update
 from .functional.classification import (
     binary_losses,
@@ -49,48 +49,15 @@ from .functional.classification import (
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
 from .ids import IdRegistry
 from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
+from . import bootstrap as _bootstrap
 from .metrics.base import VideoMetric
+from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction  # noqa: F401 (re-exported)
 from .metrics.ranking import check_bins
 
 __all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics", "SuiteReport", "LevelReport",
            "PRESETS"]
 
 MISSING = ("ignore", "count_as_wrong")
-
-
-@dataclass
-class Coverage:
-    """How complete the video-level evaluation is. ``duplicates_dropped``: rows whose
-    ``(video_id, clip_id)`` was already seen (sampler padding); ``missing_videos``: expected ids
-    with no clip; ``videos_with_fewer_clips``: videos with fewer than ``expected_clips`` clips."""
-
-    num_videos: int
-    num_clips: int
-    duplicates_dropped: int
-    min_clips: int
-    max_clips: int
-    missing_videos: int = 0
-    missing_video_ids: List[int] = field(default_factory=list)
-    videos_with_fewer_clips: int = 0
-
-
-@dataclass
-class AggregatedVideos:
-    """Result of :class:`VideoAggregator`: one row per video, ids ascending.
-
-    ``scores``: video probabilities (float64; for ``vote``, the mean clip probabilities);
-    ``rank``: scores ordering videos as ``scores`` without fp saturation (log-probabilities or
-    logits); ``key``: what the video prediction is the argmax of (for ``vote``: votes + mean
-    probability / 2); ``votes``: clip-argmax counts (``vote`` only); ``num_clips`` per video."""
-
-    video_ids: Tensor
-    scores: Tensor
-    rank: Tensor
-    key: Tensor
-    target: Tensor
-    num_clips: Tensor
-    coverage: Coverage
-    votes: Optional[Tensor] = None
 
 
 class _ClipRows(VideoMetric):
@@ -273,63 +240,6 @@ class VideoAggregator(_ClipRows):
         return fig, ax
 
 
-def check_reduction(reduction, task, input, name: str = "reduction") -> None:
-    check_choice(name, reduction, REDUCTIONS)
-    if reduction == "mean_logits" and input == "probs":
-        raise ValueError(f"`{name}='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")
-    if reduction == "vote" and task != "multiclass":
-        raise ValueError(f"`{name}='vote'` is defined for task='multiclass' only (task={task!r}: use 'mean_probs', "
-                         "'mean_logits' or 'max')")
-
-
-def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None,
-                     full: bool = True) -> AggregatedVideos:
-    """Aggregate the kept clip rows (a :class:`RowStore`, or one ``(N, C)`` tensor) into videos.
-    ``full=False`` (the suite) leaves ``scores`` and ``key`` to be derived block by block from
-    ``rank`` (and ``votes``), so that only one ``(videos, classes)`` float64 array is kept."""
-    if isinstance(rows, Tensor):
-        rows = RowStore([rows], None, rows.shape[1], block_sizes(rows.shape[0], rows.shape[1])[0])
-    dev = t.device
-    uniq, inverse, counts = group_rows(vid)
-    v = uniq.numel()
-    # one target per video: every clip must agree
-    if task == "multiclass":
-        tmin = torch.full((v,), 2**62, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amin")
-        tmax = torch.full((v,), -1, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amax")
-        bad = int((tmin != tmax).sum())
-        vt = tmax
-    else:  # uint8, block by block: no int64 copy of a (clips, classes) target matrix
-        c = t.shape[1]
-        tmin = torch.full((v, c), 2, dtype=torch.uint8, device=dev)
-        tmax = torch.zeros((v, c), dtype=torch.uint8, device=dev)
-        for lo in range(0, t.shape[0], rows.block_rows):
-            tb = t[lo:lo + rows.block_rows].to(torch.uint8)
-            idx = inverse[lo:lo + rows.block_rows, None].expand_as(tb)
-            tmin.scatter_reduce_(0, idx, tb, "amin")
-            tmax.scatter_reduce_(0, idx, tb, "amax")
-        bad = int((tmin != tmax).any(1).sum())
-        vt = tmax.bool()
-        del tmin, tmax
-    if bad:
-        raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
-    rank, votes = aggregate_blocks(rows.blocks, inverse, counts, rows.c, task, input, reduction)
-    probs = key = None
-    if full:
-        probs = video_probs(rank, task, input, reduction)
-        key = video_key(rank, votes, task, input, reduction)
-    missing_ids: List[int] = []
-    if expected_video_ids is not None:
-        exp = expected_video_ids.to(uniq.device)
-        missing_ids = exp[~torch.isin(exp, uniq)].tolist()
-    fewer = int((counts < expected_clips).sum()) if expected_clips is not None else 0
-    cov = Coverage(
-        num_videos=v, num_clips=int(counts.sum()), duplicates_dropped=int(dropped),
-        min_clips=int(counts.min()) if v else 0, max_clips=int(counts.max()) if v else 0,
-        missing_videos=len(missing_ids), missing_video_ids=missing_ids, videos_with_fewer_clips=fewer,
-    )
-    return AggregatedVideos(uniq, probs, rank, key, vt, counts, cov, votes)
-
-
 # ----------------------------------------------------------------------------------- the suite
 PRESETS: Dict[str, Dict[str, Any]] = {
     # Kinetics: video-level top-1/top-5 of mean clip scores; a video with no prediction is a miss;
@@ -354,6 +264,11 @@ class SuiteReport:
     video: Optional[LevelReport]
     coverage: Optional[Coverage]
     video_reduction: Optional[str]
+    #: ``bootstrap > 0``: ``{key: (low, high)}`` percentile intervals of every scalar key but the counts
+    intervals: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    #: ``slices``/``class_frequency``/``class_slices``: one :class:`~video_metrics.slices.SliceResult` each
+    slices: List[Any] = field(default_factory=list)
+    ci: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -361,6 +276,8 @@ class SuiteReport:
             "video_reduction": self.video_reduction, "scalars": _clean(self.scalars), "clip": self.clip.to_dict(),
             "video": None if self.video is None else self.video.to_dict(),
             "coverage": None if self.coverage is None else asdict(self.coverage),
+            "ci": self.ci, "intervals": {k: _clean(list(v)) for k, v in self.intervals.items()},
+            "slices": [x.to_dict() for x in self.slices],
         }
 
 
@@ -408,8 +325,15 @@ class VideoClassificationMetrics(_ClipRows):
                  threshold: float = 0.5, id_registry: Optional[IdRegistry] = None, bins: Optional[int] = None,
                  bin_range: float = DEFAULT_RANGE, compile_update: Any = False, predicted_absent: str = "ignore",
                  ap_empty_class: Optional[str] = None, auroc_empty_class: Optional[str] = None,
-                 empty_videos: str = "keep", **kwargs: Any) -> None:
+                 empty_videos: str = "keep", bootstrap: int = 0, ci: float = 0.95, bootstrap_unit: str = "video",
+                 seed: int = 0, **kwargs: Any) -> None:
         check_choice("preset", preset, (None,) + tuple(PRESETS))
+        _bootstrap.check_bootstrap(bootstrap, ci, bootstrap_unit, seed)
+        if bootstrap and bins is not None:
+            raise ValueError("`bootstrap` resamples videos, which needs every clip's row: use exact mode (bins=None)")
+        if bootstrap and ap_mode != "step":
+            raise ValueError(f"`bootstrap` intervals are computed for step AP; `ap_mode={ap_mode!r}` has none")
+        self.bootstrap, self.ci, self.bootstrap_unit, self.seed = bootstrap, float(ci), bootstrap_unit, seed
         check_bins(bins, bin_range)
         if preset is not None:
             p = PRESETS[preset]
@@ -536,9 +460,15 @@ class VideoClassificationMetrics(_ClipRows):
 
     def report(self) -> SuiteReport:
         """Scalars plus everything plots, callbacks and the CLI need, for both levels (synced)."""
-        out, clip, video, coverage = self._synced(lambda: self._evaluate(detail=True))
+        def run():
+            out, clip, video, coverage, ctx = self._evaluate(detail=True)
+            intervals = _bootstrap.intervals_for(self, ctx) if self.bootstrap and ctx is not None else {}
+            return out, clip, video, coverage, intervals
+
+        out, clip, video, coverage, intervals = self._synced(run)
         return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in out.items()},
-                           clip, video, coverage, self.video_reduction)
+                           clip, video, coverage, self.video_reduction, intervals,
+                           ci=self.ci if self.bootstrap else None)
 
     def _evaluate(self, detail: bool):
         if self.bins is not None:
@@ -547,12 +477,12 @@ class VideoClassificationMetrics(_ClipRows):
             self._check_rows()
             clip = HistLevel(self)
             out = {f"clip/{k}": v for k, v in clip.scalars().items()}
-            return (out, None, None, None) if not detail else (out, clip.report(), None, None)
+            return (out, None, None, None) if not detail else (out, clip.report(), None, None, None)
         rows, t, vid, dropped = self._rows()
         clip = Level(self, "clip", None, detail=detail)
         clip.from_rows(rows, t)
         out = {f"clip/{k}": v for k, v in clip.scalars().items()}
-        video = coverage = None
+        video = coverage = agg = None
         if self.video_reduction is not None:
             agg = self._aggregate(rows, t, vid, dropped, self.video_reduction, full=False)
             coverage = agg.coverage
@@ -568,5 +498,11 @@ class VideoClassificationMetrics(_ClipRows):
                 out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
         if not detail:
             return out, None, None, None
-        return out, clip.report(), (video.report() if video is not None else None), coverage
+        mask = rows.mask
+        cid = self._cat("clip_ids") if int(self.n_with_clip_ids) else None
+        if cid is not None and mask is not None:
+            cid = cid[mask]
+        ctx = EvalContext(self, rows, t, vid, cid, dropped, bool(int(self.n_with_video_ids)), clip, video,
+                          agg.video_ids if agg is not None else None)
+        return out, clip.report(), (video.report() if video is not None else None), coverage, ctx
 

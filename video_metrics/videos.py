@@ -1,0 +1,158 @@
+"""Clip rows -> videos: the exact aggregation behind :class:`~video_metrics.suite.VideoAggregator`
+and the suite's video level (:func:`aggregate_videos`), and :class:`EvalContext`, the suite's
+gathered rows as the analyses read them (bootstrap intervals, slices, comparisons).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .functional._checks import check_choice
+from .functional.aggregation import REDUCTIONS, aggregate_blocks, group_rows, video_key, video_probs
+from .levels import Level, RowStore, block_sizes
+
+__all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext"]
+
+
+@dataclass
+class Coverage:
+    """How complete the video-level evaluation is. ``duplicates_dropped``: rows whose
+    ``(video_id, clip_id)`` was already seen (sampler padding); ``missing_videos``: expected ids
+    with no clip; ``videos_with_fewer_clips``: videos with fewer than ``expected_clips`` clips."""
+
+    num_videos: int
+    num_clips: int
+    duplicates_dropped: int
+    min_clips: int
+    max_clips: int
+    missing_videos: int = 0
+    missing_video_ids: List[int] = field(default_factory=list)
+    videos_with_fewer_clips: int = 0
+
+
+@dataclass
+class AggregatedVideos:
+    """Result of :class:`VideoAggregator`: one row per video, ids ascending.
+
+    ``scores``: video probabilities (float64; for ``vote``, the mean clip probabilities);
+    ``rank``: scores ordering videos as ``scores`` without fp saturation (log-probabilities or
+    logits); ``key``: what the video prediction is the argmax of (for ``vote``: votes + mean
+    probability / 2); ``votes``: clip-argmax counts (``vote`` only); ``num_clips`` per video."""
+
+    video_ids: Tensor
+    scores: Tensor
+    rank: Tensor
+    key: Tensor
+    target: Tensor
+    num_clips: Tensor
+    coverage: Coverage
+    votes: Optional[Tensor] = None
+
+
+def check_reduction(reduction, task, input, name: str = "reduction") -> None:
+    check_choice(name, reduction, REDUCTIONS)
+    if reduction == "mean_logits" and input == "probs":
+        raise ValueError(f"`{name}='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")
+    if reduction == "vote" and task != "multiclass":
+        raise ValueError(f"`{name}='vote'` is defined for task='multiclass' only (task={task!r}: use 'mean_probs', "
+                         "'mean_logits' or 'max')")
+
+
+def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None,
+                     full: bool = True) -> AggregatedVideos:
+    """Aggregate the kept clip rows (a :class:`RowStore`, or one ``(N, C)`` tensor) into videos.
+    ``full=False`` (the suite) leaves ``scores`` and ``key`` to be derived block by block from
+    ``rank`` (and ``votes``), so that only one ``(videos, classes)`` float64 array is kept."""
+    if isinstance(rows, Tensor):
+        rows = RowStore([rows], None, rows.shape[1], block_sizes(rows.shape[0], rows.shape[1])[0])
+    dev = t.device
+    uniq, inverse, counts = group_rows(vid)
+    v = uniq.numel()
+    # one target per video: every clip must agree
+    if task == "multiclass":
+        tmin = torch.full((v,), 2**62, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amin")
+        tmax = torch.full((v,), -1, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amax")
+        bad = int((tmin != tmax).sum())
+        vt = tmax
+    else:  # uint8, block by block: no int64 copy of a (clips, classes) target matrix
+        c = t.shape[1]
+        tmin = torch.full((v, c), 2, dtype=torch.uint8, device=dev)
+        tmax = torch.zeros((v, c), dtype=torch.uint8, device=dev)
+        for lo in range(0, t.shape[0], rows.block_rows):
+            tb = t[lo:lo + rows.block_rows].to(torch.uint8)
+            idx = inverse[lo:lo + rows.block_rows, None].expand_as(tb)
+            tmin.scatter_reduce_(0, idx, tb, "amin")
+            tmax.scatter_reduce_(0, idx, tb, "amax")
+        bad = int((tmin != tmax).any(1).sum())
+        vt = tmax.bool()
+        del tmin, tmax
+    if bad:
+        raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
+    rank, votes = aggregate_blocks(rows.blocks, inverse, counts, rows.c, task, input, reduction)
+    probs = key = None
+    if full:
+        probs = video_probs(rank, task, input, reduction)
+        key = video_key(rank, votes, task, input, reduction)
+    missing_ids: List[int] = []
+    if expected_video_ids is not None:
+        exp = expected_video_ids.to(uniq.device)
+        missing_ids = exp[~torch.isin(exp, uniq)].tolist()
+    fewer = int((counts < expected_clips).sum()) if expected_clips is not None else 0
+    cov = Coverage(
+        num_videos=v, num_clips=int(counts.sum()), duplicates_dropped=int(dropped),
+        min_clips=int(counts.min()) if v else 0, max_clips=int(counts.max()) if v else 0,
+        missing_videos=len(missing_ids), missing_video_ids=missing_ids, videos_with_fewer_clips=fewer,
+    )
+    return AggregatedVideos(uniq, probs, rank, key, vt, counts, cov, votes)
+
+
+class EvalContext:
+    """The suite's kept rows after the sync (valid, de-duplicated), with the levels already
+    computed from them, for the analyses that re-read them: every subset is a mask over the kept
+    rows (``rows_mask``), and :meth:`clip_level` / :meth:`video_level` evaluate it as a fresh suite
+    would."""
+
+    def __init__(self, suite, rows: RowStore, t: Tensor, vid: Tensor, clip_ids: Optional[Tensor], dropped: int,
+                 has_video_ids: bool, clip: Level, video: Optional[Level] = None, video_ids: Optional[Tensor] = None,
+                 groups: Optional[Tensor] = None) -> None:
+        self.suite, self.rows, self.t, self.vid, self.clip_ids = suite, rows, t, vid, clip_ids
+        self.dropped, self.has_video_ids = dropped, has_video_ids
+        self._clip, self._video, self._video_ids = clip, video, video_ids
+        self.groups = groups  # (kept rows, G) int64, or None
+
+    def subset_rows(self, rows_mask: Tensor) -> RowStore:
+        """A :class:`RowStore` over the kept rows selected by ``rows_mask``."""
+        stored = self.rows.mask
+        kept = torch.nonzero(stored).squeeze(1) if stored is not None else None
+        n_stored = stored.numel() if stored is not None else self.rows.n
+        full = torch.zeros(n_stored, dtype=torch.bool, device=rows_mask.device)
+        full[kept[rows_mask] if kept is not None else rows_mask] = True
+        return RowStore(self.rows.chunks, full, self.rows.c, block_sizes(int(rows_mask.sum()), self.rows.c)[0])
+
+    def clip_level(self, rows_mask: Optional[Tensor] = None) -> Level:
+        if rows_mask is None:
+            return self._clip
+        level = Level(self.suite, "clip", None, detail=True)
+        level.from_rows(self.subset_rows(rows_mask), self.t[rows_mask])
+        return level
+
+    def missing_ids(self, seen: Tensor) -> Optional[Tensor]:
+        su = self.suite
+        if su.expected_video_ids is None or su.missing != "count_as_wrong":
+            return None
+        exp = su.expected_video_ids.to(seen.device)
+        return exp[~torch.isin(exp, seen)]
+
+    def video_level(self, rows_mask: Optional[Tensor] = None) -> Tuple[Level, Tensor, Optional[Tensor]]:
+        """``(level, video ids, missing ids)``; a subset's videos have no missing ones."""
+        su = self.suite
+        if rows_mask is None:
+            return self._video, self._video_ids, self.missing_ids(self._video_ids)
+        t, vid = self.t[rows_mask], self.vid[rows_mask]
+        agg = aggregate_videos(self.subset_rows(rows_mask), t, vid, 0, su._task, su.input, su.video_reduction, full=False)
+        level = Level(su, "video", su.video_reduction, detail=True)
+        level.from_videos(agg)
+        return level, agg.video_ids, None
