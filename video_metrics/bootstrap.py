@@ -276,7 +276,8 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     bins = torch.zeros(3, nu * nb, dtype=torch.float64, device=dev)
     loss = torch.zeros(2, nu, dtype=torch.float64, device=dev)
     need_rank = (not mc) or "auroc_macro" in keys
-    rank_t = getattr(level, "_rank_t", None) if need_rank else None
+    # the level's own ranking matrix when it kept it unsorted (detail=True)
+    rank_t = getattr(level, "_rank_t", None) if need_rank and level.detail else None
     build = need_rank and rank_t is None
     if build:
         rank_t = torch.empty((c, n), dtype=level.rank_dtype, device=dev)
@@ -417,6 +418,8 @@ def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Te
             missing = poisson_weights(missing_ids, replicates, seed).sum(1)
         unit_v = torch.arange(vids.numel(), device=vids.device)
         out.update({f"video/{k}": v for k, v in replicate_scalars(video, unit_v, wv, missing, classes).items()})
+        if su.preset == "kinetics" and "video/top1" in out and "video/top5" in out:
+            out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
     return out
 
 
@@ -438,7 +441,7 @@ def replicates(suite, replicates: Optional[int] = None, seed: Optional[int] = No
         raise ValueError("bootstrap replicates need exact mode (bins=None)")
 
     def run():
-        ctx = suite._evaluate(detail=True)[4]
+        ctx = suite._evaluate(detail="context")[4]
         return suite_replicates(suite, ctx, b, s)
 
     return suite._synced(run)

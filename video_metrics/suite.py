@@ -498,11 +498,13 @@ class VideoClassificationMetrics(_ClipRows):
                 out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
         if not detail:
             return out, None, None, None
-        mask = rows.mask
+        mask = rows.mask  # detail="context": the rows and levels for an analysis, no reports
         cid = self._cat("clip_ids") if int(self.n_with_clip_ids) else None
         if cid is not None and mask is not None:
             cid = cid[mask]
         ctx = EvalContext(self, rows, t, vid, cid, dropped, bool(int(self.n_with_video_ids)), clip, video,
                           agg.video_ids if agg is not None else None)
+        if detail == "context":
+            return out, None, None, coverage, ctx
         return out, clip.report(), (video.report() if video is not None else None), coverage, ctx
 

@@ -108,10 +108,15 @@ def check_row_values(lo: Tensor, hi: Tensor, target: Tensor, task: str, input: s
 
 
 def probabilities(scores: Tensor, task: str, input: str) -> Tensor:
-    """fp32 probabilities: softmax (multiclass) or sigmoid (multilabel) of logits, or the input."""
+    """Probabilities in the scores' dtype: softmax (multiclass) or sigmoid (multilabel) of logits,
+    or the input. The sigmoid is taken in float64 and rounded: the CPU kernel of an fp32 sigmoid
+    differs by an ulp between its vectorised body and its tail, so the value of an element would
+    depend on where its batch starts (and results on the world size)."""
     if input == "probs":
         return scores
-    return scores.softmax(dim=1) if task == "multiclass" else scores.sigmoid()
+    if task == "multiclass":
+        return scores.softmax(dim=1)
+    return scores.double().sigmoid().to(scores.dtype)
 
 
 def ranking_scores(scores: Tensor, task: str, input: str) -> Tensor:
