@@ -50,6 +50,7 @@ from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_log
 from .ids import IdRegistry
 from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
 from . import bootstrap as _bootstrap
+from . import slices as _slices
 from .metrics.base import VideoMetric
 from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction  # noqa: F401 (re-exported)
 from .metrics.ranking import check_bins
@@ -326,7 +327,9 @@ class VideoClassificationMetrics(_ClipRows):
                  bin_range: float = DEFAULT_RANGE, compile_update: Any = False, predicted_absent: str = "ignore",
                  ap_empty_class: Optional[str] = None, auroc_empty_class: Optional[str] = None,
                  empty_videos: str = "keep", bootstrap: int = 0, ci: float = 0.95, bootstrap_unit: str = "video",
-                 seed: int = 0, **kwargs: Any) -> None:
+                 seed: int = 0, slices: Sequence[str] = (), class_frequency: Optional[Sequence[int]] = None,
+                 frequency_thresholds: Tuple[int, int] = (20, 100), class_slices: Optional[Dict[str, Sequence[int]]] = None,
+                 min_slice_size: int = 30, **kwargs: Any) -> None:
         check_choice("preset", preset, (None,) + tuple(PRESETS))
         _bootstrap.check_bootstrap(bootstrap, ci, bootstrap_unit, seed)
         if bootstrap and bins is not None:
@@ -351,6 +354,9 @@ class VideoClassificationMetrics(_ClipRows):
         super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry,
                          keep_rows=bins is None, **kwargs)
         self.bins, self.bin_range = bins, float(bin_range)
+        _slices.check_slices(self, slices, class_frequency, frequency_thresholds, class_slices, min_slice_size, bins)
+        if self.slices:
+            self.add_cat_state("groups", torch.long, (len(self.slices),))
         if compile_update and bins is None:
             raise ValueError("`compile_update` needs histogram mode (bins=...): exact mode appends rows of varying "
                              "number, which no graph can capture")
@@ -449,10 +455,16 @@ class VideoClassificationMetrics(_ClipRows):
                 self.loss_sums += torch.stack([torch.where(valid, nll, zero).sum(), torch.where(valid, brier, zero).sum()])
         hist_update(self.hist, to_logit(s, self._task, self.input), pos, valid, self.bin_range)
 
-    def update(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor] = None, clip_ids: Optional[Tensor] = None) -> None:
+    def update(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor] = None, clip_ids: Optional[Tensor] = None,
+               groups: Optional[Tensor] = None) -> None:
+        """``groups``: the integer group columns named by ``slices``, ``(N,)`` for one name or
+        ``(N, G)``; required when ``slices`` is set."""
         if self.video_reduction is not None and video_ids is None:
             raise ValueError("`video_ids` is required when `video_reduction` is set")
+        groups = _slices.check_groups(groups, self.slices, scores)
         self._append(scores, target, video_ids, clip_ids)
+        if groups is not None:
+            self.groups.append(groups)
 
     # ------------------------------------------------------------------------------ compute
     def compute(self) -> Dict[str, Tensor]:
@@ -463,11 +475,12 @@ class VideoClassificationMetrics(_ClipRows):
         def run():
             out, clip, video, coverage, ctx = self._evaluate(detail=True)
             intervals = _bootstrap.intervals_for(self, ctx) if self.bootstrap and ctx is not None else {}
-            return out, clip, video, coverage, intervals
+            slices = _slices.slice_results(self, ctx) if ctx is not None else []
+            return out, clip, video, coverage, intervals, slices
 
-        out, clip, video, coverage, intervals = self._synced(run)
+        out, clip, video, coverage, intervals, slices = self._synced(run)
         return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in out.items()},
-                           clip, video, coverage, self.video_reduction, intervals,
+                           clip, video, coverage, self.video_reduction, intervals, slices,
                            ci=self.ci if self.bootstrap else None)
 
     def _evaluate(self, detail: bool):
@@ -502,8 +515,12 @@ class VideoClassificationMetrics(_ClipRows):
         cid = self._cat("clip_ids") if int(self.n_with_clip_ids) else None
         if cid is not None and mask is not None:
             cid = cid[mask]
+        groups = None
+        if self.slices:
+            groups = self._cat("groups")
+            groups = groups[mask] if mask is not None else groups
         ctx = EvalContext(self, rows, t, vid, cid, dropped, bool(int(self.n_with_video_ids)), clip, video,
-                          agg.video_ids if agg is not None else None)
+                          agg.video_ids if agg is not None else None, groups)
         if detail == "context":
             return out, None, None, coverage, ctx
         return out, clip.report(), (video.report() if video is not None else None), coverage, ctx
