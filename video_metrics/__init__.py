@@ -41,3 +41,7 @@ from .suite import (  # noqa: E402
 
 __all__ += ["stable_id", "IdRegistry", "VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics",
             "SuiteReport", "LevelReport", "PRESETS"]
+from .compare import Comparison, compare  # noqa: E402
+from .slices import SliceResult  # noqa: E402
+
+__all__ += ["compare", "Comparison", "SliceResult"]

@@ -19,20 +19,30 @@ __all__ = ["main", "format_table", "build_parser"]
 DESCRIPTION = "Evaluate video classifiers: clip- and video-level metrics, reports and a demo."
 
 
-def format_table(scalars: Dict[str, float]) -> str:
-    """Two-column table: one row per metric name, clip and video values side by side."""
+def format_table(scalars: Dict[str, float], intervals: Optional[Dict[str, tuple]] = None) -> str:
+    """Two-column table: one row per metric name, clip and video values side by side (with their
+    bootstrap intervals when given)."""
+    intervals = intervals or {}
     names: List[str] = []
     for k in scalars:
         level, _, name = k.partition("/")
         if level in ("clip", "video") and name not in names:
             names.append(name)
     width = max(len(n) for n in names) + 2
-    lines = [f"{'metric':<{width}}{'clip':>10}{'video':>10}", "-" * (width + 20)]
+    cw = 28 if intervals else 10
+    lines = [f"{'metric':<{width}}{'clip':>{cw}}{'video':>{cw}}", "-" * (width + 2 * cw)]
     for n in names:
         cells = []
         for level in ("clip", "video"):
             v = scalars.get(f"{level}/{n}")
-            cells.append(f"{'':>10}" if v is None else (f"{v:>10.0f}" if n.startswith("num_") or n.startswith("missing") else f"{v:>10.4f}"))
+            iv = intervals.get(f"{level}/{n}")
+            if v is None:
+                cell = ""
+            elif n.startswith("num_") or n.startswith("missing"):
+                cell = f"{v:.0f}"
+            else:
+                cell = f"{v:.4f}" + (f" [{iv[0]:.4f}, {iv[1]:.4f}]" if iv is not None else "")
+            cells.append(f"{cell:>{cw}}")
         lines.append(f"{n:<{width}}" + "".join(cells))
     return "\n".join(lines)
 
@@ -67,56 +77,138 @@ class _Fail(Exception):
     pass
 
 
+def _open(args, path: str, registry=None):
+    """``(prediction file, task, reduction)`` for ``path`` under the shared options."""
+    from .io import open_predictions
+
+    names = None
+    if args.class_names:
+        try:
+            with open(args.class_names) as f:
+                names = [ln.strip() for ln in f if ln.strip()]
+        except OSError as e:
+            raise _Fail(f"--class-names {args.class_names}: cannot read ({e.strerror})")
+    pf = open_predictions(path, names)
+    if registry is not None:  # two files of one comparison: the same names get the same ids
+        pf.registry = registry
+    task = args.task or ("multilabel" if pf.multilabel else "multiclass")
+    if task in ("multiclass", "binary") and pf.multilabel:
+        raise _Fail(f"{path}: targets are multi-label but --task {task} was given")
+    if task == "multilabel" and not pf.multilabel:
+        pf.as_multilabel()  # one class index per row: a one-label multi-hot row
+    if task == "binary" and pf.num_classes != 1:
+        raise _Fail(f"{path}: --task binary needs one score column (score_0, the positive class), "
+                    f"got {pf.num_classes}")
+    if task == "binary":
+        pf.as_binary()
+    reduction = args.reduction
+    if reduction is None and pf.has_video_ids and not args.histogram_bins:
+        reduction = "mean_logits" if args.input == "logits" else "mean_probs"
+    if reduction is not None and not pf.has_video_ids:
+        raise _Fail(f"{path}: --reduction {reduction} needs video ids (video_ids / video_id column)")
+    slices = getattr(args, "slices_from", None) or []
+    if slices:
+        pf.select_groups(slices)
+    return pf, task, reduction
+
+
+def _fail(command: str, e: Exception) -> int:
+    print(f"video-metrics {command}: error: {(str(e).splitlines() or [''])[0]}", file=sys.stderr)
+    return 2
+
+
 def report(args: argparse.Namespace) -> int:
-    from .io import PredictionFileError, open_predictions
+    from .io import PredictionFileError
 
     try:
-        names = None
-        if args.class_names:
-            try:
-                with open(args.class_names) as f:
-                    names = [ln.strip() for ln in f if ln.strip()]
-            except OSError as e:
-                raise _Fail(f"--class-names {args.class_names}: cannot read ({e.strerror})")
-        pf = open_predictions(args.predictions, names)
-        task = args.task or ("multilabel" if pf.multilabel else "multiclass")
-        if task in ("multiclass", "binary") and pf.multilabel:
-            raise _Fail(f"{args.predictions}: targets are multi-label but --task {task} was given")
-        if task == "multilabel" and not pf.multilabel:
-            pf.as_multilabel()  # one class index per row: a one-label multi-hot row
-        if task == "binary" and pf.num_classes != 1:
-            raise _Fail(f"{args.predictions}: --task binary needs one score column (score_0, the positive class), "
-                        f"got {pf.num_classes}")
-        if task == "binary":
-            pf.as_binary()
-        reduction = args.reduction
-        if reduction is None and pf.has_video_ids and not args.histogram_bins:
-            reduction = "mean_logits" if args.input == "logits" else "mean_probs"
-        if reduction is not None and not pf.has_video_ids:
-            raise _Fail(f"{args.predictions}: --reduction {reduction} needs video ids (video_ids / video_id column)")
+        pf, task, reduction = _open(args, args.predictions)
         suite = _make_suite(args, pf, task, reduction)
         _stream(args, pf, suite)
         rep = suite.report()
+        for sl in rep.slices:  # string group values (CSV text columns) by name
+            values = pf.group_values.get(sl.name)
+            if sl.kind == "group" and values is not None:
+                sl.value = values[sl.value]
         from .report import write_report
 
         paths = write_report(rep, args.out, title=f"video_metrics report: {os.path.basename(args.predictions)}",
                              source=args.predictions)
-    except (PredictionFileError, _Fail) as e:
-        print(f"video-metrics report: error: {(str(e).splitlines() or [''])[0]}", file=sys.stderr)
-        return 2
-    except ValueError as e:  # the suite's own checks (raised at compute) and bad options
-        print(f"video-metrics report: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    print(format_table(rep.scalars))
+    except (PredictionFileError, _Fail, ValueError) as e:  # ValueError: the suite's own checks
+        return _fail("report", e)
+    print(format_table(rep.scalars, rep.intervals))
     print(f"\nReport: {paths['report.html']}")
     return 0
+
+
+def _gates(specs: List[str]):
+    out = []
+    for spec in specs or []:
+        key, sep, val = spec.rpartition(":")
+        try:
+            delta = float(val)
+        except ValueError:
+            delta = float("nan")
+        if not sep or not key or not delta >= 0:
+            raise _Fail(f"--fail-if-worse {spec!r}: expected KEY:DELTA with DELTA >= 0, e.g. video/top1:0.005")
+        out.append((key, delta))
+    return out
+
+
+def compare(args: argparse.Namespace) -> int:
+    from .compare import compare as compare_suites
+    from .io import PredictionFileError
+
+    try:
+        gates = _gates(args.fail_if_worse)
+        pfa, task, reduction = _open(args, args.a)
+        pfb, task_b, reduction_b = _open(args, args.b, registry=pfa.registry)
+        if task != task_b or pfa.num_classes != pfb.num_classes:
+            raise _Fail(f"{args.a} and {args.b} differ: {task} with {pfa.num_classes} classes vs {task_b} with "
+                        f"{pfb.num_classes}")
+        if reduction is None or reduction_b is None:
+            raise _Fail("compare pairs the two files by video: both need video ids (video_ids / video_id column)")
+        suites = []
+        for pf in (pfa, pfb):
+            su = _make_suite(args, pf, task, reduction)
+            _stream(args, pf, su)
+            suites.append(su)
+        comp = compare_suites(suites[0], suites[1], bootstrap=args.bootstrap, ci=args.ci, seed=args.seed)
+        for key, _ in gates:
+            if key not in comp.deltas:
+                raise _Fail(f"--fail-if-worse: unknown key {key!r}; keys: {', '.join(comp.deltas)}")
+        from .compare import lower_is_better
+
+        tripped = []
+        for key, delta in gates:
+            d = comp.deltas[key]
+            # worse beyond DELTA with confidence: the whole interval lies past -DELTA (past +DELTA
+            # for keys where lower is better: ece, nll, brier, ...)
+            if (d.low > delta) if lower_is_better(key) else (d.high < -delta):
+                tripped.append(f"GATE TRIPPED: {key} got worse by more than {delta}: b - a = {d.delta:+.4f}, "
+                               f"{comp.ci:.0%} interval [{d.low:+.4f}, {d.high:+.4f}]")
+        from .report import write_comparison
+
+        paths = write_comparison(comp, args.out, title="video_metrics comparison", sources=[args.a, args.b],
+                                 gates=tripped)
+    except (PredictionFileError, _Fail, ValueError) as e:
+        return _fail("compare", e)
+    print(f"{'key':<26}{'a':>9}{'b':>9}{'b - a':>9}   interval              p")
+    for k, d in comp.deltas.items():
+        print(f"{k:<26}{d.a:9.4f}{d.b:9.4f}{d.delta:+9.4f}   [{d.low:+.4f}, {d.high:+.4f}]  {d.p_value:.3g}")
+    for m in comp.mcnemar.values():
+        print(f"McNemar {m.level} top-1: a right/b wrong {m.a_right_b_wrong}, a wrong/b right {m.a_wrong_b_right}, "
+              f"exact p = {m.p_value:.3g}")
+    for line in tripped:
+        print(line)
+    print(f"\nComparison: {paths['compare.html']}")
+    return 1 if tripped else 0
 
 
 def _make_suite(args, pf, task, reduction):
     from .suite import VideoClassificationMetrics
 
     names = pf.class_names if task != "binary" or pf.class_names is None or len(pf.class_names) == 1 else None
-    kw = dict(task=task, input=args.input, video_reduction=reduction, class_names=names,
+    kw = dict(task=task, input=args.input, video_reduction=reduction, class_names=names, id_registry=pf.registry,
               calibration_bins=args.calibration_bins, predicted_absent=args.predicted_absent,
               empty_class=args.empty_class, empty_videos=args.empty_videos)
     if args.top_k:
@@ -125,6 +217,11 @@ def _make_suite(args, pf, task, reduction):
         kw["preset"] = args.preset
     if args.histogram_bins:
         kw["bins"] = args.histogram_bins
+    if getattr(args, "slices_from", None):
+        kw["slices"] = tuple(args.slices_from)
+        kw["min_slice_size"] = args.min_slice_size
+    if getattr(args, "bootstrap", 0) and args.command == "report":
+        kw.update(bootstrap=args.bootstrap, ci=args.ci, seed=args.seed)
     return VideoClassificationMetrics(None if task == "binary" else pf.num_classes, **kw)
 
 
@@ -138,7 +235,8 @@ def _stream(args, pf, suite) -> None:
         binary = suite.task == "binary"
         for ch in pf.chunks(args.chunk_size):
             scores, target = (ch.scores[:, 0], ch.target) if binary else (ch.scores, ch.target)
-            suite.update(scores, target, ch.video_ids if ids else None, ch.clip_ids if ids else None)
+            suite.update(scores, target, ch.video_ids if ids else None, ch.clip_ids if ids else None,
+                         **({"groups": ch.groups} if ch.groups is not None else {}))
             bar.update(ch.scores.shape[0])
     finally:
         bar.close()
@@ -156,23 +254,18 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="video-metrics", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train a tiny 3D CNN on generated clips and report clip/video metrics",
-                       description="Train a tiny 3D CNN on generated moving-object clips with Lightning (metrics and "
-                                   "explanation callbacks, TensorBoard logging), print the clip/video table and write "
-                                   "a report folder.")
-    p.add_argument("--out", default="video_metrics_demo", help="output folder (report, TensorBoard logs)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 12; 2 with --quick)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of training")
-    p.add_argument("--quick", action="store_true", help="a smaller, faster run")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    r = sub.add_parser("report", help="evaluate saved per-clip predictions and write an HTML/PNG/JSON report",
-                       description="Evaluate saved per-clip predictions (.npz, .pt or .csv) at clip and video level "
-                                   "and write metrics.json, report.html and PNG figures.")
-    r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions")
-    r.add_argument("--out", required=True, help="report folder")
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _eval_options(r: argparse.ArgumentParser) -> None:
+    """The options shared by report and compare: how to read and evaluate a prediction file."""
     r.add_argument("--task", choices=["multiclass", "multilabel", "binary"], default=None,
                    help="default: from the targets (multilabel when they are multi-hot or space-separated); "
                         "multilabel also accepts one class index per row; binary needs one score column")
@@ -200,6 +293,48 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--class-names", default=None, help="text file, one class name per line")
     r.add_argument("--chunk-size", type=_positive_int, default=8192, help="rows read and evaluated per step")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="video-metrics", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="train a tiny 3D CNN on generated clips and report clip/video metrics",
+                       description="Train a tiny 3D CNN on generated moving-object clips with Lightning (metrics and "
+                                   "explanation callbacks, TensorBoard logging), print the clip/video table and write "
+                                   "a report folder.")
+    p.add_argument("--out", default="video_metrics_demo", help="output folder (report, TensorBoard logs)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 12; 2 with --quick)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of training")
+    p.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    r = sub.add_parser("report", help="evaluate saved per-clip predictions and write an HTML/PNG/JSON report",
+                       description="Evaluate saved per-clip predictions (.npz, .pt or .csv) at clip and video level "
+                                   "and write metrics.json, report.html and PNG figures.")
+    r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions")
+    r.add_argument("--out", required=True, help="report folder")
+    _eval_options(r)
+    r.add_argument("--bootstrap", type=_non_negative_int, default=0,
+                   help="bootstrap replicates (resampling videos) for intervals next to every number (0: none)")
+    r.add_argument("--slices-from", nargs="+", default=None, metavar="COLUMN",
+                   help="columns (CSV columns, .npz arrays, .pt keys) whose values slice the videos, e.g. participant")
+    r.add_argument("--min-slice-size", type=_non_negative_int, default=30,
+                   help="slices with fewer videos are marked too small to read")
+    c = sub.add_parser("compare", help="paired comparison of two prediction files on the same videos",
+                       description="Compare two checkpoints' per-clip predictions on the same videos: deltas of every "
+                                   "key with paired bootstrap intervals and p-values, McNemar, per-class changes, "
+                                   "flipped videos. Writes compare.json, compare.html and PNGs. Exit 1 when a "
+                                   "--fail-if-worse gate trips, 2 on bad input.")
+    c.add_argument("a", help="baseline predictions (.npz, .pt or .csv)")
+    c.add_argument("b", help="candidate predictions, on the same videos")
+    c.add_argument("--out", required=True, help="output folder")
+    _eval_options(c)
+    c.add_argument("--bootstrap", type=_positive_int, default=1000, help="paired bootstrap replicates (default 1000)")
+    c.add_argument("--fail-if-worse", nargs="+", default=None, metavar="KEY:DELTA",
+                   help="exit 1 when the upper end of KEY's delta interval is below -DELTA (e.g. video/top1:0.005); "
+                        "for keys where lower is better (ece, mce, nll, brier) when its lower end is above DELTA")
+    for p_ in (r, c):
+        p_.add_argument("--ci", type=float, default=0.95, help="interval level (default 0.95)")
+        p_.add_argument("--seed", type=int, default=0, help="seed of the resampling")
     return parser
 
 
@@ -207,6 +342,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo(args)
+    if args.command == "compare":
+        return compare(args)
     return report(args)
 
 

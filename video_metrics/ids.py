@@ -66,3 +66,6 @@ class IdRegistry:
 
     def __len__(self) -> int:
         return len(self._names)
+
+    def __contains__(self, i) -> bool:
+        return int(i) in self._names

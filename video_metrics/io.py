@@ -19,7 +19,7 @@ import csv
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ class Chunk:
     video_ids: Optional[Tensor]
     clip_ids: Optional[Tensor]
     first_row: int  # 0-based index of the chunk's first row
+    groups: Optional[Tensor] = None  # (rows, G) int64: the columns chosen with select_groups
 
 
 @dataclass
@@ -56,15 +57,48 @@ class PredictionFile:
     has_clip_ids: bool
     registry: IdRegistry = field(default_factory=IdRegistry)
     _chunks: Optional[object] = None
+    _column: Optional[object] = None  # name -> the whole column (array-like) or None
+    #: per selected group column: the string of each integer code (None: the column holds integers)
+    group_values: Dict[str, Optional[List[str]]] = field(default_factory=dict)
+    _groups: Optional[Tensor] = None
 
     def chunks(self, size: int = 4096) -> Iterator[Chunk]:
-        if not self.multilabel and getattr(self, "_as_multilabel", False):
-            for ch in self._chunks(size):
+        for ch in self._chunks(size):
+            if not self.multilabel and getattr(self, "_as_multilabel", False):
                 hot = torch.zeros(ch.target.shape[0], self.num_classes, dtype=torch.long)
                 hot[torch.arange(ch.target.shape[0]), ch.target] = 1
-                yield Chunk(ch.scores, hot, ch.video_ids, ch.clip_ids, ch.first_row)
-            return
-        yield from self._chunks(size)
+                ch = Chunk(ch.scores, hot, ch.video_ids, ch.clip_ids, ch.first_row)
+            if self._groups is not None:
+                ch.groups = self._groups[ch.first_row:ch.first_row + ch.scores.shape[0]]
+            yield ch
+
+    def select_groups(self, names: List[str]) -> "PredictionFile":
+        """Read the named columns (CSV columns, ``.npz`` arrays, ``.pt`` keys) as integer group
+        columns for slices: integers as they are, strings coded by their sorted order
+        (:attr:`group_values` maps the codes back)."""
+        cols = []
+        for name in names:
+            col = self._column(name) if self._column is not None else None
+            if col is None:
+                raise PredictionFileError(f"{self.path}: no column {name!r} for --slices-from")
+            vals = np.asarray(col.numpy() if isinstance(col, Tensor) else col)
+            if vals.shape[:1] != (self.num_rows,) or vals.ndim != 1:
+                raise PredictionFileError(f"{self.path}: column {name!r} must have one value per row "
+                                          f"({self.num_rows}), got shape {vals.shape}")
+            if vals.dtype.kind in "iu" or (vals.dtype.kind == "f" and np.all(vals == np.round(vals))):
+                cols.append(torch.from_numpy(vals.astype(np.int64)))
+                self.group_values[name] = None
+                continue
+            text = np.asarray([str(v).strip() for v in vals])
+            if all(t.lstrip("-").isdigit() for t in text):
+                cols.append(torch.from_numpy(text.astype(np.int64)))
+                self.group_values[name] = None
+                continue
+            uniq, codes = np.unique(text, return_inverse=True)
+            cols.append(torch.from_numpy(codes.astype(np.int64)))
+            self.group_values[name] = [str(u) for u in uniq]
+        self._groups = torch.stack(cols, 1) if cols else None
+        return self
 
     def num_labels(self) -> int:
         """Valid class indices are ``0 .. num_labels() - 1`` (binary: 0 and 1 with one score column)."""
@@ -215,6 +249,7 @@ def _open_npz(path: str, class_names) -> PredictionFile:
             raise PredictionFileError(f"{path}: {k!r} must be ({n},), got shape {m[k].shape}")
     names = class_names or (_names(path, m["class_names"].load(), c) if "class_names" in keys else None)
     pf = PredictionFile(path, n, c, multilabel, names, "video_ids" in keys, "clip_ids" in keys)
+    pf._column = lambda name: m[name].load() if name in m else None
 
     def chunks(size: int) -> Iterator[Chunk]:
         vid_iter = m["video_ids"].rows(size) if "video_ids" in keys and m["video_ids"].dtype.kind != "U" else None
@@ -272,6 +307,7 @@ def _open_pt(path: str, class_names) -> PredictionFile:
             raise PredictionFileError(f"{path}: {k!r} must have {n} entries, got {len(v)}")
     names = class_names or (_names(path, d["class_names"], c) if d.get("class_names") is not None else None)
     pf = PredictionFile(path, n, c, multilabel, names, vid is not None, cid is not None)
+    pf._column = lambda name: d.get(name) if name not in ("scores", "target") else None
 
     def chunks(size: int) -> Iterator[Chunk]:
         for row in range(0, n, size):
@@ -354,7 +390,17 @@ def _open_csv(path: str, class_names) -> PredictionFile:
             if buf:
                 yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf)
 
+    def column(name: str):
+        if name not in header:
+            return None
+        j = header.index(name)
+        with open(path, newline="") as f:
+            r = csv.reader(f)
+            next(r)
+            return [row[j] for row in r if row]
+
     pf._chunks = chunks
+    pf._column = column
     return pf
 
 

@@ -32,7 +32,7 @@ from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
 
 __all__ = [
     "new_figure", "figure_to_array", "save_png", "plot_confusion", "plot_reliability", "plot_pr_curves",
-    "plot_per_class", "report_figures",
+    "plot_per_class", "report_figures", "plot_intervals", "plot_deltas", "plot_class_deltas", "comparison_figures",
 ]
 
 
@@ -166,6 +166,87 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
     return fig
 
 
+def _forest(ax, labels: Sequence[str], values: Sequence[float], lows: Sequence[float], highs: Sequence[float],
+            zero: Optional[float] = None, lower_better: Optional[Sequence[bool]] = None) -> None:
+    """Points with horizontal interval bars, one row per label (top to bottom)."""
+    v = np.asarray(values, dtype=np.float64)
+    lo = np.asarray(lows, dtype=np.float64)
+    hi = np.asarray(highs, dtype=np.float64)
+    y = np.arange(len(labels))[::-1]
+    colors = ["tab:gray"] * len(labels)
+    if zero is not None:
+        flip = lower_better or [False] * len(labels)
+        colors = [("tab:green" if h < zero else "tab:red" if l > zero else "tab:gray") if f else
+                  ("tab:red" if h < zero else "tab:green" if l > zero else "tab:gray") for l, h, f in zip(lo, hi, flip)]
+        ax.axvline(zero, color="black", linewidth=0.8)
+    for yi, vi, l, h, col in zip(y, v, lo, hi, colors):
+        if np.isfinite(l) and np.isfinite(h):
+            ax.plot([l, h], [yi, yi], color=col, linewidth=2)
+        ax.plot([vi], [yi], "o", color=col, markersize=4)
+    ax.set_yticks(y)
+    ax.set_yticklabels([_short(x, 32) for x in labels], fontsize=7)
+
+
+def plot_intervals(scalars, intervals, ci: float, keys: Optional[Sequence[str]] = None,
+                   title: Optional[str] = None) -> Figure:
+    """The point estimate and bootstrap interval of each key (error bars), one row per key."""
+    keys = [k for k in (keys or intervals) if k in intervals and k in scalars]
+    fig = new_figure(7, max(2.5, 0.8 + 0.22 * len(keys)))
+    ax = fig.add_subplot(1, 1, 1)
+    _forest(ax, keys, [scalars[k] for k in keys], [intervals[k][0] for k in keys], [intervals[k][1] for k in keys])
+    ax.set_xlabel(f"value, {ci:.0%} bootstrap interval (by video)")
+    set_title(ax, title or f"Headline metrics with {ci:.0%} intervals")
+    fig.tight_layout()
+    return fig
+
+
+def plot_deltas(comparison, keys: Optional[Sequence[str]] = None, title: Optional[str] = None) -> Figure:
+    """``b - a`` of each key with its paired interval; red: b is worse with confidence (the interval
+    is below 0, or above 0 for keys where lower is better), green: b is better."""
+    keys = [k for k in (keys or comparison.deltas) if k in comparison.deltas]
+    d = [comparison.deltas[k] for k in keys]
+    fig = new_figure(7, max(2.5, 0.8 + 0.22 * len(keys)))
+    ax = fig.add_subplot(1, 1, 1)
+    from .compare import lower_is_better
+
+    _forest(ax, [f"{k} (p={x.p_value:.3g})" for k, x in zip(keys, d)], [x.delta for x in d], [x.low for x in d],
+            [x.high for x in d], zero=0.0, lower_better=[lower_is_better(k) for k in keys])
+    ax.set_xlabel(f"delta = b - a, {comparison.ci:.0%} paired interval")
+    set_title(ax, title or f"Deltas, {comparison.bootstrap} paired resamples of {comparison.num_videos} videos")
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_deltas(comparison, max_bars: int = 30, title: Optional[str] = None) -> Figure:
+    """Per-class change (recall or AP) with paired intervals as error bars: the worst
+    ``max_bars // 2`` and the best ``max_bars // 2`` classes."""
+    rows = [x for x in comparison.per_class if np.isfinite(x.delta)]
+    if len(rows) > max_bars:
+        rows = rows[:max_bars // 2] + rows[-(max_bars // 2):]
+    fig = new_figure(8, max(3.0, 0.9 + 0.22 * len(rows)))
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(rows))[::-1]
+    vals = np.asarray([x.delta for x in rows], dtype=np.float64)
+    err = np.asarray([[x.delta - x.low for x in rows], [x.high - x.delta for x in rows]], dtype=np.float64)
+    colors = ["tab:red" if x.high < 0 else "tab:green" if x.low > 0 else "tab:gray" for x in rows]
+    ax.barh(y, vals, color=colors, xerr=np.nan_to_num(err) if len(rows) else None, capsize=2, ecolor="black")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{_short(x.name)} (q={x.q_value:.2g})" for x in rows], fontsize=7)
+    metric = rows[0].metric if rows else "value"
+    ax.set_xlabel(f"change of {metric}, b - a ({comparison.per_class_level} level)")
+    set_title(ax, title or f"Per-class change of {metric}, worst first")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figures(comparison, keys: Optional[Sequence[str]] = None) -> Iterator[Tuple[str, Figure]]:
+    """``("deltas", ...)`` and, when there are per-class results, ``("per_class_deltas", ...)``."""
+    yield "deltas", plot_deltas(comparison, keys)
+    if comparison.per_class:
+        yield "per_class_deltas", plot_class_deltas(comparison)
+
+
 def report_figures(report, max_classes_in_matrix: int = 50, levels: Sequence[str] = ("clip", "video")
                    ) -> Iterator[Tuple[str, Figure]]:
     """The figures of a :class:`~video_metrics.suite.SuiteReport`, one at a time as
@@ -191,3 +272,5 @@ def report_figures(report, max_classes_in_matrix: int = 50, levels: Sequence[str
             yield f"{level}/per_class_ap", plot_per_class(rep.ap, rep.support, names, "AP")
         else:
             yield f"{level}/per_class_f1", plot_per_class(rep.f1, rep.support, names, "F1")
+    if getattr(report, "intervals", None):
+        yield "intervals", plot_intervals(report.scalars, report.intervals, report.ci)

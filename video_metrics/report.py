@@ -19,9 +19,10 @@ import numpy as np
 
 from .plots import report_figures, save_png
 
-__all__ = ["write_report", "REPORT_FILES"]
+__all__ = ["write_report", "REPORT_FILES", "write_comparison", "COMPARE_FILES"]
 
 REPORT_FILES = ("metrics.json", "report.html")
+COMPARE_FILES = ("compare.json", "compare.html")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222;background:#fff}
@@ -72,7 +73,9 @@ def _headline(report) -> str:
         cells = []
         for level in ("clip", "video"):
             v = report.scalars.get(f"{level}/{n}")
-            cells.append(f"<td>{_fmt(v, 0 if n.startswith(('num_', 'missing')) else 4)}</td>")
+            iv = getattr(report, "intervals", {}).get(f"{level}/{n}")
+            band = f" <span class=\"note\">[{_fmt(iv[0])}, {_fmt(iv[1])}]</span>" if iv is not None else ""
+            cells.append(f"<td>{_fmt(v, 0 if n.startswith(('num_', 'missing')) else 4)}{band}</td>")
         rows.append(f"<tr><td>{html.escape(n)}</td>{''.join(cells)}</tr>")
     video_head = f"video ({html.escape(str(report.video_reduction))})" if report.video is not None else "video"
     return ("<table id=\"headline\"><thead><tr><th>metric</th><th>clip</th>"
@@ -106,6 +109,38 @@ def _top_confusions(report, level: str) -> str:
         f"<td>{n / max(support[t], 1):.1%}</td></tr>" for t, p, n in rep.top_confusions)
     return (f"<h3>Top confusions, {level} level</h3><table><thead><tr><th>true</th><th>predicted</th><th>count</th>"
             f"<th>share of true</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+#: the keys shown in the slices table, when the level has them
+_SLICE_KEYS = ("top1", "top5", "acc", "balanced_acc", "mean_class_top1", "f1_macro", "mAP", "auprc_macro", "ap")
+
+
+def _slices(report) -> str:
+    if not getattr(report, "slices", None):
+        return ""
+    keys: List[str] = []
+    for sl in report.slices:
+        for lv in ("clip", "video"):
+            for k in _SLICE_KEYS:
+                key = f"{lv}/{k}"
+                if key in sl.scalars and key not in keys:
+                    keys.append(key)
+    head = "<th>slice</th><th>videos</th><th>clips</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    rows = []
+    for sl in report.slices:
+        cells = [f"<td data-v=\"{html.escape(sl.label)}\">{html.escape(sl.label)}"
+                 + (" <span class=\"note\">(too small)</span>" if sl.too_small else "") + "</td>",
+                 f"<td data-v=\"{sl.num_videos}\">{sl.num_videos}</td>", f"<td data-v=\"{sl.num_clips}\">{sl.num_clips}</td>"]
+        for k in keys:
+            v = sl.scalars.get(k)
+            iv = sl.intervals.get(k)
+            band = f" <span class=\"note\">[{_fmt(iv[0], 3)}, {_fmt(iv[1], 3)}]</span>" if iv is not None else ""
+            dv = "" if v is None or not math.isfinite(v) else v
+            cells.append(f"<td data-v=\"{dv}\">{_fmt(v, 4)}{band}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (f"<table class=\"sortable\" id=\"slices\"><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+            "</table><p class=\"note\">Group slices: the videos with that value; class slices: class averages over "
+            "the slice's classes (multiclass sample keys over the samples of those classes).</p>")
 
 
 def _coverage(report) -> str:
@@ -176,8 +211,13 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
              + (f"; predictions from <code>{html.escape(source)}</code>" if source else "") + "</p>"]
     for n in notes:
         parts.append(f"<p class=\"note\">{html.escape(n)}</p>")
-    parts += ["<h2>Headline: clip vs video</h2>", _headline(report),
-              "<h2>Coverage</h2>", _coverage(report)]
+    parts += ["<h2>Headline: clip vs video</h2>", _headline(report)]
+    if getattr(report, "intervals", None):
+        parts += [f"<p class=\"note\">[low, high]: {report.ci:.0%} bootstrap percentile intervals, resampling "
+                  "videos.</p>", "<div class=\"figs\">", _img(images, "intervals", "intervals"), "</div>"]
+    if getattr(report, "slices", None):
+        parts += ["<h2>Slices</h2>", _slices(report)]
+    parts += ["<h2>Coverage</h2>", _coverage(report)]
     if report.task in ("multiclass", "binary"):
         parts.append("<h2>Confusions</h2><div class=\"figs\">")
         parts += [_img(images, f"{lv}/confusion_matrix", f"confusion matrix, {lv} level") for lv in levels]
@@ -191,15 +231,82 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
         parts += [_img(images, f"{lv}/pr_curves", f"PR curves, {lv} level") for lv in levels]
         parts.append("</div>")
     metric = "f1" if report.task == "multiclass" else "ap"
-    parts.append(f"<h2>Per class</h2><p class=\"note\">Click a column to sort (support, F1, AP, …).</p>"
+    parts.append("<h2>Per class</h2><p class=\"note\">Click a column to sort (support, F1, AP, …).</p>"
                  "<div class=\"figs\">")
     parts += [_img(images, f"{lv}/per_class_{metric}", f"per-class {metric}, {lv} level") for lv in levels]
     parts += ["</div>", _per_class(report)]
-    extra = [t for t in images if not t.startswith(("clip/", "video/"))]
+    extra = [t for t in images if not t.startswith(("clip/", "video/")) and t != "intervals"]
     if extra:
         parts.append("<h2>Explanations</h2><p class=\"note\">Heatmaps of validation clips; dashed boxes are proxy boxes "
                      "derived from the saliency, not detections.</p><div class=\"figs wide\">")
         parts += [_img(images, t, t) for t in extra]
         parts.append("</div>")
+    parts.append(f"<script>{_SORT_JS}</script></body></html>")
+    return "\n".join(p for p in parts if p)
+
+
+def write_comparison(comparison, out_dir: str, title: str = "video_metrics comparison",
+                     sources: Sequence[str] = (), gates: Sequence[str] = ()) -> Dict[str, str]:
+    """Write ``compare.json``, ``compare.html`` and their PNGs for a
+    :class:`~video_metrics.compare.Comparison` into ``out_dir``. Returns name -> path."""
+    from .plots import comparison_figures
+
+    out_dir = os.path.abspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    images: Dict[str, str] = {}
+    for tag, fig in comparison_figures(comparison):
+        name = f"compare_{tag}.png"
+        save_png(fig, os.path.join(out_dir, name))
+        images[tag] = name
+        del fig
+    with open(os.path.join(out_dir, "compare.json"), "w") as f:
+        json.dump(comparison.to_dict(), f, indent=1, allow_nan=False)
+    with open(os.path.join(out_dir, "compare.html"), "w") as f:
+        f.write(_compare_html(comparison, images, title, sources, gates))
+    paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
+    paths.update({n: os.path.join(out_dir, n) for n in COMPARE_FILES})
+    return paths
+
+
+def _compare_html(c, images: Dict[str, str], title: str, sources: Sequence[str], gates: Sequence[str]) -> str:
+    from .compare import lower_is_better
+
+    src = " vs ".join(f"<code>{html.escape(s)}</code>" for s in sources)
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p class=\"note\">a = baseline, b = candidate{': ' + src if src else ''}; {c.num_videos} videos, "
+             f"{c.bootstrap} paired bootstrap resamples of the videos, {c.ci:.0%} intervals.</p>"]
+    for g in gates:
+        parts.append(f"<p><b>{html.escape(g)}</b></p>")
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(d.a)}</td><td>{_fmt(d.b)}</td>"
+        f"<td class=\"{'better' if (d.high < 0 if lower_is_better(k) else d.low > 0) else ''}\">{_fmt(d.delta)}</td><td>[{_fmt(d.low)}, {_fmt(d.high)}]</td>"
+        f"<td>{_fmt(d.p_value, 3)}</td></tr>" for k, d in c.deltas.items())
+    parts += ["<h2>Deltas</h2><table class=\"sortable\" id=\"deltas\"><thead><tr><th>key</th><th>a</th><th>b</th>"
+              "<th>b - a</th><th>interval</th><th>p</th></tr></thead><tbody>" + rows + "</tbody></table>",
+              "<div class=\"figs\">", _img(images, "deltas", "deltas with paired intervals"), "</div>"]
+    if c.mcnemar:
+        rows = "".join(f"<tr><td>{m.level}</td><td>{m.num_paired}</td><td>{m.a_right_b_wrong}</td><td>{m.a_wrong_b_right}"
+                       f"</td><td>{_fmt(m.p_value, 4)}</td></tr>" for m in c.mcnemar.values())
+        parts.append("<h2>McNemar (top-1)</h2><table id=\"mcnemar\"><thead><tr><th>level</th><th>paired</th>"
+                     "<th>a right, b wrong</th><th>a wrong, b right</th><th>exact p</th></tr></thead><tbody>"
+                     + rows + "</tbody></table>")
+    if c.per_class:
+        rows = "".join(
+            f"<tr><td data-v=\"{html.escape(x.name)}\">{html.escape(x.name)}</td><td data-v=\"{x.a}\">{_fmt(x.a, 3)}</td>"
+            f"<td data-v=\"{x.b}\">{_fmt(x.b, 3)}</td><td data-v=\"{x.delta}\">{_fmt(x.delta, 3)}</td>"
+            f"<td>[{_fmt(x.low, 3)}, {_fmt(x.high, 3)}]</td><td data-v=\"{x.p_value}\">{_fmt(x.p_value, 3)}</td>"
+            f"<td data-v=\"{x.q_value}\">{_fmt(x.q_value, 3)}</td></tr>" for x in c.per_class)
+        metric = c.per_class[0].metric
+        parts += [f"<h2>Per class ({metric}, {c.per_class_level} level), worst first</h2>", "<div class=\"figs\">",
+                  _img(images, "per_class_deltas", "per-class deltas"), "</div>",
+                  "<table class=\"sortable\" id=\"per-class\"><thead><tr><th>class</th><th>a</th><th>b</th><th>b - a</th>"
+                  "<th>interval</th><th>p</th><th>q (BH)</th></tr></thead><tbody>" + rows + "</tbody></table>"]
+    for lv, fl in c.flips.items():
+        for kind in ("right_to_wrong", "wrong_to_right"):
+            ids = fl[kind]
+            shown = ", ".join(html.escape(str(x)) for x in ids[:200])
+            more = f" … and {len(ids) - 200} more" if len(ids) > 200 else ""
+            parts.append(f"<h3>{lv} level, {kind.replace('_', ' ')}: {len(ids)}</h3><p class=\"note\">{shown}{more}</p>")
     parts.append(f"<script>{_SORT_JS}</script></body></html>")
     return "\n".join(p for p in parts if p)

@@ -1,0 +1,301 @@
+"""Paired comparison of two checkpoints evaluated on the same videos: is the difference real,
+and where?
+
+:func:`compare` takes two suites (:class:`~video_metrics.suite.VideoClassificationMetrics`, exact
+mode, updated on the same videos) and returns a :class:`Comparison`:
+
+* ``deltas``: for every scalar key, ``a``, ``b``, ``delta = b - a``, a **paired** percentile
+  interval (both models on the same resampled videos: the replicate counts are a function of the
+  video ids and the seed, see :mod:`video_metrics.bootstrap`) and a two-sided bootstrap p-value,
+  ``min(1, 2 min(P*(delta <= 0), P*(delta >= 0)))`` (the smallest level at which the percentile
+  interval excludes 0);
+* ``mcnemar``: clip and video top-1 (binary: the thresholded prediction) — the discordant counts
+  and the exact two-sided McNemar p-value (binomial test of the discordant pairs at 1/2);
+* ``per_class``: per class, the change of recall (multiclass) or AP (multilabel) at the video level
+  (clip level without ``video_reduction``), its paired interval, bootstrap p-value and
+  Benjamini-Hochberg q-value, sorted from the worst regression;
+* ``flips``: per level, the samples that went right -> wrong and wrong -> right (video ids;
+  ``(video id, clip id)`` at clip level; names through the suite's ``IdRegistry``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import bootstrap as bs
+from .functional.classification import argmax_lowest, divide
+from .levels import _clean, keys_for, level_scalars
+
+#: keys where a smaller value is better (a regression is a positive delta)
+LOWER_IS_BETTER = ("ece", "mce", "nll", "brier", "challenge_score")
+
+
+def lower_is_better(key: str) -> bool:
+    return key.rpartition("/")[2] in LOWER_IS_BETTER
+
+
+__all__ = ["compare", "Comparison", "lower_is_better", "Delta", "McNemar", "ClassDelta", "bootstrap_p_value", "mcnemar_exact",
+           "benjamini_hochberg"]
+
+
+@dataclass
+class Delta:
+    key: str
+    a: float
+    b: float
+    delta: float
+    low: float
+    high: float
+    p_value: float
+
+
+@dataclass
+class McNemar:
+    level: str
+    a_right_b_wrong: int
+    a_wrong_b_right: int
+    num_paired: int
+    p_value: float
+
+
+@dataclass
+class ClassDelta:
+    index: int
+    name: str
+    metric: str
+    a: float
+    b: float
+    delta: float
+    low: float
+    high: float
+    p_value: float
+    q_value: float
+
+
+@dataclass
+class Comparison:
+    bootstrap: int
+    ci: float
+    seed: int
+    num_videos: int
+    deltas: Dict[str, Delta]
+    mcnemar: Dict[str, McNemar]
+    per_class: List[ClassDelta]
+    flips: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+    per_class_level: str = "video"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return _clean({
+            "bootstrap": self.bootstrap, "ci": self.ci, "seed": self.seed, "num_videos": self.num_videos,
+            "deltas": {k: asdict(v) for k, v in self.deltas.items()},
+            "mcnemar": {k: asdict(v) for k, v in self.mcnemar.items()},
+            "per_class_level": self.per_class_level, "per_class": [asdict(x) for x in self.per_class],
+            "flips": {lv: {k: [list(x) if isinstance(x, tuple) else x for x in v] for k, v in d.items()}
+                      for lv, d in self.flips.items()},
+        })
+
+
+def bootstrap_p_value(reps: Tensor) -> float:
+    """Two-sided p-value of ``delta = 0`` from the replicates of a delta (NaN replicates left out)."""
+    r = reps[~torch.isnan(reps)]
+    if r.numel() == 0:
+        return float("nan")
+    le = float((r <= 0).double().mean())
+    ge = float((r >= 0).double().mean())
+    return min(1.0, 2.0 * min(le, ge))
+
+
+def mcnemar_exact(a_right_b_wrong: int, a_wrong_b_right: int) -> float:
+    """Exact two-sided McNemar p-value: a binomial test of the discordant pairs at 1/2."""
+    n = a_right_b_wrong + a_wrong_b_right
+    if n == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(a_right_b_wrong, n, 0.5).pvalue)
+
+
+def benjamini_hochberg(p: List[float]) -> List[float]:
+    """Benjamini-Hochberg q-values (NaN p-values stay NaN and are not counted)."""
+    idx = [i for i, x in enumerate(p) if x == x]
+    m = len(idx)
+    q = [float("nan")] * len(p)
+    order = sorted(idx, key=lambda i: p[i])
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p[i] * m / rank)
+        q[i] = min(1.0, running)
+    return q
+
+
+def _check_pair(a, b) -> None:
+    for name, su in (("a", a), ("b", b)):
+        if getattr(su, "bins", None) is not None or not hasattr(su, "video_reduction"):
+            raise ValueError(f"`{name}` must be a VideoClassificationMetrics in exact mode (bins=None)")
+    if a.task != b.task or a.num_classes != b.num_classes:
+        raise ValueError(f"`a` and `b` must have the same task and classes, got {a.task}/{a.num_classes} and "
+                         f"{b.task}/{b.num_classes}")
+    if a.video_reduction != b.video_reduction or tuple(a.top_k) != tuple(b.top_k):
+        raise ValueError("`a` and `b` must use the same video_reduction and top_k, got "
+                         f"{a.video_reduction}/{a.top_k} and {b.video_reduction}/{b.top_k}")
+
+
+def _correct(level) -> Tensor:
+    """Per sample: right (top-1 for multiclass; thresholded prediction for binary)."""
+    su = level.suite
+    parts = []
+    for start, key, probs, _ in level._row_blocks():
+        t = level.target[start:start + key.shape[0]]
+        if level.task == "multiclass":
+            parts.append(argmax_lowest(key) == t)
+        else:
+            parts.append((probs[:, 0] > su.threshold) == t[:, 0].bool())
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
+
+
+def _collect(su, b: int, seed: int) -> Dict[str, Any]:
+    """Everything the comparison needs from one suite, inside its sync."""
+
+    def run():
+        out, _, _, _, ctx = su._evaluate(detail="context")
+        if not ctx.has_video_ids:
+            raise ValueError("compare() pairs the two suites by video: update them with video_ids")
+        res: Dict[str, Any] = {"point": {k: float(v) for k, v in out.items()}, "levels": {}}
+        vkeys, unit = bs.level_units(ctx.vid, "video")
+        res["videos"] = vkeys
+        w = bs.poisson_weights(vkeys, b, seed)
+        levels = [("clip", ctx.clip_level(), unit, w, None)]
+        if su.video_reduction is not None:
+            video, vids, missing_ids = ctx.video_level()
+            missing = bs.poisson_weights(missing_ids, b, seed).sum(1) if missing_ids is not None and missing_ids.numel() else None
+            levels.append(("video", video, torch.arange(vids.numel()), bs.poisson_weights(vids, b, seed), missing))
+        for name, level, u, ww, miss in levels:
+            S = bs.weighted_stats(level, u, ww, miss)
+            reps = level_scalars(su, su.task, keys_for(su.task, su.top_k, level.reduction), S)
+            if su.task == "multiclass":
+                per_class = divide(S["tp"], S["support"], float("nan"))
+                point_class = divide(level.stats["tp"], level.stats["support"], float("nan"))
+            elif su.task == "multilabel":
+                per_class = torch.where(S["npos"] > 0, S["ap"], torch.full_like(S["ap"], float("nan")))
+                point_class = torch.where(level.stats["npos"] > 0, level.stats["ap"].double(),
+                                          torch.full_like(level.stats["ap"].double(), float("nan")))
+            else:
+                per_class = point_class = None
+            entry = {"reps": reps, "per_class": per_class, "point_class": point_class}
+            if su.task != "multilabel":
+                right = _correct(level)
+                if name == "clip":
+                    entry["ids"] = (ctx.vid, ctx.clip_ids) if ctx.clip_ids is not None else None
+                else:
+                    entry["ids"] = (ctx.video_level()[1], None)
+                entry["right"] = right
+            res["levels"][name] = entry
+        return res
+
+    return su._synced(run)
+
+
+def _pair_rows(ids_a: Tuple[Tensor, Optional[Tensor]], ids_b: Tuple[Tensor, Optional[Tensor]]):
+    """Positions of the samples of ``a`` and ``b`` with the same ids, in id order."""
+
+    def key(ids):
+        v, c = ids
+        k = v.long() if c is None else bs.unit_hash(v, c)
+        order = torch.argsort(k, stable=True)
+        return k[order], order
+
+    ka, oa = key(ids_a)
+    kb, ob = key(ids_b)
+    if ka.numel() != kb.numel() or not torch.equal(ka, kb):
+        _, ia, ib = _intersect(ka, kb)
+        return oa[ia], ob[ib]
+    return oa, ob
+
+
+def _intersect(ka: Tensor, kb: Tensor):
+    both = torch.isin(ka, kb)
+    ia = torch.nonzero(both).squeeze(1)
+    ib = torch.searchsorted(kb, ka[ia])
+    return ka[ia], ia, ib
+
+
+def _name(su, vid: int) -> Any:
+    reg = getattr(su, "id_registry", None)
+    return reg.name(int(vid)) if reg is not None and int(vid) in reg else int(vid)
+
+
+def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Comparison:
+    """Paired comparison of suite ``a`` (baseline) and suite ``b`` (candidate); see the module doc."""
+    bs.check_bootstrap(bootstrap, ci, "video", seed)
+    if bootstrap < 1:
+        raise ValueError(f"`bootstrap` must be positive, got {bootstrap}")
+    _check_pair(a, b)
+    ra, rb = _collect(a, bootstrap, seed), _collect(b, bootstrap, seed)
+    va, vb = ra["videos"], rb["videos"]
+    if va.numel() != vb.numel() or not torch.equal(va, vb):
+        only_a = int((~torch.isin(va, vb)).sum())
+        only_b = int((~torch.isin(vb, va)).sum())
+        raise ValueError(f"`a` and `b` must be evaluated on the same videos: {only_a} video(s) only in `a`, "
+                         f"{only_b} only in `b`")
+    deltas: Dict[str, Delta] = {}
+    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
+    for lv, ea in ra["levels"].items():
+        eb = rb["levels"][lv]
+        for k, rep_a in ea["reps"].items():
+            key = f"{lv}/{k}"
+            d = eb["reps"][k] - rep_a
+            q = torch.nanquantile(d, torch.tensor([lo_q, hi_q], dtype=torch.float64))
+            pa, pb = ra["point"][key], rb["point"][key]
+            deltas[key] = Delta(key, pa, pb, pb - pa, float(q[0]), float(q[1]), bootstrap_p_value(d))
+    for key in ("video/challenge_score",):
+        if key in ra["point"] and key in rb["point"]:
+            d = (rb["levels"]["video"]["reps"]["top1"] + rb["levels"]["video"]["reps"]["top5"]
+                 - ra["levels"]["video"]["reps"]["top1"] - ra["levels"]["video"]["reps"]["top5"]) / -2
+            q = torch.nanquantile(d, torch.tensor([lo_q, hi_q], dtype=torch.float64))
+            pa, pb = ra["point"][key], rb["point"][key]
+            deltas[key] = Delta(key, pa, pb, pb - pa, float(q[0]), float(q[1]), bootstrap_p_value(d))
+    mcn: Dict[str, McNemar] = {}
+    flips: Dict[str, Dict[str, List[Any]]] = {}
+    for lv, ea in ra["levels"].items():
+        eb = rb["levels"][lv]
+        if "right" not in ea or ea["ids"] is None or eb["ids"] is None:
+            continue
+        ia, ib = _pair_rows(ea["ids"], eb["ids"])
+        ra_, rb_ = ea["right"][ia], eb["right"][ib]
+        worse = ra_ & ~rb_
+        better = ~ra_ & rb_
+        n10, n01 = int(worse.sum()), int(better.sum())
+        mcn[lv] = McNemar(lv, n10, n01, int(ia.numel()), mcnemar_exact(n10, n01))
+        vid, cid = ea["ids"]
+        vid = vid[ia]
+        cid = cid[ia] if cid is not None else None
+
+        def ids_of(mask):
+            sel = torch.nonzero(mask).squeeze(1).tolist()
+            if cid is None:
+                return [_name(a, vid[i]) for i in sel]
+            return [(_name(a, vid[i]), int(cid[i])) for i in sel]
+
+        flips[lv] = {"right_to_wrong": ids_of(worse), "wrong_to_right": ids_of(better)}
+    per_class: List[ClassDelta] = []
+    pc_level = "video" if "video" in ra["levels"] else "clip"
+    ea, eb = ra["levels"][pc_level], rb["levels"][pc_level]
+    if ea["per_class"] is not None:
+        metric = "recall" if a.task == "multiclass" else "ap"
+        d = eb["per_class"] - ea["per_class"]  # (B, C)
+        point_a, point_b = ea["point_class"], eb["point_class"]
+        q = torch.nanquantile(d, torch.tensor([lo_q, hi_q], dtype=torch.float64), dim=0)
+        pvals = [bootstrap_p_value(d[:, j]) if bool(~torch.isnan(point_a[j]) & ~torch.isnan(point_b[j])) else float("nan")
+                 for j in range(d.shape[1])]
+        qvals = benjamini_hochberg(pvals)
+        names = a.class_names
+        for j in range(d.shape[1]):
+            pa, pb = float(point_a[j]), float(point_b[j])
+            per_class.append(ClassDelta(j, names[j], metric, pa, pb, pb - pa, float(q[0, j]), float(q[1, j]), pvals[j],
+                                        qvals[j]))
+        per_class.sort(key=lambda x: (x.delta != x.delta, x.delta))
+    return Comparison(bootstrap, float(ci), seed, int(va.numel()), deltas, mcn, per_class, flips, pc_level)
