@@ -47,6 +47,11 @@ class VideoMetricsCallback(Callback):
       ``figures_every_n_epochs`` epochs, never in the sanity check, and sent to every logger
       through :func:`~video_metrics.callbacks.log_figure` at the step of the epoch's scalars.
 
+    ``bootstrap=B`` (B > 0) adds ``<key>_ci_low`` / ``<key>_ci_high`` for the keys in ``ci_keys``
+    (default: top-1, macro F1 and mAP/AUPRC of each level): percentile intervals over B resamples
+    of the videos (:mod:`video_metrics.bootstrap`), so loggers can draw bands; the figures gain
+    an intervals plot.
+
     ``prefix`` is a format string with ``{stage}`` (``val`` or ``test``). Other keyword
     arguments go to the suite (``expected_video_ids``, ``calibration_bins``, ``ap_mode``,
     ``empty_class``, ``missing``, ``expected_clips``, ``threshold``, ``input``, ...).
@@ -62,7 +67,8 @@ class VideoMetricsCallback(Callback):
                  preset: Optional[str] = None, stages: Sequence[str] = ("validate", "test"), prefix: str = "{stage}/",
                  extract: Optional[Callable[[Any, Any], Mapping[str, Any]]] = None, log_figures: bool = True,
                  figures_every_n_epochs: int = 1, max_classes_in_matrix: int = 50,
-                 dataloader_names: Optional[Sequence[str]] = None, **suite_kwargs: Any) -> None:
+                 dataloader_names: Optional[Sequence[str]] = None, bootstrap: int = 0,
+                 ci_keys: Optional[Sequence[str]] = None, **suite_kwargs: Any) -> None:
         super().__init__()
         for s in stages:
             if s not in _STAGE_PREFIX:
@@ -75,9 +81,14 @@ class VideoMetricsCallback(Callback):
             raise TypeError("`extract` must be a callable (outputs, batch) -> dict")
         self.suite_kwargs: Dict[str, Any] = dict(num_classes=num_classes, task=task, top_k=top_k,
                                                  video_reduction=video_reduction, class_names=class_names,
-                                                 preset=preset, **suite_kwargs)
+                                                 preset=preset, bootstrap=bootstrap, **suite_kwargs)
         # build one suite now so that bad arguments fail at construction, not in setup
         self._template = VideoClassificationMetrics(**self.suite_kwargs)
+        if ci_keys is None:  # top-1, macro F1 and mAP/AUPRC of each level
+            names = {"multiclass": ("top1", "f1_macro", "auprc_macro"), "binary": ("acc", "f1", "ap"),
+                     "multilabel": ("f1_macro", "mAP")}[self._template.task]
+            ci_keys = [f"{lv}/{n}" for lv in ("clip", "video") for n in names]
+        self.ci_keys = tuple(ci_keys)
         self.stages = tuple(stages)
         self.prefix = prefix
         self.extract = extract
@@ -188,7 +199,7 @@ class VideoMetricsCallback(Callback):
                 continue
             try:
                 # collective: every rank computes (a rank-0-only compute would hang)
-                report = suite.report() if figures_due else None
+                report = suite.report() if figures_due or suite.bootstrap else None
                 values = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in report.scalars.items()} if report \
                     else suite.compute()
             except NoDataError:
@@ -199,7 +210,13 @@ class VideoMetricsCallback(Callback):
             for k, v in values.items():
                 pl_module.log(f"{p}{k}", v.float(), on_step=False, on_epoch=True, sync_dist=sync,
                               add_dataloader_idx=False)
-            if report is not None and trainer.is_global_zero:
+            for k in self.ci_keys if report is not None else ():
+                if k in report.intervals:  # bands for W&B / TensorBoard
+                    lo, hi = report.intervals[k]
+                    for name, v in (("ci_low", lo), ("ci_high", hi)):
+                        pl_module.log(f"{p}{k}_{name}", torch.tensor(v, dtype=torch.float32), on_step=False,
+                                      on_epoch=True, sync_dist=sync, add_dataloader_idx=False)
+            if report is not None and figures_due and trainer.is_global_zero:
                 self._log_figures(trainer, report, p)
 
     def _log_figures(self, trainer, report, prefix: str) -> None:

@@ -313,3 +313,25 @@ def test_histogram_mode_callback_is_clip_level_with_bounded_state(tmp_path):
     assert set(out) == {f"val/{k}" for k in ref} and not any("/video/" in k for k in out)
     for k, v in ref.items():
         assert out[f"val/{k}"] == pytest.approx(float(v), rel=1e-6, abs=1e-6), k
+
+
+def test_bootstrap_logs_interval_bands_for_the_ci_keys(tmp_path):
+    torch.manual_seed(0)
+    module = TinyModule()
+    cb = VideoMetricsCallback(C, top_k=(1,), video_reduction="mean_logits", bootstrap=60, seed=2, log_figures=False)
+    logger = CSVLogger(str(tmp_path), name="csv")
+    trainer = _trainer(tmp_path, [logger], [cb], epochs=1, num_sanity_val_steps=0)
+    trainer.fit(module)
+    cm = trainer.callback_metrics
+    ref = reference(module, module.val_sets[0], top_k=(1,), video_reduction="mean_logits", bootstrap=60, seed=2).report()
+    assert cb.ci_keys == ("clip/top1", "clip/f1_macro", "clip/auprc_macro", "video/top1", "video/f1_macro",
+                          "video/auprc_macro")
+    for k in cb.ci_keys:
+        lo, hi = ref.intervals[k]
+        assert float(cm[f"val/{k}_ci_low"]) == pytest.approx(lo, abs=1e-6)
+        assert float(cm[f"val/{k}_ci_high"]) == pytest.approx(hi, abs=1e-6)
+        assert lo <= float(cm[f"val/{k}"]) + 1e-6 or k.endswith("auprc_macro")
+    assert "val/clip/ece_ci_low" not in cm  # only the ci_keys are logged
+    with open(glob.glob(os.path.join(str(tmp_path), "csv", "**", "metrics.csv"), recursive=True)[0]) as f:
+        header = next(csv.reader(f))
+    assert "val/video/top1_ci_low" in header and "val/video/top1_ci_high" in header
