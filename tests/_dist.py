@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 COUNTED = ("all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "barrier", "broadcast",
-           "broadcast_object_list", "reduce", "gather", "scatter", "reduce_scatter")
+           "broadcast_object_list", "reduce", "gather", "scatter", "reduce_scatter", "all_to_all", "all_to_all_single")
 
 
 def free_port() -> int:

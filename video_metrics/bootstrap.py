@@ -250,7 +250,11 @@ def _weighted_pooled_ap(rank_t: Tensor, positive: Tensor, unit: Tensor, w: Tenso
 # the sufficient statistics of one level under replicate weights
 
 
-def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = None) -> Dict[str, Any]:
+_RANK_KEYS = ("auroc_macro", "auprc_macro", "mAP", "mAP_weighted", "mAP_micro", "ap", "auroc")
+
+
+def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = None,
+                   keys: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """The statistics :func:`~video_metrics.levels.level_scalars` reads, for every replicate.
 
     ``level``: a :class:`~video_metrics.levels.Level` with its source set (``from_rows`` /
@@ -258,13 +262,13 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     ``(B, U)`` replicate counts; ``missing``: ``(B,)`` weighted count of expected videos without
     clips (video level, ``missing="count_as_wrong"``)."""
     su, task = level.suite, level.task
-    keys = keys_for(task, su.top_k, level.reduction)
+    keys = keys_for(task, su.top_k, level.reduction) if keys is None else list(keys)
     c, n = level.c, level.n
     b, nu = w.shape
     dev = w.device
     t_all = level.target
-    need_cal = "ece" in keys
-    need_loss = "nll" in keys
+    need_cal = "ece" in keys or "mce" in keys
+    need_loss = "nll" in keys or "brier" in keys
     nb = su.calibration_bins
     mc = task == "multiclass"
     n_u = torch.zeros(nu, dtype=torch.float64, device=dev).index_add_(0, unit, torch.ones(n, dtype=torch.float64, device=dev))
@@ -275,7 +279,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         tabs = torch.zeros(4, nu, c, dtype=torch.float64, device=dev)  # tp, fp, fn, tn
     bins = torch.zeros(3, nu * nb, dtype=torch.float64, device=dev)
     loss = torch.zeros(2, nu, dtype=torch.float64, device=dev)
-    need_rank = (not mc) or "auroc_macro" in keys
+    need_rank = any(k in _RANK_KEYS for k in keys)
     # the level's own ranking matrix when it kept it unsorted (detail=True)
     rank_t = getattr(level, "_rank_t", None) if need_rank and level.detail else None
     build = need_rank and rank_t is None
@@ -348,7 +352,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
                 return torch.nonzero(pos_t[j]).squeeze(1)
         ap, auc, npos, nneg = _weighted_ap_auroc(rank_t, unit, w, positives)
         S.update(ap=ap, auc=auc, npos=npos, nneg=nneg)
-        if task == "multilabel":
+        if task == "multilabel" and any(k.startswith("mAP") for k in keys):
             S["ap_used"], S["npos_used"] = ap, npos
             if su.empty_videos == "exclude":
                 has_pos = t_all.bool().any(1)
@@ -356,15 +360,21 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
                     rows = torch.nonzero(has_pos).squeeze(1)
                     S["ap_used"], _, S["npos_used"], _ = _weighted_ap_auroc(rank_t, unit, w, positives, rows=rows,
                                                                             auroc=False)
-            S["micro_ap"], S["micro_npos"] = _weighted_pooled_ap(rank_t, t_all.bool(), unit, w)
+            if "mAP_micro" in keys:
+                S["micro_ap"], S["micro_npos"] = _weighted_pooled_ap(rank_t, t_all.bool(), unit, w)
     return S
 
 
 def replicate_scalars(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = None,
-                      classes: Optional[Tensor] = None) -> Dict[str, Tensor]:
-    """Every scalar key of the level for every replicate: ``{key: (B,)}``."""
-    S = weighted_stats(level, unit, w, missing)
-    return level_scalars(level.suite, level.task, keys_for(level.task, level.suite.top_k, level.reduction), S, classes)
+                      classes: Optional[Tensor] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
+    """The level's scalar keys (all, or ``keys``) for every replicate: ``{key: (B,)}``. Only the
+    statistics those keys need are computed (no ranking pass without AP/AUROC keys)."""
+    all_keys = keys_for(level.task, level.suite.top_k, level.reduction)
+    keys = all_keys if keys is None else [k for k in all_keys if k in keys]
+    if not keys:
+        return {}
+    S = weighted_stats(level, unit, w, missing, keys)
+    return level_scalars(level.suite, level.task, keys, S, classes)
 
 
 def percentile_intervals(reps: Dict[str, Tensor], ci: float) -> Dict[str, Tuple[float, float]]:
@@ -395,9 +405,14 @@ def level_units(vid: Tensor, unit: str, clip_ids: Optional[Tensor] = None, has_v
 
 
 def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
-                     classes: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                     classes: Optional[Tensor] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
     """``{"clip/<key>": (B,), "video/<key>": (B,)}`` for the suite's gathered rows (``ctx``: the
-    evaluation context of :meth:`VideoClassificationMetrics._evaluate`)."""
+    evaluation context of :meth:`VideoClassificationMetrics._evaluate`); ``keys`` (prefixed, e.g.
+    ``"video/top1"``) restricts the work to those keys."""
+
+    def only(level: str):
+        return None if keys is None else [k.split("/", 1)[1] for k in keys if k.startswith(level + "/")]
+
     out: Dict[str, Tensor] = {}
     clip = ctx.clip_level(rows_mask)
     vid = ctx.vid if rows_mask is None else ctx.vid[rows_mask]
@@ -407,32 +422,37 @@ def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Te
         su._warned_unit = True
         warnings.warn("bootstrap_unit='video' without video_ids: every clip is its own unit (pass video_ids to "
                       "resample videos)", stacklevel=4)
-    keys, unit = level_units(vid, su.bootstrap_unit, cid, has_vid)
-    w = poisson_weights(keys, replicates, seed)
-    out.update({f"clip/{k}": v for k, v in replicate_scalars(clip, unit, w, classes=classes).items()})
-    if su.video_reduction is not None:
+    ukeys, unit = level_units(vid, su.bootstrap_unit, cid, has_vid)
+    w = poisson_weights(ukeys, replicates, seed)
+    out.update({f"clip/{k}": v for k, v in replicate_scalars(clip, unit, w, classes=classes, keys=only("clip")).items()})
+    if su.video_reduction is not None and (keys is None or only("video")):
         video, vids, missing_ids = ctx.video_level(rows_mask)
         wv = poisson_weights(vids, replicates, seed)
         missing = None
         if missing_ids is not None and missing_ids.numel():
             missing = poisson_weights(missing_ids, replicates, seed).sum(1)
         unit_v = torch.arange(vids.numel(), device=vids.device)
-        out.update({f"video/{k}": v for k, v in replicate_scalars(video, unit_v, wv, missing, classes).items()})
+        vkeys = only("video")
+        if vkeys is not None and "challenge_score" in vkeys:
+            vkeys = vkeys + ["top1", "top5"]
+        out.update({f"video/{k}": v for k, v in replicate_scalars(video, unit_v, wv, missing, classes, vkeys).items()})
         if su.preset == "kinetics" and "video/top1" in out and "video/top5" in out:
             out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
     return out
 
 
 def intervals_for(su, ctx, keys: Optional[Sequence[str]] = None) -> Dict[str, Tuple[float, float]]:
-    reps = suite_replicates(su, ctx, su.bootstrap, su.seed)
+    reps = suite_replicates(su, ctx, su.bootstrap, su.seed, keys=keys)
     if keys is not None:
         reps = {k: v for k, v in reps.items() if k in keys}
     return percentile_intervals(reps, su.ci)
 
 
-def replicates(suite, replicates: Optional[int] = None, seed: Optional[int] = None) -> Dict[str, Tensor]:
-    """``{key: (B,)}``: every scalar key of ``suite`` (exact mode, after its updates) on ``B``
-    resamples (default: the suite's ``bootstrap`` and ``seed``), synced across processes."""
+def replicates(suite, replicates: Optional[int] = None, seed: Optional[int] = None,
+               keys: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
+    """``{key: (B,)}``: every scalar key of ``suite`` (or ``keys``, e.g. ``["video/top1"]``; exact
+    mode, after its updates) on ``B`` resamples (default: the suite's ``bootstrap`` and
+    ``seed``), synced across processes."""
     b = suite.bootstrap if replicates is None else replicates
     s = suite.seed if seed is None else seed
     if not b:
@@ -442,6 +462,6 @@ def replicates(suite, replicates: Optional[int] = None, seed: Optional[int] = No
 
     def run():
         ctx = suite._evaluate(detail="context")[4]
-        return suite_replicates(suite, ctx, b, s)
+        return suite_replicates(suite, ctx, b, s, keys=keys)
 
     return suite._synced(run)

@@ -160,9 +160,10 @@ def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes
                                                 torch.stack([tp + fn, tn + fp], -1))
         prf = precision_recall_f1(tp[..., None], (tp + fp)[..., None], (tp + fn)[..., None], "macro")
         out["precision"], out["recall"], out["f1"] = prf["precision"], prf["recall"], prf["f1"]
-        npos, nneg = S["npos"][..., 0], S["nneg"][..., 0]
-        out["ap"] = reduce_pooled(S["ap"][..., 0], npos > 0, su.ap_empty_class)
-        out["auroc"] = reduce_pooled(S["auc"][..., 0], (npos > 0) & (nneg > 0), su.auroc_empty_class)
+        if "ap" in keys or "auroc" in keys:
+            npos, nneg = S["npos"][..., 0], S["nneg"][..., 0]
+            out["ap"] = reduce_pooled(S["ap"][..., 0], npos > 0, su.ap_empty_class)
+            out["auroc"] = reduce_pooled(S["auc"][..., 0], (npos > 0) & (nneg > 0), su.auroc_empty_class)
     elif task == "multiclass":
         tp, pc, support = cls(S["tp"]), cls(S["pc"]), cls(S["support"])
         for i, k in enumerate(su.top_k):
@@ -171,7 +172,7 @@ def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes
                                                           su.predicted_absent if k == 1 else "ignore")
         out["balanced_acc"] = balanced_accuracy(tp, pc, support, su.predicted_absent)
         out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
-        if "auroc_macro" in keys:
+        if "auroc_macro" in keys or "auprc_macro" in keys:
             npos = cls(S["npos"])
             out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
                                                 su.auroc_empty_class)
@@ -179,13 +180,16 @@ def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes
     else:
         tp, fp, fn = cls(S["tp"]), cls(S["fp"]), cls(S["fn"])
         out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
-        npos = cls(S["npos"])
-        out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
-                                            su.auroc_empty_class)
-        ap_used, npos_used = cls(S["ap_used"]), cls(S["npos_used"])
-        out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", su.ap_empty_class)
-        out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
-        out["mAP_micro"] = reduce_pooled(S["micro_ap"], S["micro_npos"] > 0, su.ap_empty_class)
+        if "auroc_macro" in keys:
+            npos = cls(S["npos"])
+            out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
+                                                su.auroc_empty_class)
+        if "mAP" in keys or "mAP_weighted" in keys:
+            ap_used, npos_used = cls(S["ap_used"]), cls(S["npos_used"])
+            out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", su.ap_empty_class)
+            out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
+        if "mAP_micro" in keys:
+            out["mAP_micro"] = reduce_pooled(S["micro_ap"], S["micro_npos"] > 0, su.ap_empty_class)
     if "ece" in keys:
         out["ece"] = calibration_error(S["bins"], "l1")
         if "mce" in keys:

@@ -16,12 +16,14 @@ Without ``clip_ids``, each row counts as its own clip and padding duplicates (th
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 
 from .functional._checks import (
     INPUTS,
@@ -50,6 +52,7 @@ from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_log
 from .ids import IdRegistry
 from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
 from . import bootstrap as _bootstrap
+from . import sharded as _sharded
 from . import slices as _slices
 from .metrics.base import VideoMetric
 from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction  # noqa: F401 (re-exported)
@@ -329,7 +332,7 @@ class VideoClassificationMetrics(_ClipRows):
                  empty_videos: str = "keep", bootstrap: int = 0, ci: float = 0.95, bootstrap_unit: str = "video",
                  seed: int = 0, slices: Sequence[str] = (), class_frequency: Optional[Sequence[int]] = None,
                  frequency_thresholds: Tuple[int, int] = (20, 100), class_slices: Optional[Dict[str, Sequence[int]]] = None,
-                 min_slice_size: int = 30, **kwargs: Any) -> None:
+                 min_slice_size: int = 30, shard_classes: Any = "auto", **kwargs: Any) -> None:
         check_choice("preset", preset, (None,) + tuple(PRESETS))
         _bootstrap.check_bootstrap(bootstrap, ci, bootstrap_unit, seed)
         if bootstrap and bins is not None:
@@ -337,6 +340,8 @@ class VideoClassificationMetrics(_ClipRows):
         if bootstrap and ap_mode != "step":
             raise ValueError(f"`bootstrap` intervals are computed for step AP; `ap_mode={ap_mode!r}` has none")
         self.bootstrap, self.ci, self.bootstrap_unit, self.seed = bootstrap, float(ci), bootstrap_unit, seed
+        check_choice("shard_classes", shard_classes, ("auto", True, False))
+        self.shard_classes = shard_classes
         check_bins(bins, bin_range)
         if preset is not None:
             p = PRESETS[preset]
@@ -468,7 +473,34 @@ class VideoClassificationMetrics(_ClipRows):
 
     # ------------------------------------------------------------------------------ compute
     def compute(self) -> Dict[str, Tensor]:
+        if getattr(self, "_sharded", False):  # under DDP, classes split across ranks (video_metrics.sharded)
+            return _sharded.evaluate(self)[0]
         return self._evaluate(detail=False)[0]
+
+    def _wrap_compute(self, compute):
+        wrapped = super()._wrap_compute(compute)
+
+        @functools.wraps(compute)
+        def in_compute(*args: Any, **kwargs: Any) -> Any:
+            self._in_compute = True
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                self._in_compute = self._sharded = False
+
+        return in_compute
+
+    def _sync_dist(self, dist_sync_fn=None, process_group=None) -> None:
+        """``compute()`` under DDP with ``shard_classes``: the summed states are all-reduced and
+        the rows stay on their rank; :mod:`video_metrics.sharded` exchanges class shards."""
+        if not getattr(self, "_in_compute", False) or self.shard_classes is False or not self.keep_rows:
+            return super()._sync_dist(dist_sync_fn, process_group)
+        group = process_group or self.process_group or torch.distributed.group.WORLD
+        self._sync_sums([n for n, fx in self._reductions.items() if fx is dim_zero_sum], group)
+        if _sharded.should_shard(self, group):
+            self._sharded = True
+            return
+        self._sync_cats([n for n, fx in self._reductions.items() if fx is dim_zero_cat], group)
 
     def report(self) -> SuiteReport:
         """Scalars plus everything plots, callbacks and the CLI need, for both levels (synced)."""

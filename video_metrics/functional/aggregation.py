@@ -72,10 +72,14 @@ def _segment_max(blocks: Blocks, inverse: Tensor, v: int, c: int, value: Callabl
 
 
 def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classes: int, task: str, input: str,
-                     reduction: str) -> Tuple[Tensor, Optional[Tensor]]:
+                     reduction: str, log_probs: Optional[Callable[[Tensor], Tensor]] = None,
+                     ) -> Tuple[Tensor, Optional[Tensor]]:
     """Aggregate clip rows (``blocks()`` yields ``(start, rows (b, C))`` in row order; ``inverse``
     maps each row to its video) into ``(rank (V, C) float64, votes (V, C) float64 or None)``;
-    see :func:`video_probs` and :func:`video_key` for the probabilities and prediction keys."""
+    see :func:`video_probs` and :func:`video_key` for the probabilities and prediction keys.
+
+    ``log_probs``: the clips' log-probabilities from a block (default: from the scores; a class
+    shard of multiclass rows passes them precomputed from the whole rows)."""
     v, c = counts.numel(), num_classes
     dev = inverse.device
     if reduction not in REDUCTIONS:
@@ -83,6 +87,7 @@ def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classe
     if reduction == "vote" and task != "multiclass":
         raise ValueError("`reduction='vote'` is defined for task='multiclass' only")
     votes = None
+    lp = log_probs if log_probs is not None else (lambda x: _log_probs(x, task, input))
     if reduction == "mean_logits":
         rank = torch.zeros(v, c, dtype=torch.float64, device=dev)
         for start, x in blocks():
@@ -94,16 +99,16 @@ def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classe
         if task == "multilabel" and input == "logits":  # sigmoid is monotone: max logit, no saturation
             rank = _segment_max(blocks, inverse, v, c, lambda x: x.double())
         else:
-            rank = _segment_max(blocks, inverse, v, c, lambda x: _log_probs(x, task, input))
+            rank = _segment_max(blocks, inverse, v, c, lp)
     else:  # mean_probs, vote: log of the mean clip probability, without underflow
-        rank = _segment_max(blocks, inverse, v, c, lambda x: _log_probs(x, task, input))
+        rank = _segment_max(blocks, inverse, v, c, lp)
         # a class with probability 0 in every clip of a video has max -inf: shift it by 0 instead
         # (-inf - -inf would be NaN); its mean is then exp(-inf) = 0
         rank = torch.where(torch.isfinite(rank), rank, torch.zeros_like(rank))
         total = torch.zeros(v, c, dtype=torch.float64, device=dev)
         for start, x in blocks():
             inv = inverse[start:start + x.shape[0]]
-            total.index_add_(0, inv, (_log_probs(x, task, input) - rank[inv]).exp_())
+            total.index_add_(0, inv, (lp(x) - rank[inv]).exp_())
         rank += total.log_() - counts[:, None].double().log()
         del total
         if reduction == "vote":

@@ -457,15 +457,30 @@ def pooled_ap(blocks: Iterable[Tensor], positive_scores: Tensor, total: int):
     tie-grouped step AP, as :func:`exact_ap_auroc`). Returns ``(ap, precision, recall)`` where the
     curve has one point per distinct positive score (descending recall) and ends at (0, 1)."""
     q = _sort_rows(positive_scores.reshape(1, -1).contiguous())[0]
+    return pooled_ap_from_counts(q, pooled_counts(blocks, q), total)
+
+
+def pooled_counts(blocks: Iterable[Tensor], q: Tensor) -> Tensor:
+    """For sorted positive scores ``q``: the number of pairs in ``blocks`` scoring below each (the
+    counts of several disjoint sets of blocks add up: class shards on several processes)."""
+    lt = torch.zeros(q.numel(), dtype=torch.long, device=q.device)
+    if q.numel() == 0:
+        return lt
+    for blk in blocks:
+        if blk.numel() == 0:
+            continue
+        flat = _sort_rows(blk.reshape(1, -1).to(q.dtype).contiguous())[0]
+        lt += torch.searchsorted(flat, q, right=False)
+    return lt
+
+
+def pooled_ap_from_counts(q: Tensor, lt: Tensor, total: int):
+    """:func:`pooled_ap` from the sorted positive scores and the pairs below each."""
     p = q.numel()
     dev = q.device
     if p == 0:
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=dev)
         return nan, torch.ones(1, dtype=torch.float64, device=dev), torch.zeros(1, dtype=torch.float64, device=dev)
-    lt = torch.zeros(p, dtype=torch.long, device=dev)
-    for blk in blocks:
-        flat = _sort_rows(blk.reshape(1, -1).to(q.dtype).contiguous())[0]
-        lt += torch.searchsorted(flat, q, right=False)
     j = torch.arange(p, device=dev)
     start = torch.ones(p, dtype=torch.bool, device=dev)
     start[1:] = q[1:] != q[:-1]

@@ -1,0 +1,623 @@
+"""Class-sharded ``compute()`` of :class:`~video_metrics.suite.VideoClassificationMetrics` under DDP.
+
+The full sync gathers every clip row on every rank: per-rank memory and bytes received grow with
+``N * C`` whatever the world size. Most of the suite decomposes by class instead: per-class AP,
+AUROC and thresholded counts need one class column over all rows; argmax, the target's top-k
+rank, confidences, NLL and Brier need a few numbers per row; the video reductions are group-bys
+within a class column. So, with ``shard_classes`` (``"auto"``: when the gathered scores would
+exceed :data:`AUTO_BYTES`; ``True``: always under DDP):
+
+1. the summed states are all-reduced (one collective), then validation errors are raised on
+   every rank alike, before anything else is exchanged;
+2. each rank computes the row-wise clip quantities of its **own** rows from the whole rows (argmax,
+   target rank, confidence, NLL, Brier: ~40 bytes a row) and every rank gathers them with the ids,
+   targets and validity flags (two all-gathers), so every rank takes the same de-duplication
+   decisions;
+3. one ``all_to_all`` sends each rank, for every kept row, the columns of its class shard (the
+   clip ranking scores, the video reduction's input and, for multilabel, the targets);
+4. each rank computes its classes: clip and video AP/AUROC, thresholded counts, the video
+   aggregation; the video level's row-wise quantities (multiclass) are combined across shards in
+   two or three small rounds (per-video log-sum-exp for ``mean_logits``; max/argmax and the
+   target's score; the classes above the target); multilabel micro AP exchanges the positive
+   pairs' scores and their counts;
+5. one all-gather assembles the per-class vectors, and every rank computes the keys from the
+   same statistics (:func:`~video_metrics.levels.level_scalars`).
+
+Collectives per ``compute()``: multiclass 5 (clip level only), 7 (``mean_probs``, ``max``,
+``vote``), 8 (``mean_logits``); multilabel 8. They are issued in the same order on every rank,
+including a rank with no rows; a rank's memory and the bytes it receives are ``~N * C / world``
+values plus ``~40 N`` bytes of row metadata. Integers equal the one-process results exactly and
+floats to ~1e-12 (sums in another order; the ``mean_logits`` video softmax is combined from
+per-shard log-sum-exps). ``report()``, bootstrap intervals and slices use the full gather.
+Binary suites (one column) and histogram mode are never sharded.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .functional.aggregation import _log_probs, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
+from .functional.calibration import bin_update
+from .functional.classification import (
+    argmax_lowest,
+    confusion_counts,
+    multilabel_counts,
+    probabilities,
+    scatter_count,
+    target_rank_at_compute,
+)
+from .functional.ranking import average_precision, exact_ap_auroc, pooled_ap_from_counts, pooled_counts, ranking_curves
+from .levels import block_sizes, keys_for, level_scalars
+from .metrics.base import _COLLECTIVES
+
+__all__ = ["AUTO_BYTES", "should_shard", "evaluate", "shard_bounds"]
+
+#: ``shard_classes="auto"`` shards when the gathered clip scores would exceed this many bytes
+AUTO_BYTES = 256 * 2**20
+
+
+def should_shard(su, group) -> bool:
+    """The same decision on every rank (from the synced row count)."""
+    mode = su.shard_classes
+    if mode is False or su.bins is not None or su.task == "binary":
+        return False
+    if dist.get_world_size(group) < 2:
+        return False
+    if mode is True:
+        return True
+    return int(su.n_seen) * su._c * 4 > AUTO_BYTES
+
+
+def shard_bounds(c: int, world: int) -> List[Tuple[int, int]]:
+    """Contiguous class ranges, as even as possible (some are empty when ``c < world``)."""
+    base, extra = divmod(c, world)
+    out, lo = [], 0
+    for r in range(world):
+        hi = lo + base + (1 if r < extra else 0)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+# ------------------------------------------------------------------------------------ collectives
+def _all_gather_rows(tensors: Sequence[Tensor], group) -> Tuple[List[Tensor], List[int]]:
+    """Row-concatenate (rank order) tensors of one row count: two all-gathers (sizes, bytes)."""
+    dev = tensors[0].device
+    world = dist.get_world_size(group)
+    n = tensors[0].shape[0]
+    cols = [t.contiguous().view(torch.uint8).reshape(n, math.prod(t.shape[1:]) * t.element_size()) for t in tensors]
+    widths = [c.shape[1] for c in cols]
+    packed = torch.cat(cols, 1) if cols else torch.zeros(n, 0, dtype=torch.uint8, device=dev)
+    size = torch.tensor([n], dtype=torch.long, device=dev)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size, group=group)
+    _COLLECTIVES["all_gather"] += 1
+    counts = [int(x) for x in torch.cat(sizes).cpu()]
+    width = max(counts)
+    buf = torch.zeros(width, packed.shape[1], dtype=torch.uint8, device=dev)
+    buf[:n] = packed
+    out = [torch.empty_like(buf) for _ in range(world)]
+    dist.all_gather(out, buf, group=group)
+    _COLLECTIVES["all_gather"] += 1
+    rows = torch.cat([o[:k] for o, k in zip(out, counts)])
+    res, off = [], 0
+    for t, w in zip(tensors, widths):
+        part = rows[:, off:off + w].contiguous()
+        off += w
+        res.append(part.view(t.dtype).reshape(rows.shape[0], *t.shape[1:]))
+    return res, counts
+
+
+def _all_gather_same(x: Tensor, group) -> Tensor:
+    """All-gather of tensors of one shape on every rank: ``(world, *shape)``, one collective."""
+    world = dist.get_world_size(group)
+    out = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(out, x.contiguous(), group=group)
+    _COLLECTIVES["all_gather"] += 1
+    return torch.stack(out)
+
+
+def _all_reduce(x: Tensor, group) -> Tensor:
+    dist.all_reduce(x, group=group)
+    _COLLECTIVES["all_reduce"] += 1
+    return x
+
+
+def _all_gather_padded(x: Tensor, group) -> List[Tensor]:
+    """All-gather of ``(k, ...)`` tensors whose first size differs between ranks."""
+    parts, counts = _all_gather_rows([x], group)
+    out, off = [], 0
+    for k in counts:
+        out.append(parts[0][off:off + k])
+        off += k
+    return out
+
+
+def _exchange(blocks, payloads, bounds, kept_counts: List[int], rank: int, group, dev) -> List[Tensor]:
+    """One ``all_to_all``: every rank sends, for each of its kept rows, the columns of each
+    destination's class shard of every payload (``(dtype, fn)``: ``fn(x, t)`` gives the ``(b, C)``
+    values of a block of whole rows ``x`` with targets ``t``). Returns, per payload,
+    ``(kept rows of every rank, own shard width)`` in rank order."""
+    n_own = kept_counts[rank]
+    item = [torch.empty((), dtype=d).element_size() for d, _ in payloads]
+
+    def seg(rows: int, width: int, it: int) -> int:  # segments padded to 8 bytes: aligned views
+        return -(-rows * width * it // 8) * 8
+
+    send_sizes = [sum(seg(n_own, hi - lo, it) for it in item) for lo, hi in bounds]
+    lo_me, hi_me = bounds[rank]
+    w_me = hi_me - lo_me
+    recv_sizes = [sum(seg(k, w_me, it) for it in item) for k in kept_counts]
+    # to destination d: payload after payload, each (n_own, w_d) row-major
+    send = torch.empty(sum(send_sizes), dtype=torch.uint8, device=dev)
+    views = []
+    off = 0
+    for lo, hi in bounds:
+        per = []
+        for (dtype, _), it in zip(payloads, item):
+            nbytes = n_own * (hi - lo) * it
+            per.append(send[off:off + nbytes].view(dtype).view(n_own, hi - lo))
+            off += seg(n_own, hi - lo, it)
+        views.append(per)
+    start = 0
+    for x, t in blocks():
+        b = x.shape[0]
+        for j, (dtype, fn) in enumerate(payloads):
+            v = fn(x, t).to(dtype)
+            for d, (lo, hi) in enumerate(bounds):
+                views[d][j][start:start + b] = v[:, lo:hi]
+        start += b
+    del views
+    recv = torch.empty(sum(recv_sizes), dtype=torch.uint8, device=dev)
+    dist.all_to_all_single(recv, send, recv_sizes, send_sizes, group=group)
+    _COLLECTIVES["all_to_all"] = _COLLECTIVES.get("all_to_all", 0) + 1
+    del send
+    out: List[List[Tensor]] = [[] for _ in payloads]
+    off = 0
+    for k in kept_counts:
+        for j, (dtype, _) in enumerate(payloads):
+            nbytes = k * w_me * item[j]
+            out[j].append(recv[off:off + nbytes].view(dtype).view(k, w_me))
+            off += seg(k, w_me, item[j])
+    return [torch.cat(o) for o in out]
+
+
+# ------------------------------------------------------------------------------------ the parts
+def _class_blocks(w: int, n: int):
+    _, cb = block_sizes(n, max(w, 1))
+    return [(c0, min(w, c0 + cb)) for c0 in range(0, w, max(cb, 1))]
+
+
+def _ap_auroc_mc(su, rank_t: Tensor, t: Tensor, lo: int):
+    """Per-class AP/AUROC of the shard's classes (multiclass, positives = rows of that class)."""
+    w, n = rank_t.shape
+    dev = rank_t.device
+    ap = torch.full((w,), float("nan"), dtype=torch.float64, device=dev)
+    auc = ap.clone()
+    npos = torch.zeros(w, dtype=torch.long, device=dev)
+    order = torch.argsort(t, stable=True)
+    cls = t[order]
+    starts = torch.searchsorted(cls, torch.arange(lo, lo + w + 1, device=dev)).tolist()
+    for c0, c1 in _class_blocks(w, n):
+        st = rank_t[c0:c1]
+        a0, a1 = starts[c0], starts[c1]
+        index = (cls[a0:a1] - lo - c0, order[a0:a1])
+        a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index, overwrite=su.ap_mode == "step")
+        if su.ap_mode != "step":
+            pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=dev)
+            pos[index[1], index[0]] = True
+            a = average_precision(ranking_curves(rank_t[c0:c1].T, pos), su.ap_mode)
+        ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
+    return ap, auc, npos
+
+
+def _ap_auroc_ml(su, rank_t: Tensor, pos: Tensor, rows: Optional[Tensor] = None):
+    """Per-class AP/AUROC of the shard's classes (multilabel; ``rows``: restrict the ranking)."""
+    w, n = rank_t.shape
+    dev = rank_t.device
+    ap = torch.full((w,), float("nan"), dtype=torch.float64, device=dev)
+    auc = ap.clone()
+    npos = torch.zeros(w, dtype=torch.long, device=dev)
+    for c0, c1 in _class_blocks(w, n):
+        st, p_ = rank_t[c0:c1], pos[:, c0:c1]
+        if rows is not None:
+            st, p_ = st[:, rows].contiguous(), p_[rows]
+        a, u, p = exact_ap_auroc(None, positive=p_, scores_t=st)
+        if su.ap_mode != "step":
+            a = average_precision(ranking_curves(st.T, p_), su.ap_mode)
+        ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
+    return ap, auc, npos
+
+
+def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
+    """``compute()`` of the suite with class shards (the summed states are already synced)."""
+    group = su.process_group if su.process_group is not None else dist.group.WORLD
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    if su.id_registry is not None:
+        su.id_registry.check()
+    su._check_rows()  # identical sums on every rank: every rank raises here, or none
+    mc = su._task == "multiclass"
+    c = su._c
+    s_loc = su._cat("scores")
+    t_loc, valid_loc = su._cat("target"), su._cat("valid")
+    vid_loc, cid_loc = su._cat("video_ids"), su._cat("clip_ids")
+    dev = s_loc.device
+    n_loc = s_loc.shape[0]
+    step = block_sizes(max(n_loc, 1), c)[0]
+
+    # 2. row-wise clip quantities of the own rows, gathered with the metadata
+    meta = [vid_loc, cid_loc, valid_loc]
+    if mc:
+        k_max = max(su.top_k)
+        cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier")}
+        for i in range(0, n_loc, step):
+            x, tb = s_loc[i:i + step], t_loc[i:i + step]
+            probs = probabilities(x, "multiclass", su.input)
+            logp = x.log_softmax(1) if su.input == "logits" else x.log()
+            pred = argmax_lowest(x)
+            pd = probs.double()
+            cols["pred"].append(pred)
+            cols["rt"].append(target_rank_at_compute(x, tb).clamp_max(k_max))
+            cols["conf"].append(probs.gather(1, pred[:, None]).squeeze(1))
+            cols["nll"].append(-logp.gather(1, tb[:, None]).squeeze(1).double())
+            cols["brier"].append(pd.square().sum(1) - 2 * pd.gather(1, tb[:, None]).squeeze(1) + 1)
+        dtypes = {"pred": torch.long, "rt": torch.long, "conf": torch.float32, "nll": torch.float64,
+                  "brier": torch.float64}
+        meta += [t_loc] + [torch.cat(v) if v else torch.zeros(0, dtype=dtypes[k], device=dev) for k, v in cols.items()]
+    gathered, counts = _all_gather_rows(meta, group)
+    vid, cid, valid = gathered[:3]
+    offsets = [sum(counts[:r]) for r in range(world)]
+
+    # the de-duplication of _rows(), on every rank alike
+    n_clip_ids, n_total = int(su.n_with_clip_ids), int(su.n_seen)
+    if 0 < n_clip_ids < n_total:
+        raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
+    n_vid = int(su.n_with_video_ids)
+    if 0 < n_vid < n_total:
+        raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
+    keep = valid
+    if n_clip_ids:
+        idx = torch.nonzero(valid).squeeze(1)
+        first = dedup_clips(vid[idx], cid[idx])
+        keep = torch.zeros_like(valid)
+        keep[idx[first]] = True
+    kept_counts = [int(keep[o:o + k].sum()) for o, k in zip(offsets, counts)]
+    keep_own = keep[offsets[rank]:offsets[rank] + counts[rank]]
+    n = int(keep.sum())
+    vid_k = vid[keep]
+
+    # 3. the class shards of the kept rows (multilabel: with their targets)
+    bounds = shard_bounds(c, world)
+    lo, hi = bounds[rank]
+    w = hi - lo
+    if mc:
+        payloads = [(torch.float32, (lambda x, t: x.log_softmax(1)) if su.input == "logits" else (lambda x, t: x.log()))]
+        if su.video_reduction == "mean_logits":
+            payloads.append((torch.float32, lambda x, t: x))
+        elif su.video_reduction is not None:
+            payloads.append((torch.float64, lambda x, t: _log_probs(x, "multiclass", su.input)))
+    else:
+        payloads = [(torch.float32, lambda x, t: x), (torch.uint8, lambda x, t: t.to(torch.uint8))]
+
+    def own_blocks():
+        for i in range(0, n_loc, step):
+            m = keep_own[i:i + step]
+            x, t = s_loc[i:i + step][m], t_loc[i:i + step][m]
+            if x.shape[0]:
+                yield x, t
+
+    shard = _exchange(own_blocks, payloads, bounds, kept_counts, rank, group, dev)
+    rank_t = shard[0].T.contiguous()  # (w, n)
+    nb = su.calibration_bins
+    per_class: List[Tensor] = []  # per-class vectors, gathered once at the end
+    reduce_round: List[Tensor] = []
+    S_clip: Dict[str, Any] = {"n": n, "missing": 0}
+
+    # 4. clip level
+    if mc:
+        t_k, pred_k, rt_k, conf_k, nll_k, brier_k = (g[keep] for g in gathered[3:])
+        ones = torch.ones(n, dtype=torch.bool, device=dev)
+        cm = confusion_counts(pred_k, t_k, ones, c)
+        S_clip.update(hits=torch.stack([scatter_count(t_k, rt_k < k, c) for k in su.top_k]), tp=cm.diagonal(),
+                      pc=cm.sum(0), support=cm.sum(1), bins=bin_update(conf_k, pred_k == t_k, ones, nb),
+                      nll=nll_k.sum(), brier=brier_k.sum())
+        ap, auc, npos = _ap_auroc_mc(su, rank_t, t_k, lo)
+        per_class += [ap, auc, npos.double()]
+        pos = None
+    else:
+        t_k = pred_k = None
+        pos = shard[1].bool()
+        counts_ml = torch.zeros(3, w, dtype=torch.long, device=dev)
+        bins = torch.zeros(3, nb, dtype=torch.float64, device=dev)
+        for i in range(0, n, step):
+            x, p_ = shard[0][i:i + step], pos[i:i + step]
+            probs = probabilities(x, "multilabel", su.input)
+            counts_ml += multilabel_counts(probs > su.threshold, p_, torch.ones(x.shape[0], dtype=torch.bool, device=dev))
+            bins += bin_update(probs.reshape(-1), p_.reshape(-1), torch.ones_like(p_.reshape(-1)), nb)
+        reduce_round += [bins.reshape(-1), pos.sum(1).double()]
+        ap, auc, npos = _ap_auroc_ml(su, rank_t, pos)
+        per_class += [ap, auc, npos.double(), counts_ml[0].double(), counts_ml[1].double(), counts_ml[2].double()]
+    video = None
+    if su.video_reduction is not None:
+        video = _VideoShard(su, vid_k, shard, t_k, pos, pred_k, lo, hi, dev)
+        reduce_round += video.local_reductions()
+    parts: List[Tensor] = []
+    if reduce_round:  # one all-reduce: multilabel bins and rows with a positive, disagreeing video targets
+        sizes = [x.numel() for x in reduce_round]
+        parts = list(_all_reduce(torch.cat([x.reshape(-1).double() for x in reduce_round]), group).split(sizes))
+    if not mc:
+        S_clip["bins"] = parts[0].view(3, nb)
+        has_pos = parts[1] > 0
+        if su.empty_videos == "exclude" and not bool(has_pos.all()):
+            ap_k, _, npos_k = _ap_auroc_ml(su, rank_t, pos, torch.nonzero(has_pos).squeeze(1))
+        else:
+            ap_k, npos_k = ap, npos
+        per_class += [ap_k, npos_k.double()]
+        parts = parts[2:]
+    if video is not None:
+        video.after_reduce(parts, group)  # raises on every rank alike; multiclass rounds
+        per_class += video.per_class()
+    micro: Dict[str, Tuple[Tensor, int]] = {}
+    if not mc:  # micro AP: the positive pairs' scores are gathered, the pairs below each summed
+        levels = [("clip", rank_t, pos, n)] + ([("video", video.rank_t, video.pos, video.v)] if video else [])
+        qs = []
+        for _, rt_, p_, _ in levels:
+            cls_, row_ = torch.nonzero(p_.T, as_tuple=True)
+            qs.append(rt_[cls_, row_].double())
+        gathered_q = _gather_lists(qs, group)
+        lts = []
+        for (name, rt_, _, m), q in zip(levels, gathered_q):
+            q_sorted = torch.sort(q).values
+            lts.append((name, q_sorted, pooled_counts([rt_.double()], q_sorted), m))
+        flat = _all_reduce(torch.cat([x[2] for x in lts]).double(), group)
+        off = 0
+        for name, q_sorted, lt, m in lts:
+            k = lt.numel()
+            micro[name] = (pooled_ap_from_counts(q_sorted, flat[off:off + k].round().long(), m * c)[0], k)
+            off += k
+    # 5. the per-class vectors of every shard (padded to the widest shard)
+    w_max = max(h - l_ for l_, h in bounds)
+    packed = torch.zeros(len(per_class), w_max, dtype=torch.float64, device=dev)
+    if per_class:
+        packed[:, :w] = torch.stack([x.double() for x in per_class])
+    allp = _all_gather_same(packed, group)  # (world, K, w_max)
+    full = torch.cat([allp[r, :, :h - l_] for r, (l_, h) in enumerate(bounds)], 1)  # (K, C)
+    cursor = [0]
+
+    def take(k):
+        vals = full[cursor[0]:cursor[0] + k]
+        cursor[0] += k
+        return vals
+
+    ap, auc, npos = take(3)
+    npos = npos.round().long()
+    S_clip.update(ap=ap, auc=auc, npos=npos, nneg=n - npos)
+    if not mc:
+        tp, fp, fn, ap_k, npos_k = take(5)
+        S_clip.update(tp=tp.round().long(), fp=fp.round().long(), fn=fn.round().long(), ap_used=ap_k,
+                      npos_used=npos_k.round().long(), micro_ap=micro["clip"][0],
+                      micro_npos=torch.tensor(micro["clip"][1], device=dev))
+    out = {f"clip/{k}": v for k, v in level_scalars(su, su.task, keys_for(su.task, su.top_k, None), S_clip).items()}
+    if video is not None:
+        S_video = video.stats(take, micro.get("video"))
+        vkeys = keys_for(su.task, su.top_k, su.video_reduction)
+        out.update({f"video/{k}": v for k, v in level_scalars(su, su.task, vkeys, S_video).items()})
+        out["video/num_videos"] = torch.tensor(float(video.v), dtype=torch.float64)
+        out["video/num_clips"] = torch.tensor(float(n), dtype=torch.float64)
+        if su.expected_video_ids is not None:
+            out["video/missing_videos"] = torch.tensor(float(video.missing), dtype=torch.float64)
+        if su.preset == "kinetics" and 1 in su.top_k and 5 in su.top_k:
+            out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
+    return out, None, None, None
+
+
+def _gather_lists(qs: List[Tensor], group) -> List[Tensor]:
+    """All-gather several 1-D float64 vectors of per-rank lengths; returns each concatenated over
+    ranks (rank order). Two collectives."""
+    dev = qs[0].device if qs else torch.device("cpu")
+    lens = torch.tensor([q.numel() for q in qs], dtype=torch.float64, device=dev)
+    row = torch.cat([lens] + [q.double() for q in qs])[:, None]
+    per_rank = _all_gather_padded(row, group)
+    out: List[List[Tensor]] = [[] for _ in qs]
+    for r in per_rank:
+        r = r[:, 0]
+        k = len(qs)
+        ls = [int(x) for x in r[:k].tolist()]
+        off = k
+        for i, m in enumerate(ls):
+            out[i].append(r[off:off + m])
+            off += m
+    return [torch.cat(o) for o in out]
+
+
+class _VideoShard:
+    """The video level of one class shard."""
+
+    def __init__(self, su, vid_k: Tensor, shard: List[Tensor], t_k: Optional[Tensor], pos: Optional[Tensor],
+                 pred_k: Optional[Tensor], lo: int, hi: int, dev) -> None:
+        self.su, self.lo, self.hi, self.dev = su, lo, hi, dev
+        self.mc = t_k is not None
+        uniq, inverse, counts = group_rows(vid_k)
+        self.uniq, self.v = uniq, uniq.numel()
+        w = hi - lo
+        self.w = w
+        red = su.video_reduction
+        self.bad_local = 0.0
+        if self.mc:
+            v = self.v
+            tmin = torch.full((v,), 2**62, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t_k, "amin")
+            tmax = torch.full((v,), -1, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t_k, "amax")
+            self.bad_global = int((tmin != tmax).sum())  # known on every rank
+            self.target = tmax
+        else:
+            tmin = torch.full((self.v, w), 2, dtype=torch.uint8, device=dev)
+            tmax = torch.zeros((self.v, w), dtype=torch.uint8, device=dev)
+            tb = pos.to(torch.uint8)
+            idx = inverse[:, None].expand_as(tb)
+            tmin.scatter_reduce_(0, idx, tb, "amin")
+            tmax.scatter_reduce_(0, idx, tb, "amax")
+            # a video disagrees when any class of any shard does: counted per (video, class) here, so
+            # the all-reduced count is > 0 exactly when one process would count a video
+            self.bad_local = float((tmin != tmax).sum())
+            self.pos = tmax.bool()
+        block = block_sizes(max(vid_k.numel(), 1), max(w, 1))[0]
+        x = shard[1] if (self.mc and len(shard) > 1) else shard[0]
+
+        def blocks():
+            for i in range(0, x.shape[0], block):
+                yield i, x[i:i + block]
+
+        self.votes = None
+        if self.mc and red == "mean_logits":
+            m = torch.zeros(self.v, w, dtype=torch.float64, device=dev)
+            for i, xb in blocks():
+                m.index_add_(0, inverse[i:i + xb.shape[0]], xb.double())
+            m /= counts[:, None].double()
+            self.mean = m
+            self.rank = None  # after the log-sum-exp round
+        elif self.mc:
+            agg = "mean_probs" if red == "vote" else red
+            self.rank, _ = aggregate_blocks(blocks, inverse, counts, w, "multiclass", su.input, agg,
+                                            log_probs=lambda xb: xb)
+            if red == "vote":
+                votes = torch.zeros(self.v, w, dtype=torch.float64, device=dev)
+                inside = (pred_k >= lo) & (pred_k < hi)
+                votes.index_put_((inverse[inside], pred_k[inside] - lo),
+                                 torch.ones(int(inside.sum()), dtype=torch.float64, device=dev), accumulate=True)
+                self.votes = votes
+        else:
+            self.rank, _ = aggregate_blocks(blocks, inverse, counts, w, "multilabel", su.input, red)
+        if su.expected_video_ids is not None:
+            exp = su.expected_video_ids.to(dev)
+            self.missing = int((~torch.isin(exp, uniq)).sum())
+        else:
+            self.missing = 0
+        self.counts = counts
+
+    # ---------------------------------------------------------------- rounds
+    def local_reductions(self) -> List[Tensor]:
+        if self.mc:
+            return []  # the targets are known on every rank
+        probs = video_probs(self.rank, "multilabel", self.su.input, self.su.video_reduction)
+        self.probs = probs
+        nb = self.su.calibration_bins
+        bins = torch.zeros(3, nb, dtype=torch.float64, device=self.dev)
+        if probs.numel():
+            bins = bin_update(probs.reshape(-1), self.pos.reshape(-1), torch.ones_like(self.pos.reshape(-1)), nb)
+        return [torch.tensor([self.bad_local], dtype=torch.float64, device=self.dev), bins.reshape(-1),
+                self.pos.sum(1).double()]
+
+    def after_reduce(self, parts: List[Tensor], group) -> None:
+        su = self.su
+        bad = self.bad_global if self.mc else int(parts[0].round())
+        if bad:
+            what = "video(s)" if self.mc else "(video, class) pair(s)"
+            raise ValueError(f"{bad} {what} have clips with different targets; every clip of a video must share "
+                             "its target")
+        if not self.mc:
+            self.bins = parts[1].view(3, su.calibration_bins)
+            has_pos = parts[2] > 0
+            self.ap, self.auc, self.npos = _ap_auroc_ml(su, self.rank.T.contiguous(), self.pos)
+            if su.empty_videos == "exclude" and not bool(has_pos.all()):
+                self.ap_k, _, self.npos_k = _ap_auroc_ml(su, self.rank.T.contiguous(), self.pos,
+                                                         torch.nonzero(has_pos).squeeze(1))
+            else:
+                self.ap_k, self.npos_k = self.ap, self.npos
+            self.rank_t = self.rank.T.contiguous()
+            self.counts_ml = multilabel_counts(self.probs > su.threshold, self.pos,
+                                               torch.ones(self.v, dtype=torch.bool, device=self.dev))
+            return
+        self._combine_rows(group)
+
+    def _combine_rows(self, group) -> None:
+        """Multiclass: argmax, the target's rank, confidence, NLL and Brier of every video, from
+        the shards (two rounds; three for ``mean_logits``)."""
+        su, dev, v, w, lo = self.su, self.dev, self.v, self.w, self.lo
+        red = su.video_reduction
+        if red == "mean_logits":
+            m = self.mean
+            mx = m.max(1).values if w else torch.full((v,), -math.inf, dtype=torch.float64, device=dev)
+            se = (m - mx[:, None]).exp().sum(1) if w else torch.zeros(v, dtype=torch.float64, device=dev)
+            both = _all_gather_same(torch.stack([mx, se]), group)  # (world, 2, v)
+            mxs, ses = both[:, 0], both[:, 1]
+            big = mxs.max(0).values
+            scale = torch.where(torch.isfinite(mxs), (mxs - big[None, :]).exp(), torch.zeros_like(mxs))
+            lse = big + (ses * scale).sum(0).log()
+            self.rank = m - lse[:, None]
+        rank = self.rank
+        keys = keys_for(su.task, su.top_k, red)
+        key = video_key(rank, self.votes, "multiclass", su.input, red)
+        probs = video_probs(rank, "multiclass", su.input, red)
+        t = self.target
+        inside = (t >= lo) & (t < lo + w)
+        tl = (t - lo).clamp(0, max(w - 1, 0))
+        neg = torch.full((v,), -math.inf, dtype=torch.float64, device=dev)
+        zero = torch.zeros(v, dtype=torch.float64, device=dev)
+        if w:
+            kmax, kidx = key.max(1)
+            key_t = torch.where(inside, key.gather(1, tl[:, None]).squeeze(1), neg)
+            rank_t = torch.where(inside, rank.gather(1, tl[:, None]).squeeze(1), zero)
+            p_t = torch.where(inside, probs.gather(1, tl[:, None]).squeeze(1), zero)
+            p2 = probs.square().sum(1)
+        else:
+            kmax, kidx, key_t, rank_t, p_t, p2 = neg, torch.zeros(v, dtype=torch.long, device=dev), neg, zero, zero, zero
+        allr = _all_gather_same(torch.stack([kmax, (kidx + lo).double(), key_t, rank_t, p_t, p2]), group)  # (world, 6, v)
+        kmaxs, kidxs = allr[:, 0], allr[:, 1]
+        best = kmaxs.max(0).values
+        cand = torch.where(kmaxs == best[None, :], kidxs, torch.full_like(kidxs, float("inf")))
+        pred = cand.min(0).values.long()
+        key_t_all = allr[:, 2].max(0).values
+        self.rank_t_v = allr[:, 3].sum(0)
+        p_t_all = allr[:, 4].sum(0)
+        p2_all = allr[:, 5].sum(0)
+        # round: the classes above the target (ties: lower index first) and the predicted class's probability
+        if w:
+            idx = torch.arange(lo, lo + w, device=dev)
+            above = (key > key_t_all[:, None]).sum(1) + ((key == key_t_all[:, None]) & (idx[None, :] < t[:, None])).sum(1)
+            own = (pred >= lo) & (pred < lo + w)
+            conf = torch.where(own, probs.gather(1, (pred - lo).clamp(0, w - 1)[:, None]).squeeze(1), zero)
+        else:
+            above, conf = torch.zeros(v, dtype=torch.long, device=dev), zero
+        red2 = _all_reduce(torch.stack([above.double(), conf]), group)
+        self.rt = red2[0].round().long()
+        self.conf = red2[1]
+        self.pred = pred
+        self.brier = p2_all - 2 * p_t_all + 1
+        self.keys = keys
+        if "auroc_macro" in keys:
+            self.ap, self.auc, self.npos = _ap_auroc_mc(su, rank.T.contiguous(), t, lo)
+
+    def per_class(self) -> List[Tensor]:
+        w, dev = self.w, self.dev
+        if self.mc:
+            if hasattr(self, "ap"):
+                return [self.ap, self.auc, self.npos.double()]
+            nan = torch.full((w,), float("nan"), dtype=torch.float64, device=dev)
+            return [nan, nan, torch.zeros(w, dtype=torch.float64, device=dev)]
+        tp, fp, fn = self.counts_ml
+        return [self.ap, self.auc, self.npos.double(), tp.double(), fp.double(), fn.double(), self.ap_k,
+                self.npos_k.double()]
+
+    def stats(self, take, micro) -> Dict[str, Any]:
+        su, v = self.su, self.v
+        S: Dict[str, Any] = {"n": v, "missing": self.missing if su.missing == "count_as_wrong" else 0}
+        ap, auc, npos = take(3)
+        S.update(ap=ap, auc=auc, npos=npos.round().long(), nneg=v - npos.round().long())
+        if self.mc:
+            ones = torch.ones(v, dtype=torch.bool, device=self.dev)
+            c = su._c
+            cm = confusion_counts(self.pred, self.target, ones, c)
+            S.update(hits=torch.stack([scatter_count(self.target, self.rt < k, c) for k in su.top_k]),
+                     tp=cm.diagonal(), pc=cm.sum(0), support=cm.sum(1),
+                     bins=bin_update(self.conf, self.pred == self.target, ones, su.calibration_bins),
+                     nll=-self.rank_t_v.sum(), brier=self.brier.sum())
+        else:
+            tp, fp, fn, ap_k, npos_k = take(5)
+            S.update(tp=tp.round().long(), fp=fp.round().long(), fn=fn.round().long(), ap_used=ap_k,
+                     npos_used=npos_k.round().long(), bins=self.bins, micro_ap=micro[0],
+                     micro_npos=torch.tensor(micro[1], device=self.dev))
+        return S
