@@ -10,6 +10,13 @@ runs in a fresh subprocess so that peaks do not carry over.
     python benchmarks/scale.py --sizes 20000   # one size
     git worktree add /tmp/vm_before <commit>   # then "before" rows measured with that commit's code:
     python benchmarks/scale.py --before /tmp/vm_before
+    python benchmarks/scale.py --ddp 1 2 3 --sizes 240000   # gloo processes: full gather vs class shards
+
+``--ddp``: the same rows split over gloo processes (4096-row chunks dealt round-robin, so the data
+do not depend on the world size); per rank: peak extra memory of its first ``compute()``, the
+bytes it receives (all-gather outputs, all-to-all receive buffers, all-reduce tensors) and the
+compute time (min of 3), with ``shard_classes=False`` (every rank gathers every row) and
+``shard_classes=True``; the values are compared with the one-process run.
 """
 from __future__ import annotations
 
@@ -116,6 +123,102 @@ def one(n: int, c: int, threads: int) -> dict:
             "video_top1": float(out["video/top1"])}
 
 
+def _chunk(i: int, n: int, c: int, clips: int = 10):
+    """Rows ``[4096 i, 4096 (i + 1))`` of the data set (seeded by the chunk: any split gives the same rows)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1000 + i)
+    lo, hi = 4096 * i, min(n, 4096 * (i + 1))
+    rows = torch.arange(lo, hi)
+    vid = rows // clips
+    tg = torch.Generator().manual_seed(7)
+    video_target = torch.randint(0, c, (n // clips + 1,), generator=tg)
+    t = video_target[vid]
+    s = torch.randn(hi - lo, c, generator=g) * 2
+    s[torch.arange(hi - lo), t] += 2.0
+    return s, t, vid, rows % clips
+
+
+def _ddp_worker(rank: int, world: int, port: int, n: int, c: int, shard: bool, q) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    import video_metrics as vm
+
+    received = {"bytes": 0}
+    orig = {k: getattr(dist, k) for k in ("all_gather", "all_to_all_single", "all_reduce")}
+
+    def all_gather(out, x, *a, **k):
+        received["bytes"] += sum(t.numel() * t.element_size() for t in out)
+        return orig["all_gather"](out, x, *a, **k)
+
+    def all_to_all_single(out, x, *a, **k):
+        received["bytes"] += out.numel() * out.element_size()
+        return orig["all_to_all_single"](out, x, *a, **k)
+
+    def all_reduce(x, *a, **k):
+        received["bytes"] += x.numel() * x.element_size()
+        return orig["all_reduce"](x, *a, **k)
+
+    dist.all_gather, dist.all_to_all_single, dist.all_reduce = all_gather, all_to_all_single, all_reduce
+    suite = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits", shard_classes=shard)
+    for i in range(rank, -(-n // 4096), world):
+        suite.update(*_chunk(i, n, c))
+    import gc
+
+    gc.collect()
+    dist.barrier()
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = suite.compute()
+        times = [time.perf_counter() - t0]
+    got = received["bytes"]
+    for _ in range(2):
+        suite._computed = None
+        dist.barrier()
+        t0 = time.perf_counter()
+        suite.compute()
+        times.append(time.perf_counter() - t0)
+    dist.destroy_process_group()
+    q.put((rank, {"peak_extra_mb": (mem.peak - mem.base) / 1e6, "received_mb": got / 1e6, "compute_s": min(times),
+                  "values": {k: float(v) for k, v in out.items()}}))
+
+
+def ddp(n: int, c: int, worlds) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    print(f"# class-sharded compute(): {n} clips x {c} classes (state {n * c * 4 / 1e6:.0f} MB of scores), mean_logits, "
+          "gloo, 1 torch thread per process, 2 cores")
+    print(f"{'processes':>9}{'mode':>14}{'peak extra MB per rank':>26}{'received MB per rank':>24}"
+          f"{'compute s (max rank)':>22}{'max |diff| vs 1 process':>26}")
+    ref = None
+    for world in worlds:
+        for shard in ([False] if world == 1 else [False, True]):
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            with socket.socket() as sk:
+                sk.bind(("127.0.0.1", 0))
+                port = sk.getsockname()[1]
+            procs = [ctx.Process(target=_ddp_worker, args=(r, world, port, n, c, shard, q)) for r in range(world)]
+            for p in procs:
+                p.start()
+            res = dict(q.get() for _ in procs)
+            for p in procs:
+                p.join()
+            if ref is None:
+                ref = res[0]["values"]
+            diff = max(abs(res[r]["values"][k] - ref[k]) for r in res for k in ref)
+            peaks = " / ".join(f"{res[r]['peak_extra_mb']:.0f}" for r in sorted(res))
+            recv = " / ".join(f"{res[r]['received_mb']:.0f}" for r in sorted(res))
+            mode = "one process" if world == 1 else ("class shards" if shard else "full gather")
+            print(f"{world:>9}{mode:>14}{peaks:>26}{recv:>24}{max(res[r]['compute_s'] for r in res):>22.2f}"
+                  f"{diff:>26.1e}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 80000, 320000])
@@ -123,7 +226,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--before", default=None, help="a checkout of earlier code: measure it too, size by size")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--ddp", type=int, nargs="+", default=None, help="world sizes: gloo processes instead")
     args = ap.parse_args()
+    if args.ddp:
+        for n in args.sizes:
+            ddp(n, args.classes, args.ddp)
+        return
     if args.one is not None:
         print(json.dumps(one(args.one, args.classes, args.threads)))
         return

@@ -231,3 +231,17 @@ def test_by_video_intervals_cover_the_population_value():
         assert 0.90 <= cover["video"][k] <= 0.99, cover
     for k in ("clip/top1", "clip/f1_macro"):
         assert cover["clip"][k] <= cover["video"][k] - 0.05, cover
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_replicates_of_some_keys_equal_the_full_replicates(task):
+    d = synthetic_predictions(40, 3, 6, seed=4, task=task)
+    su = vm.VideoClassificationMetrics(6, task=task, video_reduction="max")
+    su.update(d.scores, d.target, d.video_ids, d.clip_ids)
+    full = bs.replicates(su, 30, 1)
+    keys = ["clip/f1_macro", "video/auroc_macro"] + (["clip/top1", "clip/nll"] if task == "multiclass" else
+                                                      ["clip/mAP_micro", "video/mAP"])
+    part = bs.replicates(su, 30, 1, keys=keys)
+    assert set(part) == set(keys)
+    for k in keys:
+        assert torch.equal(part[k], full[k]), k

@@ -260,7 +260,7 @@ def test_readme_lists_every_report_option():
 
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     subs = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name in ("report", "demo"):
+    for name in ("report", "demo", "compare"):
         for action in subs.choices[name]._actions:
             for opt in action.option_strings:
                 if opt.startswith("--") and opt != "--help":

@@ -305,6 +305,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
                 bi = u * nb + bin_index(conf, nb)
                 bins.index_add_(1, bi, torch.stack([torch.ones(m, dtype=torch.float64, device=dev), conf.double(),
                                                     (pred == t).double()]))
+            if need_loss:
                 pd = probs.double()
                 loss[0].index_add_(0, u, -rank.gather(1, t[:, None]).squeeze(1).double())
                 loss[1].index_add_(0, u, pd.square().sum(1) - 2 * pd.gather(1, t[:, None]).squeeze(1) + 1)

@@ -24,6 +24,7 @@ from .functional.classification import (
     binary_losses,
     confusion_counts,
     counts_from_threshold_hist,
+    log_softmax_rows,
     threshold_hist,
     multilabel_counts,
     precision_recall_f1,
@@ -313,7 +314,7 @@ class Level:
             mc = self.task == "multiclass"
             for start, x in self._rows.blocks():
                 if mc:
-                    rank = x.log_softmax(1) if su.input == "logits" else x.log()
+                    rank = log_softmax_rows(x) if su.input == "logits" else x.log()
                 else:
                     rank = x
                 yield start, x, probabilities(x, self.task, su.input), rank

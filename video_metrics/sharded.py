@@ -48,6 +48,7 @@ from .functional.classification import (
     multilabel_counts,
     probabilities,
     scatter_count,
+    log_softmax_rows,
     target_rank_at_compute,
 )
 from .functional.ranking import average_precision, exact_ap_auroc, pooled_ap_from_counts, pooled_counts, ranking_curves
@@ -253,11 +254,12 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
     meta = [vid_loc, cid_loc, valid_loc]
     if mc:
         k_max = max(su.top_k)
-        cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier")}
+        cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier", "lse32", "lse64")}
         for i in range(0, n_loc, step):
             x, tb = s_loc[i:i + step], t_loc[i:i + step]
             probs = probabilities(x, "multiclass", su.input)
-            logp = x.log_softmax(1) if su.input == "logits" else x.log()
+            lse32 = x.logsumexp(1, keepdim=True)
+            logp = log_softmax_rows(x, lse32) if su.input == "logits" else x.log()
             pred = argmax_lowest(x)
             pd = probs.double()
             cols["pred"].append(pred)
@@ -265,8 +267,11 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
             cols["conf"].append(probs.gather(1, pred[:, None]).squeeze(1))
             cols["nll"].append(-logp.gather(1, tb[:, None]).squeeze(1).double())
             cols["brier"].append(pd.square().sum(1) - 2 * pd.gather(1, tb[:, None]).squeeze(1) + 1)
+            # the rows' log-sum-exps: a shard's columns give the same log-probabilities as whole rows
+            cols["lse32"].append(lse32.squeeze(1))
+            cols["lse64"].append(x.double().logsumexp(1))
         dtypes = {"pred": torch.long, "rt": torch.long, "conf": torch.float32, "nll": torch.float64,
-                  "brier": torch.float64}
+                  "brier": torch.float64, "lse32": torch.float32, "lse64": torch.float64}
         meta += [t_loc] + [torch.cat(v) if v else torch.zeros(0, dtype=dtypes[k], device=dev) for k, v in cols.items()]
     gathered, counts = _all_gather_rows(meta, group)
     vid, cid, valid = gathered[:3]
@@ -294,14 +299,10 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
     bounds = shard_bounds(c, world)
     lo, hi = bounds[rank]
     w = hi - lo
-    if mc:
-        payloads = [(torch.float32, (lambda x, t: x.log_softmax(1)) if su.input == "logits" else (lambda x, t: x.log()))]
-        if su.video_reduction == "mean_logits":
-            payloads.append((torch.float32, lambda x, t: x))
-        elif su.video_reduction is not None:
-            payloads.append((torch.float64, lambda x, t: _log_probs(x, "multiclass", su.input)))
-    else:
-        payloads = [(torch.float32, lambda x, t: x), (torch.uint8, lambda x, t: t.to(torch.uint8))]
+    # the scores themselves (4 bytes a value): log-probabilities follow from the rows' log-sum-exps
+    payloads = [(torch.float32, lambda x, t: x)]
+    if not mc:
+        payloads.append((torch.uint8, lambda x, t: t.to(torch.uint8)))
 
     def own_blocks():
         for i in range(0, n_loc, step):
@@ -311,7 +312,18 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
                 yield x, t
 
     shard = _exchange(own_blocks, payloads, bounds, kept_counts, rank, group, dev)
-    rank_t = shard[0].T.contiguous()  # (w, n)
+    if mc:
+        t_k, pred_k, rt_k, conf_k, nll_k, brier_k, lse32_k, lse64_k = (g[keep] for g in gathered[3:])
+        x_sh = shard[0]
+        if su.input == "logits":
+            rank_t = log_softmax_rows(x_sh, lse32_k[:, None]).T.contiguous()  # (w, n)
+            vin = lambda xb, rows: log_softmax_rows(xb.double(), lse64_k[rows, None])  # noqa: E731
+        else:
+            rank_t = x_sh.log().T.contiguous()
+            vin = lambda xb, rows: _log_probs(xb, "multiclass", "probs")  # noqa: E731
+    else:
+        rank_t = shard[0].T.contiguous()
+        vin = None
     nb = su.calibration_bins
     per_class: List[Tensor] = []  # per-class vectors, gathered once at the end
     reduce_round: List[Tensor] = []
@@ -319,7 +331,6 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
 
     # 4. clip level
     if mc:
-        t_k, pred_k, rt_k, conf_k, nll_k, brier_k = (g[keep] for g in gathered[3:])
         ones = torch.ones(n, dtype=torch.bool, device=dev)
         cm = confusion_counts(pred_k, t_k, ones, c)
         S_clip.update(hits=torch.stack([scatter_count(t_k, rt_k < k, c) for k in su.top_k]), tp=cm.diagonal(),
@@ -343,7 +354,7 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
         per_class += [ap, auc, npos.double(), counts_ml[0].double(), counts_ml[1].double(), counts_ml[2].double()]
     video = None
     if su.video_reduction is not None:
-        video = _VideoShard(su, vid_k, shard, t_k, pos, pred_k, lo, hi, dev)
+        video = _VideoShard(su, vid_k, shard[0], t_k, pos, pred_k, lo, hi, dev, vin)
         reduce_round += video.local_reductions()
     parts: List[Tensor] = []
     if reduce_round:  # one all-reduce: multilabel bins and rows with a positive, disagreeing video targets
@@ -437,8 +448,8 @@ def _gather_lists(qs: List[Tensor], group) -> List[Tensor]:
 class _VideoShard:
     """The video level of one class shard."""
 
-    def __init__(self, su, vid_k: Tensor, shard: List[Tensor], t_k: Optional[Tensor], pos: Optional[Tensor],
-                 pred_k: Optional[Tensor], lo: int, hi: int, dev) -> None:
+    def __init__(self, su, vid_k: Tensor, x: Tensor, t_k: Optional[Tensor], pos: Optional[Tensor],
+                 pred_k: Optional[Tensor], lo: int, hi: int, dev, vin=None) -> None:
         self.su, self.lo, self.hi, self.dev = su, lo, hi, dev
         self.mc = t_k is not None
         uniq, inverse, counts = group_rows(vid_k)
@@ -465,11 +476,14 @@ class _VideoShard:
             self.bad_local = float((tmin != tmax).sum())
             self.pos = tmax.bool()
         block = block_sizes(max(vid_k.numel(), 1), max(w, 1))[0]
-        x = shard[1] if (self.mc and len(shard) > 1) else shard[0]
 
         def blocks():
             for i in range(0, x.shape[0], block):
                 yield i, x[i:i + block]
+
+        def log_probs_blocks():  # multiclass: the clips' log-probabilities from the rows' log-sum-exps
+            for i in range(0, x.shape[0], block):
+                yield i, vin(x[i:i + block], slice(i, i + block))
 
         self.votes = None
         if self.mc and red == "mean_logits":
@@ -481,7 +495,7 @@ class _VideoShard:
             self.rank = None  # after the log-sum-exp round
         elif self.mc:
             agg = "mean_probs" if red == "vote" else red
-            self.rank, _ = aggregate_blocks(blocks, inverse, counts, w, "multiclass", su.input, agg,
+            self.rank, _ = aggregate_blocks(log_probs_blocks, inverse, counts, w, "multiclass", su.input, agg,
                                             log_probs=lambda xb: xb)
             if red == "vote":
                 votes = torch.zeros(self.v, w, dtype=torch.float64, device=dev)

@@ -8,7 +8,9 @@ aggregation needs those per-clip rows, because clips of one video may sit on dif
 and padding duplicates can only be recognised once everything is gathered. ``update()`` only
 validates on the device and appends; ``compute()`` gathers all rows in one packed sync (at most
 three collectives for everything), drops repeated ``(video_id, clip_id)`` pairs, then computes
-clip- and video-level metrics with the same kernels as the single metric classes.
+clip- and video-level metrics with the same kernels as the single metric classes. With
+``shard_classes`` (default ``"auto"``: large states) ``compute()`` under DDP splits the classes
+across ranks instead (:mod:`video_metrics.sharded`: per-rank memory ~ ``N * C / world``).
 
 Without ``clip_ids``, each row counts as its own clip and padding duplicates (the
 ``DistributedSampler`` repeats up to ``world_size - 1`` samples) cannot be removed: pass clip ids
@@ -42,6 +44,7 @@ from .functional.calibration import bin_update
 from .functional.classification import (
     binary_losses,
     confusion_counts,
+    log_softmax_rows,
     multilabel_counts,
     prepare_rows,
     probabilities,
@@ -317,6 +320,19 @@ class VideoClassificationMetrics(_ClipRows):
     * ``empty_videos``: ``"keep"`` (default; PySlowFast: videos with no positive label stay in the
       ranking as negatives) or ``"exclude"`` (the official Charades script: they leave the
       ranking) for multilabel ``mAP`` and ``mAP_weighted``.
+
+    Decision support (exact mode; computed by :meth:`report`, never by ``compute()``):
+
+    * ``bootstrap=B``, ``ci``, ``bootstrap_unit`` (``"video"``; ``"clip"`` only without video ids:
+      clips of one video are correlated, so clip resampling is too narrow), ``seed``:
+      ``report().intervals`` (:mod:`video_metrics.bootstrap`);
+    * ``slices=("participant", ...)`` with ``update(..., groups=...)``, ``class_frequency`` /
+      ``frequency_thresholds`` (many/medium/few), ``class_slices``, ``min_slice_size``:
+      ``report().slices`` (:mod:`video_metrics.slices`);
+    * two suites on the same videos: :func:`video_metrics.compare`.
+
+    ``shard_classes``: ``"auto"`` / ``True`` / ``False``, class-sharded ``compute()`` under DDP
+    (:mod:`video_metrics.sharded`).
     """
 
     higher_is_better = None
@@ -444,7 +460,7 @@ class VideoClassificationMetrics(_ClipRows):
             self.topk_hits += torch.stack([scatter_count(t, (rank_t < k) & valid, c) for k in self.top_k])
             conf = probs.gather(1, pred[:, None]).squeeze(1)
             self.cal += bin_update(conf, pred == t, valid, self.calibration_bins)
-            logp = s.log_softmax(1) if self.input == "logits" else s.log()
+            logp = log_softmax_rows(s) if self.input == "logits" else s.log()
             nll = -logp.gather(1, t[:, None]).squeeze(1).double()
             brier = ((probs.double() - pos.double()) ** 2).sum(1)
             zero = torch.zeros_like(nll)

@@ -58,7 +58,7 @@ def dedup_clips(video_ids: Tensor, clip_ids: Tensor) -> Tensor:
 def _log_probs(x: Tensor, task: str, input: str) -> Tensor:
     xd = x.double()
     if task == "multiclass":
-        return xd.log_softmax(1) if input == "logits" else xd.clamp_min(0).log()
+        return xd - xd.logsumexp(1, keepdim=True) if input == "logits" else xd.clamp_min(0).log()
     return torch.nn.functional.logsigmoid(xd) if input == "logits" else xd.clamp_min(0).log()
 
 

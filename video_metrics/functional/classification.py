@@ -129,7 +129,16 @@ def ranking_scores(scores: Tensor, task: str, input: str) -> Tensor:
     """
     if input == "probs":
         return scores
-    return scores.log_softmax(dim=1) if task == "multiclass" else scores
+    return log_softmax_rows(scores) if task == "multiclass" else scores
+
+
+def log_softmax_rows(x: Tensor, lse: Optional[Tensor] = None) -> Tensor:
+    """``x - logsumexp(x)`` per row, in ``x``'s dtype. Unlike ``log_softmax``, each value is one
+    exactly rounded subtraction from the row's log-sum-exp, so a class shard of the rows, given the
+    rows' log-sum-exps, reproduces it bit for bit (:mod:`video_metrics.sharded`)."""
+    if lse is None:
+        lse = x.logsumexp(1, keepdim=True)
+    return x - lse
 
 
 def ranking_to_probability(values: Tensor, task: str, input: str) -> Tensor:

@@ -22,6 +22,7 @@ from ..functional._checks import check_choice
 from ..functional.classification import (
     check_row_values,
     multilabel_target_ok,
+    log_softmax_rows,
     ranking_scores,
     ranking_to_probability,
 )
@@ -155,7 +156,7 @@ class _RankingMetric(ScoresMetric):
             # log-softmax of each row (ranking_scores)
             if x.shape[1]:
                 stats.append((x.amin(1), x.amax(1), x.sum(1)))
-            return x.log_softmax(dim=1)
+            return log_softmax_rows(x)
 
         chunks = self.scores if isinstance(self.scores, list) else [self.scores]
         st = transpose_rows(chunks, self._c, ranking_rows if mc_logits else None)
