@@ -33,6 +33,7 @@ from torch import Tensor
 from .functional._checks import check_choice, check_probability
 from .functional.calibration import bin_index
 from .functional.classification import argmax_lowest, binary_losses, target_rank_at_compute
+from .functional.ranking import copy_transposed
 from .levels import keys_for, level_scalars
 
 __all__ = ["poisson_weights", "unit_hash", "weighted_stats", "replicate_scalars", "percentile_intervals",
@@ -290,7 +291,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         t = t_all[start:start + m]
         u = unit[start:start + m]
         if build:
-            rank_t[:, start:start + m] = rank.T
+            copy_transposed(rank_t[:, start:start + m], rank)
         if mc:
             pred = argmax_lowest(key)
             rt = target_rank_at_compute(key, t)

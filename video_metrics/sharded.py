@@ -51,7 +51,14 @@ from .functional.classification import (
     log_softmax_rows,
     target_rank_at_compute,
 )
-from .functional.ranking import average_precision, exact_ap_auroc, pooled_ap_from_counts, pooled_counts, ranking_curves
+from .functional.ranking import (
+    average_precision,
+    exact_ap_auroc,
+    pooled_ap_from_counts,
+    pooled_counts,
+    ranking_curves,
+    transpose_rows,
+)
 from .levels import block_sizes, keys_for, level_scalars
 from .metrics.base import _COLLECTIVES
 
@@ -316,13 +323,14 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
         t_k, pred_k, rt_k, conf_k, nll_k, brier_k, lse32_k, lse64_k = (g[keep] for g in gathered[3:])
         x_sh = shard[0]
         if su.input == "logits":
-            rank_t = log_softmax_rows(x_sh, lse32_k[:, None]).T.contiguous()  # (w, n)
+            rank_t = transpose_rows([x_sh], w, lambda xb: xb)  # (w, n), then x - lse per column
+            rank_t.sub_(lse32_k[None, :])
             vin = lambda xb, rows: log_softmax_rows(xb.double(), lse64_k[rows, None])  # noqa: E731
         else:
-            rank_t = x_sh.log().T.contiguous()
+            rank_t = transpose_rows([x_sh], w, lambda xb: xb.log())
             vin = lambda xb, rows: _log_probs(xb, "multiclass", "probs")  # noqa: E731
     else:
-        rank_t = shard[0].T.contiguous()
+        rank_t = transpose_rows([shard[0]], w)
         vin = None
     nb = su.calibration_bins
     per_class: List[Tensor] = []  # per-class vectors, gathered once at the end

@@ -273,6 +273,17 @@ def per_row_ap_auroc(scores: Tensor, positive: Tensor):
     return ap, auc, p > 0, den > 0
 
 
+def copy_transposed(dst: Tensor, src: Tensor, tile: int = 256) -> Tensor:
+    """``dst.copy_(src.T)`` for a ``(C, b)`` destination (e.g. a column slice of a ``(C, N)``
+    matrix) from ``(b, C)`` rows, ``tile`` rows at a time: each tile's transposed write stays in
+    cache (~3.5x faster on CPU than one strided copy of the whole block)."""
+    if src.device.type != "cpu":
+        return dst.copy_(src.T)
+    for i in range(0, src.shape[0], tile):
+        dst[:, i:i + tile].copy_(src[i:i + tile].T)
+    return dst
+
+
 def transpose_rows(chunks, num_classes: int, fn=None, block: int = 4096) -> Tensor:
     """The ``(C, N)`` contiguous transpose of row chunks ``(n_i, C)`` stacked, each chunk first
     mapped by ``fn`` (a row-wise function, e.g. log-softmax). One cache-sized transposed copy per
@@ -291,7 +302,7 @@ def transpose_rows(chunks, num_classes: int, fn=None, block: int = 4096) -> Tens
         if out is None:
             out = torch.empty((num_classes, n), dtype=y.dtype, device=y.device)
         b = y.shape[0]
-        out[:, off:off + b].copy_(y.T)
+        copy_transposed(out[:, off:off + b], y)
         off += b
     return out
 
