@@ -153,8 +153,10 @@ def _exchange(blocks, payloads, bounds, kept_counts: List[int], rank: int, group
     n_own = kept_counts[rank]
     item = [torch.empty((), dtype=d).element_size() for d, _ in payloads]
 
-    def seg(rows: int, width: int, it: int) -> int:  # segments padded to 8 bytes: aligned views
-        return -(-rows * width * it // 8) * 8
+    align = max(item)
+
+    def seg(rows: int, width: int, it: int) -> int:  # segments padded to the widest item: aligned views
+        return -(-rows * width * it // align) * align
 
     send_sizes = [sum(seg(n_own, hi - lo, it) for it in item) for lo, hi in bounds]
     lo_me, hi_me = bounds[rank]
@@ -184,6 +186,9 @@ def _exchange(blocks, payloads, bounds, kept_counts: List[int], rank: int, group
     dist.all_to_all_single(recv, send, recv_sizes, send_sizes, group=group)
     _COLLECTIVES["all_to_all"] = _COLLECTIVES.get("all_to_all", 0) + 1
     del send
+    if len(payloads) == 1:  # one payload: the receive buffer is already the (rows, width) matrix
+        return [recv.view(payloads[0][0]).view(-1, w_me) if w_me else
+                torch.zeros(sum(kept_counts), 0, dtype=payloads[0][0], device=dev)]
     out: List[List[Tensor]] = [[] for _ in payloads]
     off = 0
     for k in kept_counts:
@@ -250,20 +255,28 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
     su._check_rows()  # identical sums on every rank: every rank raises here, or none
     mc = su._task == "multiclass"
     c = su._c
-    s_loc = su._cat("scores")
+    chunks = [x for x in (su.scores if isinstance(su.scores, list) else [su.scores]) if x.shape[0]]
     t_loc, valid_loc = su._cat("target"), su._cat("valid")
     vid_loc, cid_loc = su._cat("video_ids"), su._cat("clip_ids")
-    dev = s_loc.device
-    n_loc = s_loc.shape[0]
+    dev = valid_loc.device
+    n_loc = valid_loc.shape[0]
     step = block_sizes(max(n_loc, 1), c)[0]
+
+    def local_blocks():
+        """``(start, rows)`` over the stored chunks (no concatenated copy of the local rows)."""
+        off = 0
+        for x in chunks:
+            for i in range(0, x.shape[0], step):
+                yield off + i, x[i:i + step]
+            off += x.shape[0]
 
     # 2. row-wise clip quantities of the own rows, gathered with the metadata
     meta = [vid_loc, cid_loc, valid_loc]
     if mc:
         k_max = max(su.top_k)
         cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier", "lse32", "lse64")}
-        for i in range(0, n_loc, step):
-            x, tb = s_loc[i:i + step], t_loc[i:i + step]
+        for i, x in local_blocks():
+            tb = t_loc[i:i + x.shape[0]]
             probs = probabilities(x, "multiclass", su.input)
             lse32 = x.logsumexp(1, keepdim=True)
             logp = log_softmax_rows(x, lse32) if su.input == "logits" else x.log()
@@ -312,9 +325,9 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
         payloads.append((torch.uint8, lambda x, t: t.to(torch.uint8)))
 
     def own_blocks():
-        for i in range(0, n_loc, step):
-            m = keep_own[i:i + step]
-            x, t = s_loc[i:i + step][m], t_loc[i:i + step][m]
+        for i, x in local_blocks():
+            m = keep_own[i:i + x.shape[0]]
+            x, t = x[m], t_loc[i:i + x.shape[0]][m]
             if x.shape[0]:
                 yield x, t
 
