@@ -203,6 +203,9 @@ def ddp(n: int, c: int, worlds) -> None:
             with socket.socket() as sk:
                 sk.bind(("127.0.0.1", 0))
                 port = sk.getsockname()[1]
+            # a fixed mmap threshold: freed large buffers go back to the OS, so RSS follows the live
+            # memory (glibc's dynamic threshold keeps freed blocks of up to 32 MB in the heap)
+            os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))
             procs = [ctx.Process(target=_ddp_worker, args=(r, world, port, n, c, shard, q)) for r in range(world)]
             for p in procs:
                 p.start()

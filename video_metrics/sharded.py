@@ -359,6 +359,7 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
                       nll=nll_k.sum(), brier=brier_k.sum())
         ap, auc, npos = _ap_auroc_mc(su, rank_t, t_k, lo)
         per_class += [ap, auc, npos.double()]
+        del rank_t, gathered  # multiclass: the clip ranking matrix is done with (the video level reads the scores)
         pos = None
     else:
         t_k = pred_k = None
