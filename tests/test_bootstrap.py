@@ -175,16 +175,25 @@ def _dist_worker(rank, world):
     for name, kw in {"mc": dict(video_reduction="mean_logits"),
                      "ml": dict(task="multilabel", video_reduction="max")}.items():
         dd = d if name == "mc" else synthetic_predictions(31, 3, 6, seed=5, task="multilabel")
-        su = vm.VideoClassificationMetrics(6, bootstrap=40, seed=7, **kw)
+        su = vm.VideoClassificationMetrics(6, bootstrap=40, seed=7, slices=("site",), class_slices={"odd": [1, 3, 5]},
+                                           min_slice_size=5, **kw)
         for j in idx.split(5):
-            su.update(dd.scores[j], dd.target[j], dd.video_ids[j], dd.clip_ids[j])
-        out[name] = su.report().intervals
+            su.update(dd.scores[j], dd.target[j], dd.video_ids[j], dd.clip_ids[j], groups=dd.video_ids[j] % 3)
+        rep = su.report()
+        out[name] = rep.intervals
+        for sl in rep.slices:  # slices (values and intervals) are identical on any number of processes too
+            out[name].update({f"{sl.label}:{k}": (v, v) for k, v in sl.scalars.items()})
+            out[name].update({f"{sl.label}:{k}:ci": v for k, v in sl.intervals.items()})
+            out[name][f"{sl.label}:n"] = (float(sl.num_videos), float(sl.num_clips))
     return out
 
 
 @pytest.mark.timeout(240)
 def test_intervals_identical_on_one_two_and_three_processes():
+    """Intervals, slices and their intervals: the same on 1, 2 and 3 processes (sampler padding, an
+    empty rank)."""
     one = _dist.run(_dist_worker, 1)[0]
+    assert any(k.startswith("site=2:") for k in one["mc"]) and any(k.startswith("classes=odd:") for k in one["ml"])
     for world in (2, 3):
         for res in _dist.run(_dist_worker, world):
             for name in one:

@@ -87,3 +87,21 @@ def test_suite_update_is_sync_free(name):
     meta = SUITES[name]().to("meta")
     meta.update(s.to("meta"), t.to("meta"), *(None if x is None else x.to("meta") for x in (vid, cid)))
     assert all(x.device.type == "meta" for v in meta.metric_state.values() for x in (v if isinstance(v, list) else [v]))
+
+
+def test_suite_update_with_groups_is_sync_free():
+    """Slices' group columns: shape/dtype checks only, appended on the device."""
+    import video_metrics as vm
+
+    def make():
+        return vm.VideoClassificationMetrics(10, video_reduction="mean_logits", slices=("site", "night"), bootstrap=10)
+
+    m = make()
+    s, t = inputs(m)
+    vid, cid = torch.arange(64) // 4, torch.arange(64) % 4
+    groups = torch.stack([vid % 3, vid % 2], 1)
+    with host_reads_forbidden():
+        m.update(s, t, vid, cid, groups=groups)
+    meta = make().to("meta")
+    meta.update(s.to("meta"), t.to("meta"), vid.to("meta"), cid.to("meta"), groups=groups.to("meta"))
+    assert all(x.device.type == "meta" for v in meta.metric_state.values() for x in (v if isinstance(v, list) else [v]))

@@ -24,10 +24,10 @@ exceed :data:`AUTO_BYTES`; ``True``: always under DDP):
    same statistics (:func:`~video_metrics.levels.level_scalars`).
 
 Collectives per ``compute()``: multiclass 5 (clip level only), 7 (``mean_probs``, ``max``,
-``vote``), 8 (``mean_logits``); multilabel 8. They are issued in the same order on every rank,
+``vote``), 8 (``mean_logits``); multilabel 9. They are issued in the same order on every rank,
 including a rank with no rows; a rank's memory and the bytes it receives are ``~N * C / world``
-values plus ``~40 N`` bytes of row metadata. Integers equal the one-process results exactly and
-floats to ~1e-12 (sums in another order; the ``mean_logits`` video softmax is combined from
+values plus ~50 bytes of row metadata a row. Integers equal the one-process results exactly and
+floats to ~1e-15 (sums in another order; the ``mean_logits`` video softmax is combined from
 per-shard log-sum-exps). ``report()``, bootstrap intervals and slices use the full gather.
 Binary suites (one column) and histogram mode are never sharded.
 """
