@@ -52,6 +52,11 @@ class VideoMetricsCallback(Callback):
     of the videos (:mod:`video_metrics.bootstrap`), so loggers can draw bands; the figures gain
     an intervals plot.
 
+    ``fit_temperature=True`` fits a temperature at every epoch end (video level for ``mean_logits`` /
+    ``mean_probs``, else clip level; :meth:`VideoClassificationMetrics.fit_temperature`) and logs
+    ``<level>/temperature`` and ``<level>/ece_calibrated`` (cross-fitted over two halves of the
+    videos), with a reliability diagram before/after among the figures.
+
     ``prefix`` is a format string with ``{stage}`` (``val`` or ``test``). Other keyword
     arguments go to the suite (``expected_video_ids``, ``calibration_bins``, ``ap_mode``,
     ``empty_class``, ``missing``, ``expected_clips``, ``threshold``, ``input``, ...).
@@ -68,7 +73,7 @@ class VideoMetricsCallback(Callback):
                  extract: Optional[Callable[[Any, Any], Mapping[str, Any]]] = None, log_figures: bool = True,
                  figures_every_n_epochs: int = 1, max_classes_in_matrix: int = 50,
                  dataloader_names: Optional[Sequence[str]] = None, bootstrap: int = 0,
-                 ci_keys: Optional[Sequence[str]] = None, **suite_kwargs: Any) -> None:
+                 ci_keys: Optional[Sequence[str]] = None, fit_temperature: bool = False, **suite_kwargs: Any) -> None:
         super().__init__()
         for s in stages:
             if s not in _STAGE_PREFIX:
@@ -89,6 +94,13 @@ class VideoMetricsCallback(Callback):
                      "multilabel": ("f1_macro", "mAP")}[self._template.task]
             ci_keys = [f"{lv}/{n}" for lv in ("clip", "video") for n in names]
         self.ci_keys = tuple(ci_keys)
+        self.fit_temperature = bool(fit_temperature)
+        if self.fit_temperature:
+            from video_metrics.temperature import check_level
+
+            t = self._template
+            self._temperature_level = "video" if t.video_reduction in ("mean_logits", "mean_probs") else "clip"
+            check_level(t, self._temperature_level)  # a clear error now, not at the first epoch end
         self.stages = tuple(stages)
         self.prefix = prefix
         self.extract = extract
@@ -216,8 +228,20 @@ class VideoMetricsCallback(Callback):
                     for name, v in (("ci_low", lo), ("ci_high", hi)):
                         pl_module.log(f"{p}{k}_{name}", torch.tensor(v, dtype=torch.float32), on_step=False,
                                       on_epoch=True, sync_dist=sync, add_dataloader_idx=False)
+            fit = None
+            if self.fit_temperature:  # collective too: every rank fits
+                fit = suite.fit_temperature(self._temperature_level)
+                lv = self._temperature_level
+                for name, v in (("temperature", fit.temperature), ("ece_calibrated", fit.ece_cross_fitted)):
+                    pl_module.log(f"{p}{lv}/{name}", torch.tensor(v, dtype=torch.float32), on_step=False, on_epoch=True,
+                                  sync_dist=sync, add_dataloader_idx=False)
             if report is not None and figures_due and trainer.is_global_zero:
                 self._log_figures(trainer, report, p)
+                if fit is not None:
+                    from video_metrics.plots import plot_temperature
+
+                    log_figure(trainer, f"{p}{self._temperature_level}/temperature", plot_temperature(fit),
+                               scalar_step(trainer))
 
     def _log_figures(self, trainer, report, prefix: str) -> None:
         step = scalar_step(trainer)

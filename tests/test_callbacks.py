@@ -335,3 +335,17 @@ def test_bootstrap_logs_interval_bands_for_the_ci_keys(tmp_path):
     with open(glob.glob(os.path.join(str(tmp_path), "csv", "**", "metrics.csv"), recursive=True)[0]) as f:
         header = next(csv.reader(f))
     assert "val/video/top1_ci_low" in header and "val/video/top1_ci_high" in header
+
+
+def test_fit_temperature_logs_the_temperature_and_the_cross_fitted_ece(tmp_path):
+    torch.manual_seed(0)
+    module = TinyModule()
+    cb = VideoMetricsCallback(C, top_k=(1,), video_reduction="mean_logits", fit_temperature=True, log_figures=False)
+    trainer = _trainer(tmp_path, False, [cb], epochs=1, num_sanity_val_steps=0)
+    trainer.fit(module)
+    cm = trainer.callback_metrics
+    ref = reference(module, module.val_sets[0], top_k=(1,), video_reduction="mean_logits").fit_temperature("video")
+    assert float(cm["val/video/temperature"]) == pytest.approx(ref.temperature, rel=1e-5)
+    assert float(cm["val/video/ece_calibrated"]) == pytest.approx(ref.ece_cross_fitted, abs=1e-6)
+    with pytest.raises(ValueError, match="input='probs'"):
+        VideoMetricsCallback(C, video_reduction="mean_probs", input="probs", fit_temperature=True)

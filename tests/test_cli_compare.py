@@ -139,3 +139,26 @@ def test_report_with_bootstrap_and_slices_from_a_text_column(tmp_path, capsys):
     assert os.path.exists(out / "intervals.png")
     assert "[" in capsys.readouterr().out  # intervals next to the numbers
     assert main(["report", str(f), "--out", str(out), "--slices-from", "nope", "--no-progress"]) == 2
+
+
+def test_report_fit_temperature(tmp_path, capsys):
+    d = synthetic_predictions(80, 3, 5, seed=4)
+    scores = d.scores * 3  # over-confident
+    f = tmp_path / "p.csv"
+    _write(f, scores, d.target, d.video_ids, d.clip_ids, [f"v{i}" for i in range(80)])
+    out = tmp_path / "rep"
+    assert main(["report", str(f), "--out", str(out), "--fit-temperature", "--no-progress"]) == 0
+    with open(out / "metrics.json") as fh:
+        got = json.load(fh)["temperature"]
+    su = vm.VideoClassificationMetrics(5, video_reduction="mean_logits")
+    su.update(scores, d.target, d.video_ids, d.clip_ids)
+    ref = su.fit_temperature("video")
+    assert got["level"] == "video" and got["temperature"] == pytest.approx(ref.temperature, rel=1e-6)
+    assert got["ece_after"] < got["ece_before"]
+    assert "Temperature scaling" in (out / "report.html").read_text() and os.path.exists(out / "temperature.png")
+    assert "Temperature (video level)" in capsys.readouterr().out
+    fp = tmp_path / "probs.csv"
+    _write(fp, torch.softmax(scores, 1), d.target, d.video_ids, d.clip_ids, [f"v{i}" for i in range(80)])
+    assert main(["report", str(fp), "--out", str(out), "--input", "probs", "--no-progress"]) == 0
+    assert main(["report", str(fp), "--out", str(out), "--fit-temperature", "--input", "probs", "--no-progress"]) == 2
+    assert "input='probs'" in capsys.readouterr().err

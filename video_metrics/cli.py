@@ -125,6 +125,16 @@ def report(args: argparse.Namespace) -> int:
         suite = _make_suite(args, pf, task, reduction)
         _stream(args, pf, suite)
         rep = suite.report()
+        extra = {}
+        if args.fit_temperature:
+            from .plots import plot_temperature
+            from .temperature import check_level
+
+            level = "video" if suite.video_reduction in ("mean_logits", "mean_probs") else "clip"
+            check_level(suite, level)
+            fit = suite.fit_temperature(level)
+            rep.temperature = fit.to_dict()
+            extra["temperature"] = plot_temperature(fit)
         for sl in rep.slices:  # string group values (CSV text columns) by name
             values = pf.group_values.get(sl.name)
             if sl.kind == "group" and values is not None:
@@ -132,10 +142,15 @@ def report(args: argparse.Namespace) -> int:
         from .report import write_report
 
         paths = write_report(rep, args.out, title=f"video_metrics report: {os.path.basename(args.predictions)}",
-                             source=args.predictions)
+                             source=args.predictions, extra_figures=extra)
     except (PredictionFileError, _Fail, ValueError) as e:  # ValueError: the suite's own checks
         return _fail("report", e)
     print(format_table(rep.scalars, rep.intervals))
+    if rep.temperature:
+        tf = rep.temperature
+        print(f"\nTemperature ({tf['level']} level): T = {tf['temperature']:.4f}; ECE {tf['ece_before']:.4f} -> "
+              f"{tf['ece_after']:.4f} in-sample, {tf['ece_cross_fitted']:.4f} cross-fitted; NLL {tf['nll_before']:.4f} -> "
+              f"{tf['nll_after']:.4f}")
     print(f"\nReport: {paths['report.html']}")
     return 0
 
@@ -319,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="columns (CSV columns, .npz arrays, .pt keys) whose values slice the videos, e.g. participant")
     r.add_argument("--min-slice-size", type=_non_negative_int, default=30,
                    help="slices with fewer videos are marked too small to read")
+    r.add_argument("--fit-temperature", action="store_true",
+                   help="fit a temperature (video level for mean_logits/mean_probs, else clip level) and report ECE "
+                        "before/after, in-sample and cross-fitted over two halves of the videos")
     c = sub.add_parser("compare", help="paired comparison of two prediction files on the same videos",
                        description="Compare two checkpoints' per-clip predictions on the same videos: deltas of every "
                                    "key with paired bootstrap intervals and p-values, McNemar, per-class changes, "

@@ -32,7 +32,7 @@ from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
 
 __all__ = [
     "new_figure", "figure_to_array", "save_png", "plot_confusion", "plot_reliability", "plot_pr_curves",
-    "plot_per_class", "report_figures", "plot_intervals", "plot_deltas", "plot_class_deltas", "comparison_figures",
+    "plot_per_class", "report_figures", "plot_intervals", "plot_temperature", "plot_deltas", "plot_class_deltas", "comparison_figures",
 ]
 
 
@@ -163,6 +163,21 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
         ax.axhline(max_bars // 2 - 0.5, color="gray", linestyle=":")
     set_title(ax, title or f"Per-class {metric} ({note})")
     fig.tight_layout()
+    return fig
+
+
+def plot_temperature(fit) -> Figure:
+    """Reliability before and after temperature scaling side by side (a
+    :class:`~video_metrics.temperature.TemperatureFit`), with the cross-fitted ECE in the title."""
+    fig = new_figure(11, 5.5)
+    gs = fig.add_gridspec(2, 2, height_ratios=(1, 3), hspace=0.08)
+    for j, (rel, name) in enumerate(((fit.reliability_before, "before (T = 1)"),
+                                     (fit.reliability_after, f"after (T = {fit.temperature:.3g})"))):
+        ax_h = fig.add_subplot(gs[0, j])
+        ax = fig.add_subplot(gs[1, j], sharex=ax_h)
+        draw_reliability(ax, rel, title=f"{fit.level} level, {name}", ax_hist=ax_h)
+    fig.suptitle(f"Temperature scaling: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f} in-sample, "
+                 f"{fit.ece_cross_fitted:.4f} cross-fitted", fontsize=11)
     return fig
 
 

@@ -217,6 +217,15 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
                   "videos.</p>", "<div class=\"figs\">", _img(images, "intervals", "intervals"), "</div>"]
     if getattr(report, "slices", None):
         parts += ["<h2>Slices</h2>", _slices(report)]
+    if getattr(report, "temperature", None):
+        tf = report.temperature
+        parts += ["<h2>Temperature scaling</h2>",
+                  f"<p id=\"temperature\">{html.escape(str(tf['level']))} level: T = {_fmt(tf['temperature'])}; NLL "
+                  f"{_fmt(tf['nll_before'])} &rarr; {_fmt(tf['nll_after'])}; ECE {_fmt(tf['ece_before'])} &rarr; "
+                  f"{_fmt(tf['ece_after'])} in-sample, <b>{_fmt(tf['ece_cross_fitted'])}</b> cross-fitted (T fitted on "
+                  "half of the videos, ECE measured on the other half, both ways).</p>",
+                  "<div class=\"figs wide\">", _img(images, "temperature", "reliability before/after temperature scaling"),
+                  "</div>"]
     parts += ["<h2>Coverage</h2>", _coverage(report)]
     if report.task in ("multiclass", "binary"):
         parts.append("<h2>Confusions</h2><div class=\"figs\">")
@@ -235,7 +244,7 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
                  "<div class=\"figs\">")
     parts += [_img(images, f"{lv}/per_class_{metric}", f"per-class {metric}, {lv} level") for lv in levels]
     parts += ["</div>", _per_class(report)]
-    extra = [t for t in images if not t.startswith(("clip/", "video/")) and t != "intervals"]
+    extra = [t for t in images if not t.startswith(("clip/", "video/")) and t not in ("intervals", "temperature")]
     if extra:
         parts.append("<h2>Explanations</h2><p class=\"note\">Heatmaps of validation clips; dashed boxes are proxy boxes "
                      "derived from the saliency, not detections.</p><div class=\"figs wide\">")

@@ -276,6 +276,8 @@ class SuiteReport:
     #: ``slices``/``class_frequency``/``class_slices``: one :class:`~video_metrics.slices.SliceResult` each
     slices: List[Any] = field(default_factory=list)
     ci: Optional[float] = None
+    #: set by ``video-metrics report --fit-temperature``: a TemperatureFit's ``to_dict()``
+    temperature: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -284,7 +286,7 @@ class SuiteReport:
             "video": None if self.video is None else self.video.to_dict(),
             "coverage": None if self.coverage is None else asdict(self.coverage),
             "ci": self.ci, "intervals": {k: _clean(list(v)) for k, v in self.intervals.items()},
-            "slices": [x.to_dict() for x in self.slices],
+            "slices": [x.to_dict() for x in self.slices], "temperature": self.temperature,
         }
 
 
@@ -530,6 +532,16 @@ class VideoClassificationMetrics(_ClipRows):
         return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in out.items()},
                            clip, video, coverage, self.video_reduction, intervals, slices,
                            ci=self.ci if self.bootstrap else None)
+
+    def fit_temperature(self, level: str = "video"):
+        """Temperature scaling at ``level`` (``"clip"``, or ``"video"``: T applied to the clip logits
+        before a ``mean_logits``/``mean_probs`` reduction): a
+        :class:`~video_metrics.temperature.TemperatureFit` with ``temperature``, NLL and ECE before
+        and after, and the cross-fitted ECE (T fitted on half of the videos, ECE on the other)."""
+        from . import temperature
+
+        temperature.check_level(self, level)
+        return self._synced(lambda: temperature.fit(self, *self._rows()[:3], level))
 
     def _evaluate(self, detail: bool):
         if self.bins is not None:
