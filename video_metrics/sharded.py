@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .functional.aggregation import _log_probs, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
+from .functional.aggregation import _log_probs, aggregate_blocks, group_rows, video_key, video_probs
 from .functional.calibration import bin_update
 from .functional.classification import (
     argmax_lowest,
@@ -61,6 +61,7 @@ from .functional.ranking import (
 )
 from .levels import block_sizes, keys_for, level_scalars
 from .metrics.base import _COLLECTIVES
+from .videos import kept_rows
 
 __all__ = ["AUTO_BYTES", "should_shard", "evaluate", "shard_bounds"]
 
@@ -297,19 +298,7 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
     vid, cid, valid = gathered[:3]
     offsets = [sum(counts[:r]) for r in range(world)]
 
-    # the de-duplication of _rows(), on every rank alike
-    n_clip_ids, n_total = int(su.n_with_clip_ids), int(su.n_seen)
-    if 0 < n_clip_ids < n_total:
-        raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
-    n_vid = int(su.n_with_video_ids)
-    if 0 < n_vid < n_total:
-        raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
-    keep = valid
-    if n_clip_ids:
-        idx = torch.nonzero(valid).squeeze(1)
-        first = dedup_clips(vid[idx], cid[idx])
-        keep = torch.zeros_like(valid)
-        keep[idx[first]] = True
+    keep, _ = kept_rows(su, valid, vid, cid)  # the de-duplication of _rows(), on every rank alike
     kept_counts = [int(keep[o:o + k].sum()) for o, k in zip(offsets, counts)]
     keep_own = keep[offsets[rank]:offsets[rank] + counts[rank]]
     n = int(keep.sum())

@@ -39,7 +39,6 @@ from .functional._checks import (
     check_scores,
     check_target,
 )
-from .functional.aggregation import dedup_clips
 from .functional.calibration import bin_update
 from .functional.classification import (
     binary_losses,
@@ -58,7 +57,7 @@ from . import bootstrap as _bootstrap
 from . import sharded as _sharded
 from . import slices as _slices
 from .metrics.base import VideoMetric
-from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction  # noqa: F401 (re-exported)
+from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction, kept_rows  # noqa: F401
 from .metrics.ranking import check_bins
 
 __all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics", "SuiteReport", "LevelReport",
@@ -159,20 +158,7 @@ class _ClipRows(VideoMetric):
         self._check_rows()
         valid = self._cat("valid")
         t, vid, cid = self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
-        keep = valid
-        n_clip_ids, n_total = int(self.n_with_clip_ids), int(self.n_seen)
-        if 0 < n_clip_ids < n_total:
-            raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
-        n_vid = int(self.n_with_video_ids)
-        if 0 < n_vid < n_total:
-            raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
-        dropped = 0
-        if n_clip_ids:
-            idx = torch.nonzero(valid).squeeze(1)
-            first = dedup_clips(vid[idx], cid[idx])
-            dropped = idx.numel() - first.numel()
-            keep = torch.zeros_like(valid)
-            keep[idx[first]] = True
+        keep, dropped = kept_rows(self, valid, vid, cid)
         if not bool(keep.all()):
             t, vid = t[keep], vid[keep]
         chunks = self.scores if isinstance(self.scores, list) else [self.scores]

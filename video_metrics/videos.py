@@ -11,10 +11,29 @@ import torch
 from torch import Tensor
 
 from .functional._checks import check_choice
-from .functional.aggregation import REDUCTIONS, aggregate_blocks, group_rows, video_key, video_probs
+from .functional.aggregation import REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
 from .levels import Level, RowStore, block_sizes
 
-__all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext"]
+__all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext", "kept_rows"]
+
+
+def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor) -> Tuple[Tensor, int]:
+    """``(keep, dropped)``: the valid rows, less repeated ``(video_id, clip_id)`` pairs (sampler
+    padding; the first occurrence in row order is kept) when clip ids were given. The same
+    decision on every process of a sync (the suite's full gather and its class shards)."""
+    n_clip_ids, n_total = int(su.n_with_clip_ids), int(su.n_seen)
+    if 0 < n_clip_ids < n_total:
+        raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
+    n_vid = int(su.n_with_video_ids)
+    if 0 < n_vid < n_total:
+        raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
+    if not n_clip_ids:
+        return valid, 0
+    idx = torch.nonzero(valid).squeeze(1)
+    first = dedup_clips(vid[idx], cid[idx])
+    keep = torch.zeros_like(valid)
+    keep[idx[first]] = True
+    return keep, idx.numel() - first.numel()
 
 
 @dataclass
