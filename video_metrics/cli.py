@@ -88,7 +88,7 @@ def _open(args, path: str, registry=None):
                 names = [ln.strip() for ln in f if ln.strip()]
         except OSError as e:
             raise _Fail(f"--class-names {args.class_names}: cannot read ({e.strerror})")
-    pf = open_predictions(path, names)
+    pf = open_predictions(path, names, getattr(args, "format", "auto"))
     if registry is not None:  # two files of one comparison: the same names get the same ids
         pf.registry = registry
     task = args.task or ("multilabel" if pf.multilabel else "multiclass")
@@ -322,7 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="evaluate saved per-clip predictions and write an HTML/PNG/JSON report",
                        description="Evaluate saved per-clip predictions (.npz, .pt or .csv) at clip and video level "
                                    "and write metrics.json, report.html and PNG figures.")
-    r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions")
+    r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions, or an mmaction2 / PySlowFast "
+                                       "results .pkl (read with a restricted unpickler)")
+    r.add_argument("--format", choices=["auto", "mmaction2", "slowfast"], default="auto",
+                   help="auto: by extension, and for .pkl by the layout inside; mmaction2: tools/test.py --dump "
+                        "results.pkl; slowfast: TEST.SAVE_RESULTS_PATH")
     r.add_argument("--out", required=True, help="report folder")
     _eval_options(r)
     r.add_argument("--bootstrap", type=_non_negative_int, default=0,

@@ -115,17 +115,62 @@ class PredictionFile:
         return self
 
 
-def open_predictions(path: str, class_names: Optional[List[str]] = None) -> PredictionFile:
+def open_predictions(path: str, class_names: Optional[List[str]] = None, format: str = "auto") -> PredictionFile:
+    """Open a prediction file. ``format``: ``"auto"`` (by extension; ``.pkl``/``.pickle`` by the
+    layout inside), or ``"mmaction2"`` / ``"slowfast"`` for those frameworks' pickled results
+    (:mod:`video_metrics.pickled`: a restricted unpickler, nothing in the file runs)."""
     if not os.path.isfile(path):
         raise PredictionFileError(f"{path}: no such file")
     ext = os.path.splitext(path)[1].lower()
+    if format in ("mmaction2", "slowfast") or (format == "auto" and ext in (".pkl", ".pickle")):
+        return _open_pickled(path, class_names, format)
     if ext == ".npz":
         return _open_npz(path, class_names)
     if ext == ".pt":
         return _open_pt(path, class_names)
     if ext == ".csv":
         return _open_csv(path, class_names)
-    raise PredictionFileError(f"{path}: unknown format {ext!r}; expected .npz, .pt or .csv")
+    raise PredictionFileError(f"{path}: unknown format {ext!r}; expected .npz, .pt, .csv, or .pkl (mmaction2 / "
+                              "PySlowFast results)")
+
+
+def _open_pickled(path: str, class_names, format: str) -> PredictionFile:
+    from .pickled import UnsafePickleError, detect, from_mmaction2, from_slowfast, safe_load
+
+    try:
+        obj = safe_load(path)
+    except UnsafePickleError as e:
+        raise PredictionFileError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise PredictionFileError(f"{path}: not a readable pickle ({type(e).__name__}: {first})") from None
+    found = detect(obj)
+    fmt = found if format == "auto" else format
+    if fmt is None:
+        raise PredictionFileError(f"{path}: not an mmaction2 dump (a list of dicts with 'pred_score') nor PySlowFast "
+                                  "results ([all_preds, all_labels]); pass --format to say which")
+    try:
+        scores, target, multilabel = (from_mmaction2 if fmt == "mmaction2" else from_slowfast)(obj)
+    except (ValueError, TypeError, AttributeError, KeyError) as e:
+        raise PredictionFileError(f"{path}: not {fmt} results: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    n, c = scores.shape
+    if n == 0:
+        raise PredictionFileError(f"{path}: no rows")
+    if class_names is not None and len(class_names) != c:
+        raise PredictionFileError(f"{path}: {len(class_names)} class names for {c} score columns")
+    # one row per test video, as the framework aggregated its views: no video ids
+    pf = PredictionFile(path, n, c, multilabel, class_names, False, False)
+
+    def chunks(size: int) -> Iterator[Chunk]:
+        for row in range(0, n, size):
+            sc = scores[row:row + size]
+            _check_scores(path, sc, row)
+            tg = target[row:row + size]
+            _check_target(path, tg, pf.num_labels(), multilabel, row)
+            yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg.copy()), None, None, row)
+
+    pf._chunks = chunks
+    return pf
 
 
 # ------------------------------------------------------------------ checks shared by the formats
