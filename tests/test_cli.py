@@ -130,7 +130,9 @@ def test_html_report_images_resolve_and_render_in_chromium(tmp_path):
     page = (out / "report.html").read_text()
     p = _Imgs()
     p.feed(page)
-    assert len(p.srcs) == 6 and "headline" in p.ids and "per-class" in p.ids and "coverage" in p.ids
+    # confusion, reliability, per-class F1 of both levels, and the views curve
+    assert len(p.srcs) == 7 and "headline" in p.ids and "per-class" in p.ids and "coverage" in p.ids
+    assert "by-reduction" in p.ids and "views.png" in p.srcs
     for src in p.srcs:
         assert not src.startswith(("http:", "https:", "/")), src
         img = imread(out / src, format="png")

@@ -104,7 +104,13 @@ def test_report_figures_tags(task):
     rep = _report(task, 6)
     tags = [t for t, _ in report_figures(rep)]
     if task == "multiclass":
-        assert tags == [f"{lv}/{n}" for lv in ("clip", "video") for n in ("confusion_matrix", "reliability", "per_class_f1")]
+        # multiclass with several views per video: the views curve too
+        assert tags == [f"{lv}/{n}" for lv in ("clip", "video") for n in ("confusion_matrix", "reliability", "per_class_f1")] \
+            + ["views"]
+        fig = dict(report_figures(rep))["views"]
+        assert [ln.get_label() for ln in fig.axes[0].get_lines()][:2] == ["random views (mean of 5 draws)",
+                                                                        "first views by clip id"]
+        assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx(rep.views.top1_random)
     else:
         assert tags == [f"{lv}/{n}" for lv in ("clip", "video") for n in ("reliability", "pr_curves", "per_class_ap")]
         fig = dict(report_figures(rep))["clip/pr_curves"]

@@ -32,7 +32,7 @@ from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
 
 __all__ = [
     "new_figure", "figure_to_array", "save_png", "plot_confusion", "plot_reliability", "plot_pr_curves",
-    "plot_per_class", "report_figures", "plot_intervals", "plot_temperature", "plot_deltas", "plot_class_deltas", "comparison_figures",
+    "plot_per_class", "report_figures", "plot_intervals", "plot_temperature", "plot_views", "plot_deltas", "plot_class_deltas", "comparison_figures",
 ]
 
 
@@ -166,6 +166,23 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
     return fig
 
 
+def plot_views(views) -> Figure:
+    """Video top-1 against the number of views used per video: the mean over random subsets and
+    the first views by clip id (a :class:`~video_metrics.views.ViewsReport`)."""
+    fig = new_figure(6.4, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(views.views, views.top1_random, "o-", label=f"random views (mean of {views.draws} draws)")
+    ax.plot(views.views, views.top1_first, "s--", label="first views by clip id")
+    ax.set_xlabel("views per video")
+    ax.set_ylabel("video top-1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    note = f"; {views.duplicate_views} video(s) with identical views" if views.duplicate_views else ""
+    set_title(ax, f"Video top-1 vs number of views{note}")
+    fig.tight_layout()
+    return fig
+
+
 def plot_temperature(fit) -> Figure:
     """Reliability before and after temperature scaling side by side (a
     :class:`~video_metrics.temperature.TemperatureFit`), with the cross-fitted ECE in the title."""
@@ -289,3 +306,5 @@ def report_figures(report, max_classes_in_matrix: int = 50, levels: Sequence[str
             yield f"{level}/per_class_f1", plot_per_class(rep.f1, rep.support, names, "F1")
     if getattr(report, "intervals", None):
         yield "intervals", plot_intervals(report.scalars, report.intervals, report.ci)
+    if getattr(report, "views", None) is not None and len(report.views.views) > 1:
+        yield "views", plot_views(report.views)

@@ -226,6 +226,17 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
                   "half of the videos, ECE measured on the other half, both ways).</p>",
                   "<div class=\"figs wide\">", _img(images, "temperature", "reliability before/after temperature scaling"),
                   "</div>"]
+    if getattr(report, "views", None) is not None:
+        vw = report.views
+        reds = list(vw.by_reduction)
+        keys = [k for k in ("top1", "top5", "balanced_acc", "f1_macro", "auprc_macro", "ece", "nll")
+                if any(k in vw.by_reduction[r] for r in reds)]
+        rows = "".join(f"<tr><td>{html.escape(r)}</td>" + "".join(f"<td>{_fmt(vw.by_reduction[r].get(k))}</td>" for k in keys)
+                       + "</tr>" for r in reds)
+        parts += ["<h2>Views</h2>", "<div class=\"figs\">", _img(images, "views", "video top-1 vs views"), "</div>",
+                  "<table id=\"by-reduction\"><thead><tr><th>video reduction</th>"
+                  + "".join(f"<th>{html.escape(k)}</th>" for k in keys) + f"</tr></thead><tbody>{rows}</tbody></table>",
+                  f"<p class=\"note\">{vw.duplicate_views} video(s) with two or more identical views.</p>"]
     parts += ["<h2>Coverage</h2>", _coverage(report)]
     if report.task in ("multiclass", "binary"):
         parts.append("<h2>Confusions</h2><div class=\"figs\">")
@@ -244,7 +255,7 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
                  "<div class=\"figs\">")
     parts += [_img(images, f"{lv}/per_class_{metric}", f"per-class {metric}, {lv} level") for lv in levels]
     parts += ["</div>", _per_class(report)]
-    extra = [t for t in images if not t.startswith(("clip/", "video/")) and t not in ("intervals", "temperature")]
+    extra = [t for t in images if not t.startswith(("clip/", "video/")) and t not in ("intervals", "temperature", "views")]
     if extra:
         parts.append("<h2>Explanations</h2><p class=\"note\">Heatmaps of validation clips; dashed boxes are proxy boxes "
                      "derived from the saliency, not detections.</p><div class=\"figs wide\">")

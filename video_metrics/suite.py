@@ -56,6 +56,7 @@ from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes
 from . import bootstrap as _bootstrap
 from . import sharded as _sharded
 from . import slices as _slices
+from . import views as _views
 from .metrics.base import VideoMetric
 from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction, kept_rows  # noqa: F401
 from .metrics.ranking import check_bins
@@ -264,6 +265,8 @@ class SuiteReport:
     ci: Optional[float] = None
     #: set by ``video-metrics report --fit-temperature``: a TemperatureFit's ``to_dict()``
     temperature: Optional[Dict[str, Any]] = None
+    #: multiclass with video and clip ids: a :class:`~video_metrics.views.ViewsReport`
+    views: Optional[Any] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -273,6 +276,7 @@ class SuiteReport:
             "coverage": None if self.coverage is None else asdict(self.coverage),
             "ci": self.ci, "intervals": {k: _clean(list(v)) for k, v in self.intervals.items()},
             "slices": [x.to_dict() for x in self.slices], "temperature": self.temperature,
+            "views": None if self.views is None else self.views.to_dict(),
         }
 
 
@@ -512,12 +516,13 @@ class VideoClassificationMetrics(_ClipRows):
             out, clip, video, coverage, ctx = self._evaluate(detail=True)
             intervals = _bootstrap.intervals_for(self, ctx) if self.bootstrap and ctx is not None else {}
             slices = _slices.slice_results(self, ctx) if ctx is not None else []
-            return out, clip, video, coverage, intervals, slices
+            views = _views.views_report(self, ctx) if ctx is not None else None
+            return out, clip, video, coverage, intervals, slices, views
 
-        out, clip, video, coverage, intervals, slices = self._synced(run)
+        out, clip, video, coverage, intervals, slices, views = self._synced(run)
         return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in out.items()},
                            clip, video, coverage, self.video_reduction, intervals, slices,
-                           ci=self.ci if self.bootstrap else None)
+                           ci=self.ci if self.bootstrap else None, views=views)
 
     def fit_temperature(self, level: str = "video"):
         """Temperature scaling at ``level`` (``"clip"``, or ``"video"``: T applied to the clip logits
