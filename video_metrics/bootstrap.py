@@ -34,7 +34,7 @@ from .functional._checks import check_choice, check_probability
 from .functional.calibration import bin_index
 from .functional.classification import argmax_lowest, binary_losses, target_rank_at_compute
 from .functional.ranking import copy_transposed
-from .levels import keys_for, level_scalars
+from .levels import add_challenge_score, keys_for, level_scalars
 
 __all__ = ["poisson_weights", "unit_hash", "weighted_stats", "replicate_scalars", "percentile_intervals",
            "check_bootstrap", "UNITS"]
@@ -406,6 +406,32 @@ def level_units(vid: Tensor, unit: str, clip_ids: Optional[Tensor] = None, has_v
     return torch.arange(n, dtype=torch.long, device=dev), torch.arange(n, device=dev)
 
 
+def resampled_levels(su, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
+                     unit: Optional[str] = None, video: bool = True):
+    """``[(name, level, unit of each row, (B, units) counts, missing)]`` for the clip level and,
+    with a video reduction (and ``video``), the video level of the suite's kept rows (or the
+    subset ``rows_mask``): what :func:`weighted_stats` reads. ``unit``: the resampling unit of the
+    clip level (default: the suite's ``bootstrap_unit``); the video level's rows are videos.
+    ``missing``: ``(B,)`` counts of the expected videos without clips, or None."""
+    unit = su.bootstrap_unit if unit is None else unit
+    vid = ctx.vid if rows_mask is None else ctx.vid[rows_mask]
+    cid = ctx.clip_ids if rows_mask is None or ctx.clip_ids is None else ctx.clip_ids[rows_mask]
+    if unit == "video" and not ctx.has_video_ids and not getattr(su, "_warned_unit", False):
+        su._warned_unit = True
+        warnings.warn("bootstrap_unit='video' without video_ids: every clip is its own unit (pass video_ids to "
+                      "resample videos)", stacklevel=4)
+    ukeys, unit_of_row = level_units(vid, unit, cid, ctx.has_video_ids)
+    out = [("clip", ctx.clip_level(rows_mask), unit_of_row, poisson_weights(ukeys, replicates, seed), None)]
+    if su.video_reduction is not None and video:
+        level, vids, missing_ids = ctx.video_level(rows_mask)
+        missing = None
+        if missing_ids is not None and missing_ids.numel():
+            missing = poisson_weights(missing_ids, replicates, seed).sum(1)
+        out.append(("video", level, torch.arange(vids.numel(), device=vids.device),
+                    poisson_weights(vids, replicates, seed), missing))
+    return out
+
+
 def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
                      classes: Optional[Tensor] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
     """``{"clip/<key>": (B,), "video/<key>": (B,)}`` for the suite's gathered rows (``ctx``: the
@@ -413,33 +439,16 @@ def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Te
     ``"video/top1"``) restricts the work to those keys."""
 
     def only(level: str):
-        return None if keys is None else [k.split("/", 1)[1] for k in keys if k.startswith(level + "/")]
+        if keys is None:
+            return None
+        names = [k.split("/", 1)[1] for k in keys if k.startswith(level + "/")]
+        return names + ["top1", "top5"] if "challenge_score" in names else names
 
     out: Dict[str, Tensor] = {}
-    clip = ctx.clip_level(rows_mask)
-    vid = ctx.vid if rows_mask is None else ctx.vid[rows_mask]
-    cid = ctx.clip_ids if rows_mask is None or ctx.clip_ids is None else ctx.clip_ids[rows_mask]
-    has_vid = ctx.has_video_ids
-    if su.bootstrap_unit == "video" and not has_vid and not getattr(su, "_warned_unit", False):
-        su._warned_unit = True
-        warnings.warn("bootstrap_unit='video' without video_ids: every clip is its own unit (pass video_ids to "
-                      "resample videos)", stacklevel=4)
-    ukeys, unit = level_units(vid, su.bootstrap_unit, cid, has_vid)
-    w = poisson_weights(ukeys, replicates, seed)
-    out.update({f"clip/{k}": v for k, v in replicate_scalars(clip, unit, w, classes=classes, keys=only("clip")).items()})
-    if su.video_reduction is not None and (keys is None or only("video")):
-        video, vids, missing_ids = ctx.video_level(rows_mask)
-        wv = poisson_weights(vids, replicates, seed)
-        missing = None
-        if missing_ids is not None and missing_ids.numel():
-            missing = poisson_weights(missing_ids, replicates, seed).sum(1)
-        unit_v = torch.arange(vids.numel(), device=vids.device)
-        vkeys = only("video")
-        if vkeys is not None and "challenge_score" in vkeys:
-            vkeys = vkeys + ["top1", "top5"]
-        out.update({f"video/{k}": v for k, v in replicate_scalars(video, unit_v, wv, missing, classes, vkeys).items()})
-        if su.preset == "kinetics" and "video/top1" in out and "video/top5" in out:
-            out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
+    for name, level, unit, w, missing in resampled_levels(su, ctx, replicates, seed, rows_mask,
+                                                          video=keys is None or bool(only("video"))):
+        out.update({f"{name}/{k}": v for k, v in replicate_scalars(level, unit, w, missing, classes, only(name)).items()})
+    add_challenge_score(su, out)
     return out
 
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from . import bootstrap as bs
 from .functional.classification import argmax_lowest, divide
-from .levels import _clean, keys_for, level_scalars
+from .levels import _clean, add_challenge_score, keys_for, level_scalars
 
 #: keys where a smaller value is better (a regression is a positive delta)
 LOWER_IS_BETTER = ("ece", "mce", "nll", "brier", "challenge_score")
@@ -165,17 +165,13 @@ def _collect(su, b: int, seed: int) -> Dict[str, Any]:
         if not ctx.has_video_ids:
             raise ValueError("compare() pairs the two suites by video: update them with video_ids")
         res: Dict[str, Any] = {"point": {k: float(v) for k, v in out.items()}, "levels": {}}
-        vkeys, unit = bs.level_units(ctx.vid, "video")
-        res["videos"] = vkeys
-        w = bs.poisson_weights(vkeys, b, seed)
-        levels = [("clip", ctx.clip_level(), unit, w, None)]
-        if su.video_reduction is not None:
-            video, vids, missing_ids = ctx.video_level()
-            missing = bs.poisson_weights(missing_ids, b, seed).sum(1) if missing_ids is not None and missing_ids.numel() else None
-            levels.append(("video", video, torch.arange(vids.numel()), bs.poisson_weights(vids, b, seed), missing))
+        res["videos"] = torch.unique(ctx.vid)
+        levels = bs.resampled_levels(su, ctx, b, seed, unit="video")
+        res["reps"] = {}
         for name, level, u, ww, miss in levels:
             S = bs.weighted_stats(level, u, ww, miss)
             reps = level_scalars(su, su.task, keys_for(su.task, su.top_k, level.reduction), S)
+            res["reps"].update({f"{name}/{k}": v for k, v in reps.items()})
             if su.task == "multiclass":
                 per_class = divide(S["tp"], S["support"], float("nan"))
                 point_class = divide(level.stats["tp"], level.stats["support"], float("nan"))
@@ -185,15 +181,16 @@ def _collect(su, b: int, seed: int) -> Dict[str, Any]:
                                           torch.full_like(level.stats["ap"].double(), float("nan")))
             else:
                 per_class = point_class = None
-            entry = {"reps": reps, "per_class": per_class, "point_class": point_class}
+            entry = {"per_class": per_class, "point_class": point_class}
             if su.task != "multilabel":
                 right = _correct(level)
                 if name == "clip":
                     entry["ids"] = (ctx.vid, ctx.clip_ids) if ctx.clip_ids is not None else None
                 else:
-                    entry["ids"] = (ctx.video_level()[1], None)
+                    entry["ids"] = (torch.unique(ctx.vid), None)  # the video level's rows: ids ascending
                 entry["right"] = right
             res["levels"][name] = entry
+        add_challenge_score(su, res["reps"])
         return res
 
     return su._synced(run)
@@ -242,22 +239,10 @@ def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Com
         raise ValueError(f"`a` and `b` must be evaluated on the same videos: {only_a} video(s) only in `a`, "
                          f"{only_b} only in `b`")
     deltas: Dict[str, Delta] = {}
-    lo_q, hi_q = (1 - ci) / 2, 1 - (1 - ci) / 2
-    for lv, ea in ra["levels"].items():
-        eb = rb["levels"][lv]
-        for k, rep_a in ea["reps"].items():
-            key = f"{lv}/{k}"
-            d = eb["reps"][k] - rep_a
-            q = torch.nanquantile(d, torch.tensor([lo_q, hi_q], dtype=torch.float64))
-            pa, pb = ra["point"][key], rb["point"][key]
-            deltas[key] = Delta(key, pa, pb, pb - pa, float(q[0]), float(q[1]), bootstrap_p_value(d))
-    for key in ("video/challenge_score",):
-        if key in ra["point"] and key in rb["point"]:
-            d = (rb["levels"]["video"]["reps"]["top1"] + rb["levels"]["video"]["reps"]["top5"]
-                 - ra["levels"]["video"]["reps"]["top1"] - ra["levels"]["video"]["reps"]["top5"]) / -2
-            q = torch.nanquantile(d, torch.tensor([lo_q, hi_q], dtype=torch.float64))
-            pa, pb = ra["point"][key], rb["point"][key]
-            deltas[key] = Delta(key, pa, pb, pb - pa, float(q[0]), float(q[1]), bootstrap_p_value(d))
+    diffs = {key: rb["reps"][key] - rep_a for key, rep_a in ra["reps"].items()}
+    for key, (low, high) in bs.percentile_intervals(diffs, ci).items():
+        pa, pb = ra["point"][key], rb["point"][key]
+        deltas[key] = Delta(key, pa, pb, pb - pa, low, high, bootstrap_p_value(diffs[key]))
     mcn: Dict[str, McNemar] = {}
     flips: Dict[str, Dict[str, List[Any]]] = {}
     for lv, ea in ra["levels"].items():
@@ -288,7 +273,8 @@ def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Com
         metric = "recall" if a.task == "multiclass" else "ap"
         d = eb["per_class"] - ea["per_class"]  # (B, C)
         point_a, point_b = ea["point_class"], eb["point_class"]
-        q = torch.nanquantile(d, torch.tensor([lo_q, hi_q], dtype=torch.float64), dim=0)
+        tail = (1 - ci) / 2  # the percentile interval of percentile_intervals, per class
+        q = torch.nanquantile(d, torch.tensor([tail, 1 - tail], dtype=torch.float64, device=d.device), dim=0)
         pvals = [bootstrap_p_value(d[:, j]) if bool(~torch.isnan(point_a[j]) & ~torch.isnan(point_b[j])) else float("nan")
                  for j in range(d.shape[1])]
         qvals = benjamini_hochberg(pvals)

@@ -202,6 +202,22 @@ def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes
     return {k: out[k].double() for k in keys}
 
 
+def add_challenge_score(su, out: Dict[str, Any]) -> None:
+    """``video/challenge_score`` (the Kinetics challenge: the mean of top-1 and top-5 error) for
+    ``preset="kinetics"``, from ``out``'s video top-1 and top-5 (scalars or replicates)."""
+    if su.preset == "kinetics" and "video/top1" in out and "video/top5" in out:
+        out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
+
+
+def add_video_counts(su, out: Dict[str, Any], num_videos: int, num_clips: int, missing: int) -> None:
+    """The video level's counts (and the challenge score) beside its keys in ``compute()``."""
+    out["video/num_videos"] = torch.tensor(float(num_videos), dtype=torch.float64)
+    out["video/num_clips"] = torch.tensor(float(num_clips), dtype=torch.float64)
+    if su.expected_video_ids is not None:
+        out["video/missing_videos"] = torch.tensor(float(missing), dtype=torch.float64)
+    add_challenge_score(su, out)
+
+
 class RowStore:
     """The kept rows of a ``(N, C)`` score matrix, held as the metric stores them: row chunks
     (the state's list, or the one gathered tensor after a sync) and a mask of the rows to keep

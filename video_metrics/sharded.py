@@ -59,7 +59,7 @@ from .functional.ranking import (
     ranking_curves,
     transpose_rows,
 )
-from .levels import block_sizes, keys_for, level_scalars
+from .levels import add_video_counts, block_sizes, keys_for, level_scalars
 from .metrics.base import _COLLECTIVES
 from .videos import kept_rows
 
@@ -428,12 +428,7 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
         S_video = video.stats(take, micro.get("video"))
         vkeys = keys_for(su.task, su.top_k, su.video_reduction)
         out.update({f"video/{k}": v for k, v in level_scalars(su, su.task, vkeys, S_video).items()})
-        out["video/num_videos"] = torch.tensor(float(video.v), dtype=torch.float64)
-        out["video/num_clips"] = torch.tensor(float(n), dtype=torch.float64)
-        if su.expected_video_ids is not None:
-            out["video/missing_videos"] = torch.tensor(float(video.missing), dtype=torch.float64)
-        if su.preset == "kinetics" and 1 in su.top_k and 5 in su.top_k:
-            out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
+        add_video_counts(su, out, video.v, n, video.missing)
     return out, None, None, None
 
 

@@ -218,17 +218,8 @@ def _class_slices(su, ctx) -> List[SliceResult]:
 
 def _full_replicate_stats(su, ctx) -> Dict[str, Dict[str, Any]]:
     """The replicate statistics of both levels on the full set (shared by the class slices)."""
-    keys, unit = bs.level_units(ctx.vid, su.bootstrap_unit, ctx.clip_ids, ctx.has_video_ids)
-    w = bs.poisson_weights(keys, su.bootstrap, su.seed)
-    out = {"clip": bs.weighted_stats(ctx.clip_level(), unit, w)}
-    if su.video_reduction is not None:
-        video, vids, missing_ids = ctx.video_level()
-        missing = None
-        if missing_ids is not None and missing_ids.numel():
-            missing = bs.poisson_weights(missing_ids, su.bootstrap, su.seed).sum(1)
-        out["video"] = bs.weighted_stats(video, torch.arange(vids.numel()), bs.poisson_weights(vids, su.bootstrap, su.seed),
-                                         missing)
-    return out
+    return {name: bs.weighted_stats(level, unit, w, missing)
+            for name, level, unit, w, missing in bs.resampled_levels(su, ctx, su.bootstrap, su.seed)}
 
 
 def slice_results(su, ctx) -> List[SliceResult]:

@@ -25,7 +25,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
-from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 
 from .functional._checks import (
     INPUTS,
@@ -52,7 +51,7 @@ from .functional.classification import (
 )
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
 from .ids import IdRegistry
-from .levels import HistLevel, Level, LevelReport, RowStore, _clean, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
+from .levels import HistLevel, Level, LevelReport, RowStore, _clean, add_video_counts, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
 from . import bootstrap as _bootstrap
 from . import sharded as _sharded
 from . import slices as _slices
@@ -498,17 +497,14 @@ class VideoClassificationMetrics(_ClipRows):
 
         return in_compute
 
-    def _sync_dist(self, dist_sync_fn=None, process_group=None) -> None:
-        """``compute()`` under DDP with ``shard_classes``: the summed states are all-reduced and
-        the rows stay on their rank; :mod:`video_metrics.sharded` exchanges class shards."""
-        if not getattr(self, "_in_compute", False) or self.shard_classes is False or not self.keep_rows:
-            return super()._sync_dist(dist_sync_fn, process_group)
-        group = process_group or self.process_group or torch.distributed.group.WORLD
-        self._sync_sums([n for n, fx in self._reductions.items() if fx is dim_zero_sum], group)
-        if _sharded.should_shard(self, group):
+    def _sync_rows(self, names, group) -> None:
+        """``compute()`` under DDP with ``shard_classes``: the rows stay on their rank (the sums are
+        already all-reduced); :mod:`video_metrics.sharded` exchanges class shards."""
+        if (getattr(self, "_in_compute", False) and self.shard_classes is not False and self.keep_rows
+                and _sharded.should_shard(self, group)):
             self._sharded = True
             return
-        self._sync_cats([n for n, fx in self._reductions.items() if fx is dim_zero_cat], group)
+        self._sync_cats(names, group)
 
     def report(self) -> SuiteReport:
         """Scalars plus everything plots, callbacks and the CLI need, for both levels (synced)."""
@@ -554,12 +550,7 @@ class VideoClassificationMetrics(_ClipRows):
                           missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
             video.from_videos(agg)
             out.update({f"video/{k}": v for k, v in video.scalars().items()})
-            out["video/num_videos"] = torch.tensor(float(coverage.num_videos), dtype=torch.float64)
-            out["video/num_clips"] = torch.tensor(float(coverage.num_clips), dtype=torch.float64)
-            if self.expected_video_ids is not None:
-                out["video/missing_videos"] = torch.tensor(float(coverage.missing_videos), dtype=torch.float64)
-            if self.preset == "kinetics" and 1 in self.top_k and 5 in self.top_k:
-                out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
+            add_video_counts(self, out, coverage.num_videos, coverage.num_clips, coverage.missing_videos)
         if not detail:
             return out, None, None, None
         mask = rows.mask  # detail="context": the rows and levels for an analysis, no reports

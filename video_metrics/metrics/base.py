@@ -303,7 +303,12 @@ class VideoMetric(Metric):
         if sum_names:
             self._sync_sums(sum_names, group)
         if cat_names:
-            self._sync_cats(cat_names, group)
+            self._sync_rows(cat_names, group)
+
+    def _sync_rows(self, names, group) -> None:
+        """The concatenated states, after the sums (a subclass may keep them local: the suite's
+        class-sharded compute)."""
+        self._sync_cats(names, group)
 
     def _sync_sums(self, names, group) -> None:
         tensors = [getattr(self, n) for n in names]
