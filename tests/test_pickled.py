@@ -33,6 +33,12 @@ def _suite(p, t, multilabel=False):
     return {k: float(v) for k, v in su.compute().items()}
 
 
+def _dump(path, obj):
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh)
+    return path
+
+
 def _report(tmp_path, f, *extra):
     out = tmp_path / "rep"
     code = main(["report", str(f), "--out", str(out), "--input", "probs", "--no-progress", *extra])
@@ -55,9 +61,7 @@ def test_mmaction2_dump(tmp_path, layout):
         rows = [{"pred_score": p[i].clone(), "gt_label": t[i:i + 1].clone(), "num_classes": 5} for i in range(len(t))]
     else:  # mmaction2 1.0: LabelData fields as dicts with an "item" tensor
         rows = [{"pred_scores": {"item": p[i].clone()}, "gt_labels": {"item": t[i:i + 1].clone()}} for i in range(len(t))]
-    f = tmp_path / "results.pkl"
-    with open(f, "wb") as fh:
-        pickle.dump(rows, fh)
+    f = _dump(tmp_path / "results.pkl", rows)
     code, got = _report(tmp_path, f)
     assert code == 0
     _close(got, _suite(p, t))
@@ -68,9 +72,7 @@ def test_mmaction2_dump(tmp_path, layout):
 def test_mmaction2_multilabel_labels_become_multi_hot(tmp_path):
     p, y = _data(multilabel=True)
     rows = [{"pred_score": p[i], "gt_label": torch.nonzero(y[i]).reshape(-1)} for i in range(len(y))]
-    f = tmp_path / "results.pkl"
-    with open(f, "wb") as fh:
-        pickle.dump(rows, fh)
+    f = _dump(tmp_path / "results.pkl", rows)
     code, got = _report(tmp_path, f)
     assert code == 0
     _close(got, _suite(p, y, multilabel=True))
@@ -80,9 +82,7 @@ def test_mmaction2_multilabel_labels_become_multi_hot(tmp_path):
 def test_slowfast_results(tmp_path, kind):
     p, t = _data(seed=2)
     obj = [p, t] if kind == "tensor" else [p.numpy(), t.numpy()]
-    f = tmp_path / "slowfast.pkl"
-    with open(f, "wb") as fh:
-        pickle.dump(obj, fh)
+    f = _dump(tmp_path / "slowfast.pkl", obj)
     code, got = _report(tmp_path, f)
     assert code == 0
     _close(got, _suite(p, t))

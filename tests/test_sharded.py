@@ -109,11 +109,7 @@ def _error_worker(rank, world):
     m = vm.VideoClassificationMetrics(C, video_reduction="mean_logits", shard_classes=True)
     idx = torch.tensor(indices(rank, world, "sampler", s.shape[0]))
     m.update(s[idx], t[idx], vid[idx], cid[idx])
-    try:
-        m.compute()
-        err = None
-    except ValueError as e:
-        err = str(e)
+    err = _compute_error(m)
     # the processes are still in step: a further collective completes
     total = torch.tensor([1.0])
     torch.distributed.all_reduce(total)
@@ -122,12 +118,16 @@ def _error_worker(rank, world):
     if rank == 1:
         sb[idx[0]] = float("nan")
     bad.update(sb[idx], t[idx], vid[idx], cid[idx])
+    return err, _compute_error(bad), float(total), counts["n"]
+
+
+def _compute_error(m):
+    """The message of the ValueError compute() raises, or None."""
     try:
-        bad.compute()
-        err2 = None
+        m.compute()
     except ValueError as e:
-        err2 = str(e)
-    return err, err2, float(total), counts["n"]
+        return str(e)
+    return None
 
 
 def test_errors_are_raised_on_every_rank():

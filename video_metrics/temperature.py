@@ -58,10 +58,9 @@ class TemperatureFit:
 class _Data:
     """The logits of one level for a subset of the kept rows, and how to score a temperature."""
 
-    def __init__(self, su, rows: RowStore, t: Tensor, vid: Tensor, level: str, mask: Optional[Tensor]) -> None:
+    def __init__(self, su, x: Tensor, t: Tensor, vid: Tensor, level: str, mask: Optional[Tensor]) -> None:
         self.su, self.level = su, level
         self.task = su._task  # "multiclass" or "multilabel" (binary: one column)
-        x = torch.cat([b for _, b in rows.blocks()]) if rows.n else torch.zeros(0, rows.c)
         if mask is not None:
             x, t, vid = x[mask], t[mask], vid[mask]
         self.x = x.double()
@@ -155,7 +154,8 @@ def check_level(su, level: str) -> None:
 def fit(su, rows: RowStore, t: Tensor, vid: Tensor, level: str = "video") -> TemperatureFit:
     """Fit ``T`` on the suite's kept rows (see the module doc)."""
     check_level(su, level)
-    data = _Data(su, rows, t, vid, level, None)
+    x = torch.cat([b for _, b in rows.blocks()]) if rows.n else torch.zeros(0, rows.c, device=t.device)  # once
+    data = _Data(su, x, t, vid, level, None)
     temp = data.fit()
     before_bins, after_bins = data.bins(1.0), data.bins(temp)
     # the two halves of the videos, by a hash of the video id (clips of a video stay together)
@@ -163,8 +163,8 @@ def fit(su, rows: RowStore, t: Tensor, vid: Tensor, level: str = "video") -> Tem
     cross = torch.zeros(3, su.calibration_bins, dtype=torch.float64, device=t.device)
     temps = []
     for fit_on in (half, ~half):
-        a = _Data(su, rows, t, vid, level, fit_on)
-        b = _Data(su, rows, t, vid, level, ~fit_on)
+        a = _Data(su, x, t, vid, level, fit_on)
+        b = _Data(su, x, t, vid, level, ~fit_on)
         ta = a.fit()
         temps.append(ta)
         if b.n and a.n:
