@@ -52,6 +52,7 @@ def _metrics(c):
         "AUROC(binary)": lambda: vm.AUROC(task="binary"),
         "CalibrationError(binary)": lambda: vm.CalibrationError(task="binary"),
         "suite binary (clip+video)": lambda: vm.VideoClassificationMetrics(task="binary", video_reduction="mean_probs"),
+        "ActionMetrics (views, tail, groups)": lambda: vm.ActionMetrics(c, c, tail_verbs=[0, 1], group_names={1: "unseen"}),
     }
 
 
@@ -90,7 +91,10 @@ def _batch(n, c, device, task="multiclass", seed=0):
 def _update(m, s, t, step=0):
     vid = torch.arange(s.shape[0], device=s.device) // 4 + step * 1000
     cid = torch.arange(s.shape[0], device=s.device) % 4
-    if isinstance(m, vm.VideoAggregator) or (isinstance(m, vm.VideoClassificationMetrics) and m.video_reduction):
+    if isinstance(m, vm.ActionMetrics):  # noun head: the same scores rolled by one class
+        t = t.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
+        m.update(s, s.roll(1, 1), t, (t + 1) % s.shape[1], video_ids=vid, clip_ids=cid, groups=vid % 2)
+    elif isinstance(m, vm.VideoAggregator) or (isinstance(m, vm.VideoClassificationMetrics) and m.video_reduction):
         if m.task in ("multiclass", "binary"):
             t = t.view(-1, 4)[:, :1].expand(-1, 4).reshape(-1)
         m.update(s, t, vid, cid)

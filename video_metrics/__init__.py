@@ -45,3 +45,6 @@ from .compare import Comparison, compare  # noqa: E402
 from .slices import SliceResult  # noqa: E402
 
 __all__ += ["compare", "Comparison", "SliceResult"]
+from .actions import ActionMetrics  # noqa: E402
+
+__all__ += ["ActionMetrics"]

@@ -117,9 +117,43 @@ def _fail(command: str, e: Exception) -> int:
     return 2
 
 
+def _is_epic(args) -> bool:
+    """``--format epic``, or ``auto`` with a ``.pkl``/``.pt`` file in an EPIC-Kitchens results layout."""
+    if args.format == "epic":
+        return True
+    if args.format != "auto" or not args.predictions.lower().endswith((".pkl", ".pickle", ".pt")):
+        return False
+    from .pickled import detect, load_file
+
+    try:
+        return detect(load_file(args.predictions)) == "epic"
+    except Exception:  # noqa: BLE001 - not readable here: the regular path reports it
+        return False
+
+
+def epic_report(args: argparse.Namespace) -> int:
+    from .epic import EpicFileError, evaluate_results, format_action_table, write_action_report
+
+    if not args.labels:
+        return _fail("report", _Fail("--format epic needs --labels (the annotations CSV, e.g. EPIC_100_validation.csv)"))
+    try:
+        scalars, info = evaluate_results(args.predictions, args.labels, args.tail_verbs, args.tail_nouns,
+                                         args.unseen_participants, top_k=args.top_k or (1, 5), input=args.input,
+                                         action_scores=args.action_scores)
+        paths = write_action_report(scalars, info, args.out, source=args.predictions,
+                                    title=f"video_metrics EPIC-Kitchens report: {os.path.basename(args.predictions)}")
+    except (EpicFileError, ValueError) as e:
+        return _fail("report", e)
+    print(format_action_table(scalars, info))
+    print(f"\nReport: {paths['report.html']}")
+    return 0
+
+
 def report(args: argparse.Namespace) -> int:
     from .io import PredictionFileError
 
+    if _is_epic(args):
+        return epic_report(args)
     try:
         pf, task, reduction = _open(args, args.predictions)
         suite = _make_suite(args, pf, task, reduction)
@@ -324,9 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write metrics.json, report.html and PNG figures.")
     r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions, or an mmaction2 / PySlowFast "
                                        "results .pkl (read with a restricted unpickler)")
-    r.add_argument("--format", choices=["auto", "mmaction2", "slowfast"], default="auto",
-                   help="auto: by extension, and for .pkl by the layout inside; mmaction2: tools/test.py --dump "
-                        "results.pkl; slowfast: TEST.SAVE_RESULTS_PATH")
+    r.add_argument("--format", choices=["auto", "mmaction2", "slowfast", "epic"], default="auto",
+                   help="auto: by extension, and for .pkl/.pt by the layout inside; mmaction2: tools/test.py --dump "
+                        "results.pkl; slowfast: TEST.SAVE_RESULTS_PATH; epic: EPIC-Kitchens-100 action recognition "
+                        "results (verb_output, noun_output, narration_id), evaluated against --labels")
+    e = r.add_argument_group("EPIC-Kitchens (--format epic)")
+    e.add_argument("--labels", default=None, help="annotations CSV with narration_id, verb_class, noun_class, "
+                                                  "participant_id (EPIC_100_validation.csv)")
+    e.add_argument("--tail-verbs", default=None, help="CSV with a 'verb' column (EPIC_100_tail_verbs.csv)")
+    e.add_argument("--tail-nouns", default=None, help="CSV with a 'noun' column (EPIC_100_tail_nouns.csv)")
+    e.add_argument("--unseen-participants", default=None,
+                   help="CSV with a 'participant_id' column (EPIC_100_unseen_participant_ids_validation.csv)")
+    e.add_argument("--action-scores", choices=["product", "epic_script"], default="product",
+                   help="product: actions ranked by the product of the heads' probabilities; epic_script: softmax of "
+                        "the given scores as the official script (differs only for probability inputs)")
     r.add_argument("--out", required=True, help="report folder")
     _eval_options(r)
     r.add_argument("--bootstrap", type=_non_negative_int, default=0,

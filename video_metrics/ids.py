@@ -7,7 +7,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["stable_id", "IdRegistry"]
+__all__ = ["stable_id", "IdRegistry", "id_tensor"]
 
 
 def stable_id(name: Union[str, Sequence[str]], device=None) -> Union[int, Tensor]:
@@ -69,3 +69,14 @@ class IdRegistry:
 
     def __contains__(self, i) -> bool:
         return int(i) in self._names
+
+
+def id_tensor(ids, name: str) -> Optional[Tensor]:
+    """Ids as given, or a clear error for string ids (which need :func:`stable_id`)."""
+    if isinstance(ids, (list, tuple)) and ids and all(isinstance(x, str) for x in ids):
+        raise TypeError(
+            f"`{name}` are strings; video_metrics needs int64 ids on the scores' device. Map them with an "
+            f"IdRegistry (registry = video_metrics.IdRegistry(); {name} = registry.ids(names, device=scores.device), "
+            f"then pass id_registry=registry to get names back in reports) or with video_metrics.stable_id(names)"
+        )
+    return ids

@@ -6,12 +6,17 @@
   ``pred_scores`` / ``gt_labels`` dicts with an ``item`` tensor in 1.0.
 * PySlowFast ``TEST.SAVE_RESULTS_PATH``: a pickled ``[all_preds, all_labels]`` — ``(N, C)``
   scores and ``(N,)`` labels, or ``(N, C)`` multi-hot (Charades).
+* EPIC-Kitchens-100 action recognition results (``.pkl`` or ``.pt``, the layouts its
+  ``evaluate.py`` reads): a list of ``{"verb_output": (V,), "noun_output": (N,), "narration_id":
+  str}`` or one ``{"verb_output": (S, V), "noun_output": (S, N), "narration_id": (S,)}``; labels
+  come from the annotations CSV (:mod:`video_metrics.epic`).
 
 **Pickle executes code**: a plain ``pickle.load`` (and ``torch.load(weights_only=False)``) runs
 whatever callable the file names. :func:`safe_load` unpickles with a restricted unpickler that
 admits only NumPy arrays, dtypes and scalars, torch tensors (their storage read back with
 ``torch.load(weights_only=True)``) and builtin containers; a file that names any other global is
-refused with one line naming it, before anything of it runs.
+refused with one line naming it, before anything of it runs. ``.pt`` files (``torch.save``) are
+read with ``torch.load(weights_only=True)``, NumPy arrays and dtypes admitted and nothing else.
 """
 from __future__ import annotations
 
@@ -22,9 +27,9 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["safe_load", "UnsafePickleError", "detect", "from_mmaction2", "from_slowfast", "FORMATS"]
+__all__ = ["safe_load", "load_file", "UnsafePickleError", "detect", "from_mmaction2", "from_slowfast", "from_epic", "FORMATS"]
 
-FORMATS = ("mmaction2", "slowfast")
+FORMATS = ("mmaction2", "slowfast", "epic")
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -77,6 +82,28 @@ def safe_load(path: str) -> Any:
         return _Restricted(f).load()
 
 
+def _numpy_safe_globals() -> list:
+    """What ``torch.load(weights_only=True)`` needs for NumPy arrays: their rebuild function, the
+    array type, dtypes (``np.dtype`` and its per-kind classes) and scalars."""
+    extra = [_numpy_global("_reconstruct"), _numpy_global("scalar"), np.ndarray, np.dtype]
+    extra += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return extra
+
+
+def load_file(path: str) -> Any:
+    """A result file's object: ``.pt`` through ``torch.load(weights_only=True)`` (NumPy arrays
+    admitted), anything else through :func:`safe_load`. Both refuse any other global."""
+    if path.lower().endswith(".pt"):
+        try:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:  # torch names the global it refused in a long message
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            named = [ln for ln in lines if "GLOBAL" in ln or "global" in ln.lower()]
+            raise UnsafePickleError(f"refused to load: {(named or lines or ['not allowed'])[0][:240]}") from None
+    return safe_load(path)
+
+
 def _array(x, what: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
@@ -90,7 +117,10 @@ def _array(x, what: str) -> np.ndarray:
 
 
 def detect(obj: Any) -> Optional[str]:
-    """``"mmaction2"``, ``"slowfast"`` or None, from the unpickled object's layout."""
+    """``"mmaction2"``, ``"slowfast"``, ``"epic"`` or None, from the unpickled object's layout."""
+    if (isinstance(obj, dict) and "verb_output" in obj) or (
+            isinstance(obj, list) and obj and isinstance(obj[0], dict) and "verb_output" in obj[0]):
+        return "epic"
     if isinstance(obj, list) and obj and isinstance(obj[0], dict) and (
             "pred_score" in obj[0] or "pred_scores" in obj[0]):
         return "mmaction2"
@@ -149,3 +179,37 @@ def from_slowfast(obj: Any) -> Tuple[np.ndarray, np.ndarray, bool]:
     if multilabel and labels.shape[1] != preds.shape[1]:
         raise ValueError(f"multi-hot all_labels must have {preds.shape[1]} columns, got {labels.shape[1]}")
     return preds.astype(np.float32), labels.astype(np.int64), multilabel
+
+
+def from_epic(obj: Any) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """``(verb scores (S, V), noun scores (S, N), narration ids)`` from EPIC-Kitchens results
+    (a list of per-segment dicts, or one dict of stacked arrays)."""
+    if isinstance(obj, dict):
+        cols = obj
+    elif isinstance(obj, list):
+        for i, d in enumerate(obj):
+            if not isinstance(d, dict):
+                raise ValueError(f"segment {i} is a {type(d).__name__}, expected a dict with 'verb_output', "
+                                 "'noun_output' and 'narration_id'")
+        cols = {k: [d.get(k) for d in obj] for k in ("verb_output", "noun_output", "narration_id")}
+    else:
+        raise ValueError(f"expected a list of dicts or a dict, got {type(obj).__name__}")
+    for k in ("verb_output", "noun_output", "narration_id"):
+        if k not in cols or cols[k] is None or (isinstance(cols[k], list) and any(x is None for x in cols[k])):
+            raise ValueError(f"missing {k!r} (expected 'verb_output', 'noun_output' and 'narration_id')")
+
+    def heads(x, name):
+        arr = np.stack([_array(v, name).reshape(-1) for v in x]) if isinstance(x, list) else _array(x, name)
+        if arr.ndim != 2 or arr.shape[0] == 0 or arr.dtype.kind not in "fiu":
+            raise ValueError(f"{name!r} must be (segments, classes) numbers, got shape {arr.shape} ({arr.dtype})")
+        return arr.astype(np.float32)
+
+    verb, noun = heads(cols["verb_output"], "verb_output"), heads(cols["noun_output"], "noun_output")
+    ids = cols["narration_id"]
+    ids = [str(x) for x in (ids.tolist() if isinstance(ids, np.ndarray) else ids)]
+    if not (len(ids) == verb.shape[0] == noun.shape[0]):
+        raise ValueError(f"'verb_output' ({verb.shape[0]}), 'noun_output' ({noun.shape[0]}) and 'narration_id' "
+                         f"({len(ids)}) must have one entry per segment")
+    if len(set(ids)) != len(ids):
+        raise ValueError("'narration_id' repeats a segment")
+    return verb, noun, ids

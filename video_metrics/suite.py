@@ -50,7 +50,7 @@ from .functional.classification import (
     target_rank,
 )
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
-from .ids import IdRegistry
+from .ids import IdRegistry, id_tensor
 from .levels import HistLevel, Level, LevelReport, RowStore, _clean, add_video_counts, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
 from . import bootstrap as _bootstrap
 from . import sharded as _sharded
@@ -97,8 +97,8 @@ class _ClipRows(VideoMetric):
             self.add_sum_state("n_prob_like", torch.zeros((), dtype=torch.long))
 
     def _append(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor], clip_ids: Optional[Tensor]) -> None:
-        video_ids = _id_tensor(video_ids, "video_ids")
-        clip_ids = _id_tensor(clip_ids, "clip_ids")
+        video_ids = id_tensor(video_ids, "video_ids")
+        clip_ids = id_tensor(clip_ids, "clip_ids")
         if self.task == "binary":
             check_binary(scores, target)
             scores, target = scores[:, None], target[:, None]
@@ -169,17 +169,6 @@ class _ClipRows(VideoMetric):
                    full: bool = True) -> "AggregatedVideos":
         return aggregate_videos(rows, t, vid, dropped, self._task, self.input, reduction, self.expected_video_ids,
                                 self.expected_clips, full=full)
-
-
-def _id_tensor(ids, name: str) -> Optional[Tensor]:
-    """Ids as given, or a clear error for string ids (which need :func:`stable_id`)."""
-    if isinstance(ids, (list, tuple)) and ids and all(isinstance(x, str) for x in ids):
-        raise TypeError(
-            f"`{name}` are strings; video_metrics needs int64 ids on the scores' device. Map them with an "
-            f"IdRegistry (registry = video_metrics.IdRegistry(); {name} = registry.ids(names, device=scores.device), "
-            f"then pass id_registry=registry to get names back in reports) or with video_metrics.stable_id(names)"
-        )
-    return ids
 
 
 class VideoAggregator(_ClipRows):
