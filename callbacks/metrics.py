@@ -112,6 +112,8 @@ class VideoMetricsCallback(Callback):
         self._warned_padding = False
         #: the last report (synced) per ``(stage, dataloader_idx)``, on every rank
         self.last_reports: Dict[Tuple[str, int], Any] = {}
+        #: ``fit_temperature=True``: the last :class:`~video_metrics.temperature.TemperatureFit` per (stage, loader)
+        self.last_temperature: Dict[Tuple[str, int], Any] = {}
 
     # ------------------------------------------------------------------ suites
     def _suite(self, stage: str, idx: int, pl_module) -> VideoClassificationMetrics:
@@ -231,6 +233,7 @@ class VideoMetricsCallback(Callback):
             fit = None
             if self.fit_temperature:  # collective too: every rank fits
                 fit = suite.fit_temperature(self._temperature_level)
+                self.last_temperature[(s, idx)] = fit
                 lv = self._temperature_level
                 for name, v in (("temperature", fit.temperature), ("ece_calibrated", fit.ece_cross_fitted)):
                     pl_module.log(f"{p}{lv}/{name}", torch.tensor(v, dtype=torch.float32), on_step=False, on_epoch=True,

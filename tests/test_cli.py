@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -210,8 +211,12 @@ def test_demo_quick_writes_report_and_tensorboard(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "top1" in text and "num_videos" in text and "tensorboard --logdir" in text
+    assert re.search(r"Video top-1 \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] against clip top-1", text)
+    assert re.search(r"Video top-1 by views used: 1 view \d\.\d{3}, 2 views .*4 views", text)
+    assert re.search(r"Temperature scaling \(video level\): T = \d+\.\d\d; ECE \d\.\d{3} -> \d\.\d{3} cross-fitted", text)
     got = _json(out / "report")
-    assert got["coverage"]["num_videos"] == 16 and got["coverage"]["num_clips"] == 48
+    assert got["coverage"]["num_videos"] == 16 and got["coverage"]["num_clips"] == 64
+    assert got["temperature"]["level"] == "video" and "video/top1" in got["intervals"] and got["views"]["views"] == [1, 2, 3, 4]
     (ev,) = glob.glob(str(out / "tensorboard" / "**" / "events.out.tfevents.*"), recursive=True)
     acc = EventAccumulator(ev, size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
@@ -224,6 +229,7 @@ def test_demo_quick_writes_report_and_tensorboard(tmp_path, capsys):
     p = _Imgs()
     p.feed((out / "report" / "report.html").read_text())
     assert all((out / "report" / s).is_file() for s in p.srcs) and any("explain" in s for s in p.srcs)
+    assert {"views.png", "temperature.png", "intervals.png"} <= set(p.srcs)
 
 
 def test_report_histogram_bins_is_clip_level_and_matches_the_suite(tmp_path):

@@ -402,3 +402,31 @@ def test_overlay_figure_and_array():
     _, rgb2 = overlay_frames(norm, hm, boxes, max_frames=6, mean=mean, std=std,
                              title="true square_right, predicted square_right (0.91)")
     assert np.abs(rgb2.astype(int) - rgb.astype(int)).max() <= 2  # normalisation undone for display
+
+
+def test_missing_evidence_hides_the_object_where_it_says():
+    plain = moving_object_clips(40, 4, 8, 32, seed=3)
+    hard = moving_object_clips(40, 4, 8, 32, seed=3, missing_evidence=0.5)
+    vis = hard.visible[:, 0]  # (N, T)
+    assert plain.visible.all() and torch.equal(plain.target, hard.target)
+    damaged = ~vis.all(1)
+    assert 0.35 < damaged.float().mean() < 0.65 and (~vis.any(1)).any()  # some clips have no object at all
+    # where visible the clips are as without missing evidence; where hidden, background noise only
+    frames_p = plain.clips.permute(0, 2, 1, 3, 4)  # (N, T, 3, H, W)
+    frames_h = hard.clips.permute(0, 2, 1, 3, 4)
+    assert torch.equal(frames_p[vis], frames_h[vis])
+    assert frames_h[~vis].max() <= round(0.25 * 255) and frames_p[~vis].max() > 0.5 * 255
+    assert (hard.boxes[:, 0][~vis] == 0).all() and (hard.boxes[:, 0][vis][:, 2:] > hard.boxes[:, 0][vis][:, :2]).all()
+    with pytest.raises(ValueError, match="missing_evidence"):
+        moving_object_clips(2, missing_evidence=1.5)
+
+
+def test_frames_without_an_object_are_not_scored():
+    maps = torch.zeros(1, 3, 8, 8)
+    maps[0, :, 2, 2] = 1.0  # peak at (x=2, y=2) in every frame
+    boxes = torch.tensor([[[1, 1, 4, 4], [0, 0, 0, 0], [5, 5, 8, 8]]])  # hit, no object, miss
+    assert pointing_game(maps, boxes) == 0.5
+    assert pointing_game(maps, boxes, tolerance_px=3) == 1.0  # the empty box does not grow into a hit
+    assert pointing_game(maps, boxes, reduction="none").tolist() == [[True, False, False]]
+    assert energy_pointing_game(maps, boxes) == 0.5
+    assert np.isnan(pointing_game(maps, torch.zeros(1, 3, 4, dtype=torch.long)))

@@ -59,8 +59,23 @@ def demo(args: argparse.Namespace) -> int:
           f"({cfg.frames} x {cfg.size} x {cfg.size}, 12 classes = shape x direction); validating on "
           f"{cfg.val_videos} videos x {cfg.clips_per_video} clips", flush=True)
     res = run_demo(cfg)
-    print("\nFinal validation (clip level vs video level, mean of clip logits):\n")
-    print(format_table(res["scalars"]))
+    print(f"\nFinal validation (clip level vs video level, mean of clip logits; {cfg.bootstrap} bootstrap resamples "
+          "of the videos for the 95% intervals):\n")
+    print(format_table(res["scalars"], res["intervals"]))
+    sc, iv = res["scalars"], res["intervals"]
+    if "video/top1" in iv:
+        lo, hi = iv["video/top1"]
+        print(f"\nVideo top-1 {sc['video/top1']:.3f} [{lo:.3f}, {hi:.3f}] against clip top-1 {sc['clip/top1']:.3f}: "
+              f"{cfg.missing_evidence:.0%} of the clips miss part or all of the evidence, their videos rarely do.")
+    views = res["views"]
+    if views is not None and views.top1_random:
+        print("Video top-1 by views used: " + ", ".join(f"{k} view{'s' if k > 1 else ''} {v:.3f}"
+                                                       for k, v in zip(views.views, views.top1_random)))
+    fit = res["temperature"]
+    if fit is not None:
+        print(f"Temperature scaling (video level): T = {fit.temperature:.2f}; ECE {fit.ece_before:.3f} -> "
+              f"{fit.ece_cross_fitted:.3f} cross-fitted (fitted on half of the videos, measured on the other; "
+              f"{fit.ece_after:.3f} in-sample)")
     ex = res["explain"]
     if ex is not None and "val/explain/pointing_game" in ex:
         print(f"\nExplanations (Grad-CAM++ on 4 clips): pointing game {ex['val/explain/pointing_game']:.2f}, "
@@ -349,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "explanation callbacks, TensorBoard logging), print the clip/video table and write "
                                    "a report folder.")
     p.add_argument("--out", default="video_metrics_demo", help="output folder (report, TensorBoard logs)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 12; 2 with --quick)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 10; 2 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of training")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

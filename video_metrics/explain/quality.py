@@ -27,13 +27,16 @@ def _box_masks(gt_boxes: Tensor, shape, tolerance_px: int = 0) -> Tensor:
     x0, y0, x1, y1 = (b[..., i, None, None] for i in range(4))
     tol = int(tolerance_px)
     inside = (xs >= x0 - tol) & (xs < x1 + tol) & (ys >= y0 - tol) & (ys < y1 + tol)
+    inside &= (x1 > x0) & (y1 > y0)  # an empty box (a hidden object) stays empty under the tolerance
     return inside.any(1)
 
 
 def pointing_game(heatmaps: Tensor, gt_boxes: Tensor, tolerance_px: int = 0, reduction: str = "mean"):
     """Per frame, a hit when the heatmap's maximum lies in a true box grown by ``tolerance_px``
     pixels (Zhang et al. 2016; their tolerance is 15 px at 224 px). Frames with a flat (e.g.
-    all-zero) map count as misses. ``"mean"``: hit rate over all frames; ``"none"``: (N, T) bool."""
+    all-zero) map count as misses; frames whose boxes are all empty (no object to point at) are
+    not scored. ``"mean"``: hit rate over the scored frames (NaN if none); ``"none"``: (N, T)
+    bool (False where not scored)."""
     hm = heatmaps.detach().float().cpu()
     n, t, h, w = hm.shape
     inside = _box_masks(gt_boxes.cpu(), hm.shape, tolerance_px)
@@ -42,17 +45,24 @@ def pointing_game(heatmaps: Tensor, gt_boxes: Tensor, tolerance_px: int = 0, red
     hit = inside.reshape(n, t, -1).gather(2, at[..., None])[..., 0]
     flat_map = flat.amax(-1) <= flat.amin(-1)
     hit = hit & ~flat_map
-    return hit.float().mean().item() if reduction == "mean" else hit
+    if reduction != "mean":
+        return hit
+    scored = inside.flatten(2).any(-1)
+    return hit[scored].float().mean().item() if scored.any() else float("nan")
 
 
 def energy_pointing_game(heatmaps: Tensor, gt_boxes: Tensor, reduction: str = "mean"):
     """Per frame, the share of the (non-negative) heatmap's mass inside the true boxes (Wang et
-    al. 2020, Score-CAM); 0 for frames with no mass. Random maps score the boxes' area share."""
+    al. 2020, Score-CAM); 0 for frames with no mass. Random maps score the boxes' area share.
+    Frames without an object (empty boxes) are left out of the mean (NaN if none)."""
     hm = heatmaps.detach().float().cpu().clamp_min(0)
     inside = _box_masks(gt_boxes.cpu(), hm.shape, 0)
     total = hm.sum((2, 3))
     share = torch.where(total > 0, (hm * inside).sum((2, 3)) / total.clamp_min(1e-30), torch.zeros_like(total))
-    return share.mean().item() if reduction == "mean" else share
+    if reduction != "mean":
+        return share
+    scored = inside.flatten(2).any(-1)
+    return share[scored].mean().item() if scored.any() else float("nan")
 
 
 @torch.no_grad()
