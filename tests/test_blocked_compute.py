@@ -136,3 +136,25 @@ def test_threaded_sort_works_after_fork():
         p.kill()
     assert not alive, "the forked child hung on the parent's thread pool"
     assert q.get(timeout=5) is True
+
+
+@pytest.mark.parametrize("c", [1, 3, 400, 1001])
+def test_fused_row_pass_kernels_are_bitwise_the_plain_ones(c):
+    from video_metrics.functional.classification import log_softmax_rows, logsumexp_from_max
+    from video_metrics.functional.ranking import copy_transposed, sub_transposed
+
+    g = torch.Generator().manual_seed(c)
+    x = torch.randn(2050, c, generator=g) * 30
+    x[5] = 7.0  # a row of ties
+    x[6, :] = -1e30
+    x[7, 0] = 3e38  # near the float32 maximum
+    row_max, pred = x.max(1)
+    assert torch.equal(pred, x.argmax(1)) and torch.equal(row_max, x.amax(1))
+    lse = logsumexp_from_max(x, row_max)
+    assert torch.equal(lse, x.logsumexp(1))
+    dst_fused = torch.full((c, 2100), float("nan"))
+    dst_plain = dst_fused.clone()
+    sub_transposed(dst_fused[:, 30:30 + 2050], x, lse, tile=256)
+    copy_transposed(dst_plain[:, 30:30 + 2050], log_softmax_rows(x))
+    assert torch.equal(dst_fused[:, 30:2080], dst_plain[:, 30:2080])
+    assert dst_fused[:, :30].isnan().all() and dst_fused[:, 2080:].isnan().all()  # nothing written outside

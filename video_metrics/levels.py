@@ -25,6 +25,7 @@ from .functional.classification import (
     confusion_counts,
     counts_from_threshold_hist,
     log_softmax_rows,
+    logsumexp_from_max,
     threshold_hist,
     multilabel_counts,
     precision_recall_f1,
@@ -44,6 +45,7 @@ from .functional.ranking import (
     pooled_ap,
     reduce_classes,
     reduce_pooled,
+    sub_transposed,
 )
 from .metrics.classification import top_confusions
 
@@ -251,6 +253,16 @@ class RowStore:
 BLOCK_VALUES = 1 << 22
 
 
+def sum_squares_f64(x: Tensor, rows: int = 256) -> Tensor:
+    """The float64 sum of squares of ``x``, a few hundred rows at a time: each float64 copy stays
+    in cache (one float64 copy of a whole block is a fresh page-faulted allocation: ~5x slower)."""
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for i in range(0, x.shape[0], rows):
+        part = x[i:i + rows].double().reshape(-1)
+        total += torch.dot(part, part)
+    return total
+
+
 def block_sizes(n: int, c: int) -> Tuple[int, int]:
     """Rows per row block and classes per class block: each block a small share of the ``n x c``
     state (at most :data:`BLOCK_VALUES` values a row block; an eighth of the classes a class
@@ -324,13 +336,16 @@ class Level:
     def _kernel_task(self) -> str:
         return "multilabel" if self.task == "binary" else self.task
 
-    def _row_blocks(self) -> Iterator[Tuple[int, Tensor, Tensor, Tensor]]:
-        """``(start, key, probs, rank)`` per block of rows."""
+    def _row_blocks(self, lazy_rank: bool = False) -> Iterator[Tuple[int, Tensor, Tensor, Optional[Tensor]]]:
+        """``(start, key, probs, rank)`` per block of rows. ``lazy_rank``: clip-level multiclass
+        logits yield ``rank=None`` (the caller derives ``x - logsumexp(x)`` itself)."""
         su = self.suite
         if self._rows is not None:
             mc = self.task == "multiclass"
             for start, x in self._rows.blocks():
-                if mc:
+                if mc and lazy_rank and su.input == "logits":
+                    rank = None
+                elif mc:
                     rank = log_softmax_rows(x) if su.input == "logits" else x.log()
                 else:
                     rank = x
@@ -368,12 +383,20 @@ class Level:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
         need_rank = (not mc) or "auroc_macro" in keys
         rank_t = torch.empty((c, n), dtype=self.rank_dtype, device=dev) if need_rank else None
-        for start, key, probs, rank in self._row_blocks():
+        # clip-level multiclass logits: the rows' max and argmax in one pass, the log-sum-exp from
+        # the max, and the log-probabilities written straight into the ranking matrix
+        fused = mc and self._rows is not None and su.input == "logits"
+        for start, key, probs, rank in self._row_blocks(lazy_rank=fused):
             b = key.shape[0]
             ones = torch.ones(b, dtype=torch.bool, device=dev)
             t = self.target[start:start + b]
-            if mc:
+            lse = None
+            if fused:
+                row_max, pred = key.max(1)  # the first maximum: argmax_lowest
+                lse = logsumexp_from_max(key, row_max)
+            elif mc:
                 pred = argmax_lowest(key)
+            if mc:
                 cm += confusion_counts(pred, t, ones, c)
                 rt = target_rank_at_compute(key, t)
                 for i, k in enumerate(su.top_k):
@@ -381,17 +404,20 @@ class Level:
                 if need_cal:
                     conf = probs.gather(1, pred[:, None]).squeeze(1)
                     bins += bin_update(conf, pred == t, ones, nb)
-                    nll -= rank.gather(1, t[:, None]).double().sum()
-                    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_t + 1, in float64 (one BLAS dot)
-                    pd = probs.double().reshape(-1)
-                    brier += torch.dot(pd, pd) - 2 * probs.gather(1, t[:, None]).double().sum() + b
+                    at_t = key.gather(1, t[:, None]) - lse[:, None] if fused else rank.gather(1, t[:, None])
+                    nll -= at_t.double().sum()
+                    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_t + 1, in float64
+                    brier += sum_squares_f64(probs) - 2 * probs.gather(1, t[:, None]).double().sum() + b
             else:
                 pos = t.bool()
                 counts += multilabel_counts(probs > su.threshold, pos, ones)
                 if need_cal:
                     bins += bin_update(probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), nb)
             if rank_t is not None:
-                copy_transposed(rank_t[:, start:start + b], rank)
+                if fused:
+                    sub_transposed(rank_t[:, start:start + b], key, lse)
+                else:
+                    copy_transposed(rank_t[:, start:start + b], rank)
         S: Dict[str, Any] = {"n": n, "missing": self.missing}
         if mc:
             support = cm.sum(1)

@@ -141,6 +141,13 @@ def log_softmax_rows(x: Tensor, lse: Optional[Tensor] = None) -> Tensor:
     return x - lse
 
 
+def logsumexp_from_max(x: Tensor, row_max: Tensor) -> Tensor:
+    """``x.logsumexp(1)`` bit for bit, given the rows' maxima (e.g. from ``x.max(1)``, which
+    gives the argmax too): the same steps as torch's implementation, without its own max pass."""
+    m = row_max.masked_fill(row_max.abs() == math.inf, 0)
+    return (x - m[:, None]).exp_().sum(1).log_().add_(m)
+
+
 def ranking_to_probability(values: Tensor, task: str, input: str) -> Tensor:
     if input == "probs":
         return values

@@ -273,7 +273,7 @@ def per_row_ap_auroc(scores: Tensor, positive: Tensor):
     return ap, auc, p > 0, den > 0
 
 
-def copy_transposed(dst: Tensor, src: Tensor, tile: int = 256) -> Tensor:
+def copy_transposed(dst: Tensor, src: Tensor, tile: int = 1024) -> Tensor:
     """``dst.copy_(src.T)`` for a ``(C, b)`` destination (e.g. a column slice of a ``(C, N)``
     matrix) from ``(b, C)`` rows, ``tile`` rows at a time: each tile's transposed write stays in
     cache (~3.5x faster on CPU than one strided copy of the whole block)."""
@@ -281,6 +281,18 @@ def copy_transposed(dst: Tensor, src: Tensor, tile: int = 256) -> Tensor:
         return dst.copy_(src.T)
     for i in range(0, src.shape[0], tile):
         dst[:, i:i + tile].copy_(src[i:i + tile].T)
+    return dst
+
+
+def sub_transposed(dst: Tensor, src: Tensor, row_values: Tensor, tile: int = 1024) -> Tensor:
+    """``dst.copy_(src.T - row_values)`` (``row_values`` one per row of ``src``) in one pass, tile by
+    tile as :func:`copy_transposed`: e.g. log-probabilities ``x - logsumexp(x)`` written straight
+    into a ``(C, N)`` ranking matrix, with the same values as the subtraction in row layout."""
+    if src.device.type != "cpu":
+        return torch.sub(src.T, row_values[None, :], out=dst)
+    for i in range(0, src.shape[0], tile):
+        j = min(src.shape[0], i + tile)
+        torch.sub(src[i:j].T, row_values[None, i:j], out=dst[:, i:j])
     return dst
 
 
