@@ -110,7 +110,10 @@ def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_vid
         del tmin, tmax
     if bad:
         raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
-    rank, votes = aggregate_blocks(rows.blocks, inverse, counts, rows.c, task, input, reduction)
+    # a quarter of the row block at a time: the float64 copies of a block stay below the size that
+    # the allocator maps fresh (and page-faults) on every call
+    small = RowStore(rows.chunks, rows.mask, rows.c, max(1, rows.block_rows // 4))
+    rank, votes = aggregate_blocks(small.blocks, inverse, counts, rows.c, task, input, reduction)
     probs = key = None
     if full:
         probs = video_probs(rank, task, input, reduction)
