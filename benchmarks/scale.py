@@ -80,18 +80,14 @@ def one(n: int, c: int, threads: int) -> dict:
 
     gc.collect()
     # peak memory of the first compute() in this fresh process (before any other big allocation,
-    # so that no freed-but-kept heap hides part of the peak), then the time: min of 3
+    # so that no freed-but-kept heap hides part of the peak), then the time: min of 5
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         out = suite.compute()
         times = [time.perf_counter() - t0]
-    for _ in range(2):
-        suite._computed = None
-        t0 = time.perf_counter()
-        suite.compute()
-        times.append(time.perf_counter() - t0)
-    # one values-only sort of the N x C clip scores (each class's column), same process, min of 3:
-    # NumPy's single-threaded sort and video_metrics' row sort split over torch's threads
+    # one values-only sort of the N x C clip scores (each class's column), same process: NumPy's
+    # single-threaded sort and video_metrics' row sort split over torch's threads; compute and the
+    # sorts alternate, 5 rounds, so that a slow phase of a shared machine hits both sides
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(threads)
@@ -105,7 +101,12 @@ def one(n: int, c: int, threads: int) -> dict:
 
     scores_t = torch.cat(suite.scores).T.contiguous()
     sort_np, sort_ours = [], []
-    for _ in range(3):
+    for r in range(5):
+        if r:
+            suite._computed = None
+            t0 = time.perf_counter()
+            suite.compute()
+            times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         np.sort(scores_t.numpy(), axis=1)
         sort_np.append(time.perf_counter() - t0)
@@ -240,8 +241,9 @@ def main() -> None:
         return
     print(f"# suite compute() at scale: exact mode, mean_logits, 10 clips per video, {args.classes} classes, "
           f"one process, {args.threads} threads")
-    print("compute: min (median) of 3; sort of the (C, N) scores: NumPy one thread / split over the threads "
-          "(min of 3) / torch.sort (once); peak extra: RSS during the first compute() minus RSS before it")
+    print("compute: min (median) of 5; sort of the (C, N) scores: NumPy one thread / split over the threads "
+          "(min of 5, alternating with compute) / torch.sort (once); peak extra: RSS during the first compute() "
+          "minus RSS before it")
     print(f"{'':<7}{'clips':>8}{'state MB':>10}{'compute s':>18}{'sort s (np / threads / torch)':>31}"
           f"{'compute/sort':>20}{'peak extra MB':>15}{'/state':>8}")
     runs = [("after", None)] + ([("before", os.path.abspath(args.before))] if args.before else [])
