@@ -66,11 +66,14 @@ def run_demo(cfg: DemoConfig) -> Dict[str, object]:
                           generator=torch.Generator().manual_seed(cfg.seed))
     val_dl = DataLoader(MovingObjectClips(val), batch_size=cfg.batch_size)
     module = LitVideoClassifier(TinyVideoNet(len(CLASS_NAMES)), lr=cfg.lr)
+    # figures (the slow part of a validation end: matplotlib) every few epochs, the last one included
+    every = next(k for k in (3, 2, 1) if (cfg.epochs - 1) % k == 0)
     metrics_cb = VideoMetricsCallback(len(CLASS_NAMES), top_k=(1, 5), video_reduction="mean_logits",
                                       class_names=CLASS_NAMES, stages=("validate",), bootstrap=cfg.bootstrap,
-                                      fit_temperature=True)
+                                      fit_temperature=True, figures_every_n_epochs=every)
     explain_cb = ExplainCallback(method="gradcam++", target_layer="net.block3", num_clips=4, clip_key="clip",
-                                 boxes_key="boxes", class_names=CLASS_NAMES, tolerance_px=4, weights="frame")
+                                 boxes_key="boxes", class_names=CLASS_NAMES, tolerance_px=4, weights="frame",
+                                 every_n_epochs=every)
     tb_root = os.path.join(cfg.out, "tensorboard")
     logger = TensorBoardLogger(tb_root, name="demo")
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator="auto", devices=1, logger=logger,
