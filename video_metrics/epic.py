@@ -22,8 +22,6 @@ import csv
 import html
 import json
 import os
-import shutil
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -95,15 +93,9 @@ def evaluate_results(results: str, labels: str, tail_verbs: Optional[str] = None
                      unseen_participants: Optional[str] = None, top_k: Sequence[int] = (1, 5), input: str = "logits",
                      action_scores: str = "product", chunk: int = 4096) -> Tuple[Dict[str, float], Dict[str, object]]:
     """``(scalars, info)`` for an EPIC results file against its labels (see the module doc)."""
-    from .pickled import UnsafePickleError, from_epic, load_file
+    from .pickled import from_epic, load_result
 
-    try:
-        obj = load_file(results)
-    except UnsafePickleError as e:
-        raise EpicFileError(f"{results}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise EpicFileError(f"{results}: not a readable results file ({type(e).__name__}: {first})") from None
+    obj = load_result(results, EpicFileError)
     try:
         verb, noun, ids = from_epic(obj)
     except (ValueError, TypeError) as e:
@@ -184,14 +176,11 @@ def write_action_report(scalars: Dict[str, float], info: Dict[str, object], out_
                         ) -> Dict[str, str]:
     """``metrics.json`` (``{"scalars": ..., "info": ...}``) and ``report.html`` in ``out_dir``,
     written to a temporary folder first and moved in complete."""
-    from .report import _CSS, REPORT_FILES, _fmt
+    from .report import _CSS, REPORT_FILES, _fmt, report_folder
 
     out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
     clean = {k: (v if np.isfinite(v) else None) for k, v in scalars.items()}
-    try:
+    with report_folder(out_dir) as tmp:
         with open(os.path.join(tmp, "metrics.json"), "w") as f:
             json.dump({"scalars": clean, "info": info}, f, indent=1, allow_nan=False)
         body = []
@@ -200,8 +189,9 @@ def write_action_report(scalars: Dict[str, float], info: Dict[str, object], out_
             for c in cols:
                 cells = "".join(f"<td>{_fmt(scalars.get(f'{prefix}{h}/{c}'))}</td>" for h in _HEADS)
                 body.append(f"<tr><td>{html.escape(sub)}</td><td>{html.escape(c)}</td>{cells}</tr>")
-        notes = [f"{int(scalars['num_segments'])} segments; action = (verb, noun) pair ranked by "
-                 f"{'the product of the heads’ probabilities' if info.get('action_scores') == 'product' else 'the official script’s softmax of the given scores'}."]
+        rule = ("the product of the heads' probabilities" if info.get("action_scores") == "product"
+                else "the official script's softmax of the given scores")
+        notes = [f"{int(scalars['num_segments'])} segments; action = (verb, noun) pair ranked by {rule}."]
         if info.get("num_unsubmitted"):
             notes.append(f"{info['num_unsubmitted']} labelled segment(s) had no prediction and were not evaluated "
                          "(as the official script, which evaluates the submitted segments only).")
@@ -213,12 +203,4 @@ def write_action_report(scalars: Dict[str, float], info: Dict[str, object], out_
                   "<th>action</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></body></html>")
         with open(os.path.join(tmp, "report.html"), "w") as f:
             f.write(page)
-        os.makedirs(out_dir, exist_ok=True)
-        for old in os.listdir(out_dir):
-            if old in REPORT_FILES or old.endswith(".png"):
-                os.remove(os.path.join(out_dir, old))
-        for name in os.listdir(tmp):
-            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {n: os.path.join(out_dir, n) for n in REPORT_FILES}

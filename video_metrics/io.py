@@ -135,15 +135,9 @@ def open_predictions(path: str, class_names: Optional[List[str]] = None, format:
 
 
 def _open_pickled(path: str, class_names, format: str) -> PredictionFile:
-    from .pickled import UnsafePickleError, detect, from_mmaction2, from_slowfast, safe_load
+    from .pickled import detect, from_mmaction2, from_slowfast, load_result
 
-    try:
-        obj = safe_load(path)
-    except UnsafePickleError as e:
-        raise PredictionFileError(f"{path}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise PredictionFileError(f"{path}: not a readable pickle ({type(e).__name__}: {first})") from None
+    obj = load_result(path, PredictionFileError)
     found = detect(obj)
     fmt = found if format == "auto" else format
     if fmt is None:

@@ -27,7 +27,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["safe_load", "load_file", "UnsafePickleError", "detect", "from_mmaction2", "from_slowfast", "from_epic", "FORMATS"]
+__all__ = ["safe_load", "load_file", "load_result", "UnsafePickleError", "detect", "from_mmaction2", "from_slowfast", "from_epic", "FORMATS"]
 
 FORMATS = ("mmaction2", "slowfast", "epic")
 
@@ -102,6 +102,18 @@ def load_file(path: str) -> Any:
             named = [ln for ln in lines if "GLOBAL" in ln or "global" in ln.lower()]
             raise UnsafePickleError(f"refused to load: {(named or lines or ['not allowed'])[0][:240]}") from None
     return safe_load(path)
+
+
+def load_result(path: str, error: type = ValueError) -> Any:
+    """:func:`load_file`, every failure raised as ``error`` with one line starting with the path
+    (a refused global named; any other unreadable file as such)."""
+    try:
+        return load_file(path)
+    except UnsafePickleError as e:
+        raise error(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise error(f"{path}: not a readable result file ({type(e).__name__}: {first})") from None
 
 
 def _array(x, what: str) -> np.ndarray:

@@ -13,7 +13,8 @@ import math
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -154,6 +155,26 @@ def _coverage(report) -> str:
     return f"<table id=\"coverage\"><tbody>{rows}</tbody></table>"
 
 
+@contextmanager
+def report_folder(out_dir: str) -> Iterator[str]:
+    """A temporary folder beside ``out_dir`` to write a report into; on success its files replace
+    the report files (and PNGs) of ``out_dir``, so a failure never leaves a partial report."""
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    try:
+        yield tmp
+        os.makedirs(out_dir, exist_ok=True)
+        for old in os.listdir(out_dir):
+            if old in REPORT_FILES or old.endswith(".png"):
+                os.remove(os.path.join(out_dir, old))
+        for name in os.listdir(tmp):
+            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_report(report, out_dir: str, title: str = "video_metrics report", source: Optional[str] = None,
                  max_classes_in_matrix: int = 50, extra_figures: Optional[Dict[str, object]] = None,
                  notes: Sequence[str] = ()) -> Dict[str, str]:
@@ -161,11 +182,8 @@ def write_report(report, out_dir: str, title: str = "video_metrics report", sour
     (created; earlier report files there are replaced). ``extra_figures``: more figures (name ->
     matplotlib ``Figure``) shown at the end, e.g. explanation overlays. Returns name -> path."""
     out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
-    try:
-        images: Dict[str, str] = {}
+    images: Dict[str, str] = {}
+    with report_folder(out_dir) as tmp:
         for tag, fig in report_figures(report, max_classes_in_matrix):
             name = tag.replace("/", "_") + ".png"
             save_png(fig, os.path.join(tmp, name))
@@ -179,15 +197,6 @@ def write_report(report, out_dir: str, title: str = "video_metrics report", sour
             json.dump(report.to_dict(), f, indent=1, allow_nan=False)
         with open(os.path.join(tmp, "report.html"), "w") as f:
             f.write(_html(report, images, title, source, notes))
-        # move into place only now
-        os.makedirs(out_dir, exist_ok=True)
-        for old in os.listdir(out_dir):
-            if old in REPORT_FILES or old.endswith(".png"):
-                os.remove(os.path.join(out_dir, old))
-        for name in os.listdir(tmp):
-            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
     paths.update({n: os.path.join(out_dir, n) for n in REPORT_FILES})
     return paths
