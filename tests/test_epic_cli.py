@@ -104,6 +104,10 @@ def test_unsafe_and_malformed_files(tmp_path, capsys):
     assert code == 2 and "annotations CSV" in capsys.readouterr().err
     code = main(["report", str(good), "--out", str(tmp_path / "o")])
     assert code == 2 and "--labels" in capsys.readouterr().err
+    # options of the clip/video suite that EPIC scoring would silently ignore
+    code, _ = _run(tmp_path, good, "--bootstrap", "100", "--reduction", "max")
+    err = capsys.readouterr().err
+    assert code == 2 and "--format epic does not use --reduction, --bootstrap" in err
     # a tail list outside the classes
     (tmp_path / "EPIC_100_tail_verbs.csv").write_text("verb\n3\n97\n")
     code, _ = _run(tmp_path, good)

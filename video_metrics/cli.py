@@ -4,7 +4,10 @@
   with ``VideoMetricsCallback`` and ``ExplainCallback`` attached and TensorBoard logging; print
   the final clip/video metric table and write a report folder.
 * ``video-metrics report PREDICTIONS --out DIR``: evaluate saved per-clip predictions
-  (``.npz``, ``.pt``, ``.csv``) and write ``metrics.json``, ``report.html`` and PNG figures.
+  (``.npz``, ``.pt``, ``.csv``; mmaction2 / PySlowFast result pickles) and write ``metrics.json``,
+  ``report.html`` and PNG figures; EPIC-Kitchens-100 results (``--format epic --labels CSV``) are
+  scored per segment with :class:`~video_metrics.actions.ActionMetrics`.
+* ``video-metrics compare A B --out DIR``: paired comparison of two prediction files.
 """
 
 from __future__ import annotations
@@ -151,6 +154,16 @@ def epic_report(args: argparse.Namespace) -> int:
 
     if not args.labels:
         return _fail("report", _Fail("--format epic needs --labels (the annotations CSV, e.g. EPIC_100_validation.csv)"))
+    unused = [opt for opt, given in (
+        ("--task", args.task), ("--reduction", args.reduction), ("--histogram-bins", args.histogram_bins),
+        ("--preset", args.preset), ("--class-names", args.class_names), ("--bootstrap", args.bootstrap),
+        ("--slices-from", args.slices_from), ("--fit-temperature", args.fit_temperature),
+        ("--calibration-bins", args.calibration_bins != 15), ("--predicted-absent", args.predicted_absent != "ignore"),
+        ("--empty-class", args.empty_class != "skip"), ("--empty-videos", args.empty_videos != "keep")) if given]
+    if unused:
+        return _fail("report", _Fail(f"--format epic does not use {', '.join(unused)}: EPIC results are scored per "
+                                     "segment with ActionMetrics (options: --top-k, --input, --action-scores, --labels, "
+                                     "--tail-verbs, --tail-nouns, --unseen-participants)"))
     try:
         scalars, info = evaluate_results(args.predictions, args.labels, args.tail_verbs, args.tail_nouns,
                                          args.unseen_participants, top_k=args.top_k or (1, 5), input=args.input,
