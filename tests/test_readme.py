@@ -23,3 +23,11 @@ def test_two_setup_commands():
     assert cmds == ["make demo", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_epic_example_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "ActionMetrics" in b]
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("['action/mean_class_recall', 'action/top1', 'action/top5'] 1.0")
