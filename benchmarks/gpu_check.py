@@ -11,6 +11,9 @@
    eager, and histogram mode compiled with ``compile_update="reduce-overhead"`` (torch.compile
    replays it as a CUDA graph), against the torchmetrics MetricCollection of the same metrics.
 3. **Exact compute**: AUROC over 20k x 400 and mAP over 20k x 157, ours vs torchmetrics.
+4. **Scale**: the suite's exact ``compute()`` at Kinetics-400 size (600k clips x 400 classes,
+   mean_logits): seconds (first, min of 3) and ``torch.cuda.max_memory_allocated()`` beyond the
+   state.
 
 Writes one JSON file with every figure (ms per call, CUDA-event timed, median of repeats).
 """
@@ -247,6 +250,43 @@ def time_compute(device, repeats, result, n=20000):
     result["exact_compute"] = out
 
 
+def time_scale(device, result, n=600000, c=400, clips=10):
+    """The suite's exact compute() at Kinetics-400 size (600k clips x 400 classes, 10 clips per
+    video, mean_logits): time (first and min of 3) and the peak memory it allocates on the device
+    beyond the state (``torch.cuda.max_memory_allocated``)."""
+    g = torch.Generator().manual_seed(3)
+    v = n // clips
+    target = torch.randint(0, c, (v,), generator=g).repeat_interleave(clips)
+    vid, cid = torch.arange(v).repeat_interleave(clips), torch.arange(clips).repeat(v)
+    suite = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits").to(device)
+    for i in range(0, n, 8192):
+        b = min(8192, n - i)
+        s = torch.randn(b, c, generator=g) * 2
+        s[torch.arange(b), target[i:i + b]] += 2.0
+        suite.update(s.to(device), target[i:i + b].to(device), vid[i:i + b].to(device), cid[i:i + b].to(device))
+    state = sum(x.numel() * x.element_size() for val in suite.metric_state.values()
+                for x in (val if isinstance(val, list) else [val]))
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(3):
+        suite._computed = None
+        t0 = time.perf_counter()
+        out = suite.compute()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() - base) if cuda else None
+    result[f"scale_{n // 1000}kx{c}"] = {
+        "clips": n, "classes": c, "state_mb": round(state / 1e6, 1), "compute_s_first": round(times[0], 3),
+        "compute_s_min": round(min(times), 3), "peak_extra_mb": round(peak / 1e6, 1) if peak is not None else None,
+        "peak_extra_over_state": round(peak / state, 2) if peak is not None else None,
+        "video_top1": float(out["video/top1"])}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="gpu_result.json")
@@ -268,7 +308,9 @@ def main(argv=None) -> int:
     steps = [("sync check", lambda: check_no_sync(device, c, result)),
              ("suite update", lambda: time_suite(device, c, repeats, result,
                                                  [] if args.cpu_smoke else args.compile_modes)),
-             ("exact compute", lambda: time_compute(device, repeats, result, n=2000 if args.cpu_smoke else 20000))]
+             ("exact compute", lambda: time_compute(device, repeats, result, n=2000 if args.cpu_smoke else 20000)),
+             ("scale compute", lambda: time_scale(device, result, n=4000 if args.cpu_smoke else 600000,
+                                                  c=40 if args.cpu_smoke else 400))]
     for name, fn in steps:
         try:
             fn()

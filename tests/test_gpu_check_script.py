@@ -20,3 +20,5 @@ def test_gpu_check_cpu_smoke(tmp_path):
         res["suite_update_256x400"])
     ours, theirs = res["exact_compute"]["map_20kx157_values"]
     assert abs(ours - theirs) < 1e-6
+    scale = res["scale_4kx40"]
+    assert scale["clips"] == 4000 and scale["state_mb"] > 0.6 and 0 < scale["video_top1"] <= 1
