@@ -158,3 +158,7 @@ def test_fused_row_pass_kernels_are_bitwise_the_plain_ones(c):
     copy_transposed(dst_plain[:, 30:30 + 2050], log_softmax_rows(x))
     assert torch.equal(dst_fused[:, 30:2080], dst_plain[:, 30:2080])
     assert dst_fused[:, :30].isnan().all() and dst_fused[:, 2080:].isnan().all()  # nothing written outside
+    from video_metrics.functional.classification import rowwise_f64
+
+    for fn in (lambda d: d.square().sum(1), lambda d: d.logsumexp(1)):
+        assert torch.equal(rowwise_f64(fn, x, rows=100), fn(x.double()))

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .functional._checks import check_choice, check_probability
 from .functional.calibration import bin_index
-from .functional.classification import argmax_lowest, binary_losses, target_rank_at_compute
+from .functional.classification import argmax_lowest, binary_losses, rowwise_f64, target_rank_at_compute
 from .functional.ranking import copy_transposed
 from .levels import add_challenge_score, keys_for, level_scalars
 
@@ -307,9 +307,9 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
                 bins.index_add_(1, bi, torch.stack([torch.ones(m, dtype=torch.float64, device=dev), conf.double(),
                                                     (pred == t).double()]))
             if need_loss:
-                pd = probs.double()
                 loss[0].index_add_(0, u, -rank.gather(1, t[:, None]).squeeze(1).double())
-                loss[1].index_add_(0, u, pd.square().sum(1) - 2 * pd.gather(1, t[:, None]).squeeze(1) + 1)
+                p2 = rowwise_f64(lambda d: d.square().sum(1), probs)
+                loss[1].index_add_(0, u, p2 - 2 * probs.gather(1, t[:, None]).squeeze(1).double() + 1)
         else:
             pos = t.bool()
             pred = probs > su.threshold

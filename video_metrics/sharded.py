@@ -49,6 +49,7 @@ from .functional.classification import (
     probabilities,
     scatter_count,
     log_softmax_rows,
+    rowwise_f64,
     target_rank_at_compute,
 )
 from .functional.ranking import (
@@ -282,15 +283,15 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
             lse32 = x.logsumexp(1, keepdim=True)
             logp = log_softmax_rows(x, lse32) if su.input == "logits" else x.log()
             pred = argmax_lowest(x)
-            pd = probs.double()
             cols["pred"].append(pred)
             cols["rt"].append(target_rank_at_compute(x, tb).clamp_max(k_max))
             cols["conf"].append(probs.gather(1, pred[:, None]).squeeze(1))
             cols["nll"].append(-logp.gather(1, tb[:, None]).squeeze(1).double())
-            cols["brier"].append(pd.square().sum(1) - 2 * pd.gather(1, tb[:, None]).squeeze(1) + 1)
+            p2 = rowwise_f64(lambda d: d.square().sum(1), probs)
+            cols["brier"].append(p2 - 2 * probs.gather(1, tb[:, None]).squeeze(1).double() + 1)
             # the rows' log-sum-exps: a shard's columns give the same log-probabilities as whole rows
             cols["lse32"].append(lse32.squeeze(1))
-            cols["lse64"].append(x.double().logsumexp(1))
+            cols["lse64"].append(rowwise_f64(lambda d: d.logsumexp(1), x))
         dtypes = {"pred": torch.long, "rt": torch.long, "conf": torch.float32, "nll": torch.float64,
                   "brier": torch.float64, "lse32": torch.float32, "lse64": torch.float64}
         meta += [t_loc] + [torch.cat(v) if v else torch.zeros(0, dtype=dtypes[k], device=dev) for k, v in cols.items()]

@@ -148,6 +148,15 @@ def logsumexp_from_max(x: Tensor, row_max: Tensor) -> Tensor:
     return (x - m[:, None]).exp_().sum(1).log_().add_(m)
 
 
+def rowwise_f64(fn, x: Tensor, rows: int = 256) -> Tensor:
+    """``fn(x.double())`` for a row-wise ``fn`` (one value per row), a few hundred rows at a
+    time: the same values, without a float64 copy of every row at once (a large fresh allocation
+    is page-faulted in on every call)."""
+    if x.shape[0] <= rows:
+        return fn(x.double())
+    return torch.cat([fn(x[i:i + rows].double()) for i in range(0, x.shape[0], rows)])
+
+
 def ranking_to_probability(values: Tensor, task: str, input: str) -> Tensor:
     if input == "probs":
         return values
