@@ -80,6 +80,31 @@ def test_identical_views_are_counted_and_warned_about():
     assert rep.to_dict()["views"]["duplicate_views"] == 3
 
 
+@pytest.mark.parametrize("reduction", ["mean_probs", "vote"])
+def test_views_across_row_blocks_and_padding_equal_one_block(monkeypatch, reduction):
+    import video_metrics.levels as levels
+
+    s, t, vid, cid = _data()
+    s = s.clone()
+    for v in (3, 7, 31):
+        rows = torch.nonzero(vid == v).squeeze(1)
+        s[rows[-1]] = s[rows[0]]  # the last view repeats the first
+    one = vm.VideoClassificationMetrics(6, video_reduction=reduction, top_k=(1,))
+    one.update(s, t, vid, cid)
+    with pytest.warns(UserWarning, match="3 video"):
+        ref = one.report().views.to_dict()
+    monkeypatch.setattr(levels, "BLOCK_VALUES", 6 * 16)  # 16-row blocks
+    many = vm.VideoClassificationMetrics(6, video_reduction=reduction, top_k=(1,))
+    for j in torch.arange(len(t)).split(23):
+        many.update(s[j], t[j], vid[j], cid[j])
+    pad = torch.arange(9)  # a padding sampler repeats rows: dropped by (video id, clip id)
+    many.update(s[pad], t[pad], vid[pad], cid[pad])
+    with pytest.warns(UserWarning, match="3 video"):
+        got = many.report().views.to_dict()
+    assert got["duplicate_views"] == ref["duplicate_views"] == 3
+    assert got["top1_random"] == ref["top1_random"] and got["top1_first"] == ref["top1_first"]
+
+
 def test_no_views_without_clip_ids_or_for_multilabel():
     s, t, vid, cid = _data()
     su = vm.VideoClassificationMetrics(6, video_reduction="mean_logits")

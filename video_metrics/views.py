@@ -95,15 +95,13 @@ def _curve(su, x_blocks, t_video: Tensor, inverse: Tensor, pos: Tensor, v: int, 
 
 
 def _duplicates(x_blocks, inverse: Tensor, n: int, c: int, dev) -> int:
-    """Videos with two or more views of identical scores (row hash, then exact comparison)."""
+    """Videos with two or more views of identical scores (row hash, then exact comparison of the
+    few candidate rows, read back in a second pass: no copy of every row)."""
     g = torch.Generator().manual_seed(12345)
     r = torch.randn(c, generator=g, dtype=torch.float64).to(dev)
     h = torch.empty(n, dtype=torch.float64, device=dev)
-    rows = []
     for start, x in x_blocks():
         h[start:start + x.shape[0]] = x.double() @ r
-        rows.append(x)
-    x_all = torch.cat(rows) if rows else torch.zeros(0, c, device=dev)
     order = torch.argsort(h, stable=True)
     order = order[torch.argsort(inverse[order], stable=True)]
     same_video = inverse[order][1:] == inverse[order][:-1]
@@ -112,7 +110,15 @@ def _duplicates(x_blocks, inverse: Tensor, n: int, c: int, dev) -> int:
     if cand.numel() == 0:
         return 0
     a, b = order[cand], order[cand + 1]
-    equal = (x_all[a] == x_all[b]).all(1)
+    need = torch.unique(torch.cat([a, b]))  # sorted
+    rows = None
+    for start, x in x_blocks():
+        lo, hi = (int(i) for i in torch.searchsorted(need, torch.tensor([start, start + x.shape[0]], device=dev)))
+        if hi > lo:
+            if rows is None:
+                rows = torch.empty(need.numel(), c, dtype=x.dtype, device=dev)
+            rows[lo:hi] = x[need[lo:hi] - start]
+    equal = (rows[torch.searchsorted(need, a)] == rows[torch.searchsorted(need, b)]).all(1)
     return int(torch.unique(inverse[a[equal]]).numel())
 
 
@@ -128,14 +134,11 @@ def views_report(su, ctx, draws: int = 5, seed: int = 0) -> Optional[ViewsReport
     k_max = int(counts.max())
     t_video = torch.zeros(v, dtype=torch.long, device=vid.device).scatter_(0, inverse, ctx.t)
 
-    def x_blocks():
-        return rows.blocks()
-
-    first = _curve(su, x_blocks, t_video, inverse, subset_rank(vid, cid.long(), inverse, v), v, k_max)
+    first = _curve(su, rows.blocks, t_video, inverse, subset_rank(vid, cid.long(), inverse, v), v, k_max)
     rand = [0.0] * k_max
     for d in range(draws):
         pos = subset_rank(vid, draw_key(vid, cid, seed, d), inverse, v)
-        for i, val in enumerate(_curve(su, x_blocks, t_video, inverse, pos, v, k_max)):
+        for i, val in enumerate(_curve(su, rows.blocks, t_video, inverse, pos, v, k_max)):
             rand[i] += val / draws
     by_red: Dict[str, Dict[str, float]] = {}
     from .videos import aggregate_videos
@@ -147,7 +150,7 @@ def views_report(su, ctx, draws: int = 5, seed: int = 0) -> Optional[ViewsReport
         level = Level(su, "video", red, detail=False)
         level.from_videos(agg)
         by_red[red] = {k: float(val) for k, val in level.scalars().items()}
-    dup = _duplicates(x_blocks, inverse, rows.n, su._c, vid.device)
+    dup = _duplicates(rows.blocks, inverse, rows.n, su._c, vid.device)
     if dup:
         warnings.warn(f"{dup} video(s) have two or more views with identical scores: the test pipeline may repeat "
                       "views (e.g. identical crops or clips); the multi-view numbers then overstate the views used",
