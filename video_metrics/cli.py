@@ -135,21 +135,24 @@ def _fail(command: str, e: Exception) -> int:
     return 2
 
 
-def _is_epic(args) -> bool:
-    """``--format epic``, or ``auto`` with a ``.pkl``/``.pt`` file in an EPIC-Kitchens results layout."""
+def _epic_results(args):
+    """``(is EPIC, the file's object if read)``: ``--format epic``, or ``auto`` with a
+    ``.pkl``/``.pt`` file in an EPIC-Kitchens results layout (the object read to see it is kept,
+    so the file is not read twice)."""
     if args.format == "epic":
-        return True
+        return True, None
     if args.format != "auto" or not args.predictions.lower().endswith((".pkl", ".pickle", ".pt")):
-        return False
+        return False, None
     from .pickled import detect, load_file
 
     try:
-        return detect(load_file(args.predictions)) == "epic"
+        obj = load_file(args.predictions)
     except Exception:  # noqa: BLE001 - not readable here: the regular path reports it
-        return False
+        return False, None
+    return (True, obj) if detect(obj) == "epic" else (False, None)
 
 
-def epic_report(args: argparse.Namespace) -> int:
+def epic_report(args: argparse.Namespace, loaded=None) -> int:
     from .epic import EpicFileError, evaluate_results, format_action_table, write_action_report
 
     if not args.labels:
@@ -167,7 +170,7 @@ def epic_report(args: argparse.Namespace) -> int:
     try:
         scalars, info = evaluate_results(args.predictions, args.labels, args.tail_verbs, args.tail_nouns,
                                          args.unseen_participants, top_k=args.top_k or (1, 5), input=args.input,
-                                         action_scores=args.action_scores)
+                                         action_scores=args.action_scores, loaded=loaded)
         paths = write_action_report(scalars, info, args.out, source=args.predictions,
                                     title=f"video_metrics EPIC-Kitchens report: {os.path.basename(args.predictions)}")
     except (EpicFileError, ValueError) as e:
@@ -180,8 +183,9 @@ def epic_report(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from .io import PredictionFileError
 
-    if _is_epic(args):
-        return epic_report(args)
+    epic, loaded = _epic_results(args)
+    if epic:
+        return epic_report(args, loaded)
     try:
         pf, task, reduction = _open(args, args.predictions)
         suite = _make_suite(args, pf, task, reduction)
@@ -190,10 +194,8 @@ def report(args: argparse.Namespace) -> int:
         extra = {}
         if args.fit_temperature:
             from .plots import plot_temperature
-            from .temperature import check_level
 
             level = "video" if suite.video_reduction in ("mean_logits", "mean_probs") else "clip"
-            check_level(suite, level)
             fit = suite.fit_temperature(level)
             rep.temperature = fit.to_dict()
             extra["temperature"] = plot_temperature(fit)

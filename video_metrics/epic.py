@@ -22,7 +22,7 @@ import csv
 import html
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -91,11 +91,13 @@ def _ints(path: str, column: str, size: int, what: str) -> List[int]:
 
 def evaluate_results(results: str, labels: str, tail_verbs: Optional[str] = None, tail_nouns: Optional[str] = None,
                      unseen_participants: Optional[str] = None, top_k: Sequence[int] = (1, 5), input: str = "logits",
-                     action_scores: str = "product", chunk: int = 4096) -> Tuple[Dict[str, float], Dict[str, object]]:
-    """``(scalars, info)`` for an EPIC results file against its labels (see the module doc)."""
+                     action_scores: str = "product", chunk: int = 4096, loaded: Any = None
+                     ) -> Tuple[Dict[str, float], Dict[str, object]]:
+    """``(scalars, info)`` for an EPIC results file against its labels (see the module doc).
+    ``loaded``: the file's object when the caller has read it already (to detect its layout)."""
     from .pickled import from_epic, load_result
 
-    obj = load_result(results, EpicFileError)
+    obj = load_result(results, EpicFileError) if loaded is None else loaded
     try:
         verb, noun, ids = from_epic(obj)
     except (ValueError, TypeError) as e:

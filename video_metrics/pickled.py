@@ -92,11 +92,15 @@ def _numpy_safe_globals() -> list:
 
 def load_file(path: str) -> Any:
     """A result file's object: ``.pt`` through ``torch.load(weights_only=True)`` (NumPy arrays
-    admitted), anything else through :func:`safe_load`. Both refuse any other global."""
+    admitted; tensors memory-mapped, so that looking at a large file's layout reads little of it),
+    anything else through :func:`safe_load`. Both refuse any other global."""
     if path.lower().endswith(".pt"):
         try:
             with torch.serialization.safe_globals(_numpy_safe_globals()):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                try:
+                    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+                except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+                    return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # torch names the global it refused in a long message
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             named = [ln for ln in lines if "GLOBAL" in ln or "global" in ln.lower()]
