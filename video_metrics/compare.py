@@ -187,7 +187,7 @@ def _collect(su, b: int, seed: int) -> Dict[str, Any]:
                 if name == "clip":
                     entry["ids"] = (ctx.vid, ctx.clip_ids) if ctx.clip_ids is not None else None
                 else:
-                    entry["ids"] = (torch.unique(ctx.vid), None)  # the video level's rows: ids ascending
+                    entry["ids"] = (res["videos"], None)  # the video level's rows: ids ascending
                 entry["right"] = right
             res["levels"][name] = entry
         add_challenge_score(su, res["reps"])

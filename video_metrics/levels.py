@@ -26,6 +26,7 @@ from .functional.classification import (
     counts_from_threshold_hist,
     log_softmax_rows,
     logsumexp_from_max,
+    sum_squares_f64,
     threshold_hist,
     multilabel_counts,
     precision_recall_f1,
@@ -251,16 +252,6 @@ class RowStore:
 
 #: values in one block of rows; above it, classes are taken an eighth at a time (tests lower it)
 BLOCK_VALUES = 1 << 22
-
-
-def sum_squares_f64(x: Tensor, rows: int = 256) -> Tensor:
-    """The float64 sum of squares of ``x``, a few hundred rows at a time: each float64 copy stays
-    in cache (one float64 copy of a whole block is a fresh page-faulted allocation: ~5x slower)."""
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for i in range(0, x.shape[0], rows):
-        part = x[i:i + rows].double().reshape(-1)
-        total += torch.dot(part, part)
-    return total
 
 
 def block_sizes(n: int, c: int) -> Tuple[int, int]:
