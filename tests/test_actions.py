@@ -219,6 +219,21 @@ def test_views_are_aggregated_per_segment(reduction):
     assert float(out["num_segments"]) == segs
 
 
+def test_clips_of_a_segment_must_share_their_group():
+    g = torch.Generator().manual_seed(8)
+    verb, noun = torch.randn(6, 4, generator=g), torch.randn(6, 5, generator=g)
+    tv, tn = torch.tensor([1, 1, 2, 2, 3, 3]), torch.tensor([0, 0, 4, 4, 2, 2])
+    vid, cid = torch.tensor([5, 5, 9, 9, 2, 2]), torch.tensor([0, 1, 0, 1, 0, 1])
+    m = vm.ActionMetrics(4, 5, top_k=(1,), group_names={1: "unseen"})
+    m.update(verb, noun, tv, tn, video_ids=vid, clip_ids=cid, groups=torch.tensor([0, 0, 1, 1, 0, 1]))
+    with pytest.raises(ValueError, match=r"1 segment\(s\) have clips in different `groups`"):
+        m.compute()
+    m = vm.ActionMetrics(4, 5, top_k=(1,), group_names={1: "unseen"})
+    m.update(verb, noun, tv, tn, video_ids=vid, clip_ids=cid, groups=torch.tensor([0, 0, 1, 1, 0, 0]))
+    out = m.compute()
+    assert float(out["num_segments"]) == 3 and "unseen/verb/top1" in out and "group_0/verb/top1" in out
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_low_and_high_precision_inputs(dtype):
     verb, noun, tv, tn = _data(200, 6, v=9, nn=11)

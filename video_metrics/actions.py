@@ -37,6 +37,7 @@ from torch import Tensor
 
 from .functional._checks import INPUTS, check_choice, check_device, check_ids, check_scores, check_target
 from .functional.actions import action_id, first_match, pair_topk
+from .functional.aggregation import video_values
 from .functional.classification import prepare_rows, target_rank
 from .ids import id_tensor
 from .metrics.base import VideoMetric
@@ -204,15 +205,10 @@ class ActionMetrics(VideoMetric):
         if not by_product and red != "mean_logits":  # the script softmaxes the segment's probabilities
             rv, rn = rv.exp(), rn.exp()
         if groups is not None:
-            inv = torch.searchsorted(av.video_ids, vid)
-            v = av.video_ids.numel()
-            gmin = torch.full((v,), 2**62, dtype=torch.long, device=vid.device).scatter_reduce_(0, inv, groups, "amin")
-            gmax = torch.full((v,), -2**62, dtype=torch.long, device=vid.device).scatter_reduce_(0, inv, groups, "amax")
-            bad = int((gmin != gmax).sum())
-            if bad:
-                raise ValueError(f"{bad} segment(s) have clips in different `groups`; every clip of a segment must "
-                                 "share its group")
-            groups = gmax
+            groups, bad = video_values(groups, torch.searchsorted(av.video_ids, vid), av.video_ids.numel())
+            if int(bad):
+                raise ValueError(f"{int(bad)} segment(s) have clips in different `groups`; every clip of a segment "
+                                 "must share its group")
         return rv, rn, "add", av.target, an.target, groups
 
     def _keys(self, sv: Tensor, sn: Tensor, combine: str, tv: Tensor, tn: Tensor,

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from . import bootstrap as bs
+from .functional.aggregation import video_values
 from .levels import _clean, keys_for, level_scalars
 
 __all__ = ["SliceResult", "check_slices", "frequency_slices", "slice_results", "SAMPLE_KEYS"]
@@ -142,9 +143,7 @@ def _group_slices(su, ctx) -> List[SliceResult]:
     g = ctx.groups
     if ctx.has_video_ids and g.shape[0]:
         uniq, inv = torch.unique(ctx.vid, return_inverse=True)
-        lo = torch.full((uniq.numel(), g.shape[1]), 2**62, dtype=torch.long, device=g.device).scatter_reduce_(0, inv[:, None].expand_as(g), g, "amin")
-        hi = torch.full((uniq.numel(), g.shape[1]), -2**62, dtype=torch.long, device=g.device).scatter_reduce_(0, inv[:, None].expand_as(g), g, "amax")
-        bad = (lo != hi).sum(0)
+        _, bad = video_values(g, inv, uniq.numel())
         for j, name in enumerate(su.slices):
             if int(bad[j]):
                 raise ValueError(f"{int(bad[j])} video(s) have clips with different `groups` values in column "

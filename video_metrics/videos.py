@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 
 from .functional._checks import check_choice
-from .functional.aggregation import REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs
+from .functional.aggregation import (REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs,
+                                     video_values)
 from .levels import Level, RowStore, block_sizes
 
 __all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext", "kept_rows"]
@@ -92,10 +93,8 @@ def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_vid
     v = uniq.numel()
     # one target per video: every clip must agree
     if task == "multiclass":
-        tmin = torch.full((v,), 2**62, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amin")
-        tmax = torch.full((v,), -1, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t, "amax")
-        bad = int((tmin != tmax).sum())
-        vt = tmax
+        vt, bad = video_values(t, inverse, v)
+        bad = int(bad)
     else:  # uint8, block by block: no int64 copy of a (clips, classes) target matrix
         c = t.shape[1]
         tmin = torch.full((v, c), 2, dtype=torch.uint8, device=dev)

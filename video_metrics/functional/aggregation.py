@@ -40,6 +40,17 @@ def group_rows(video_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return uniq, inverse, counts
 
 
+def video_values(values: Tensor, inverse: Tensor, num_videos: int) -> Tuple[Tensor, Tensor]:
+    """One value per video from int64 row ``values`` ``(N,)`` or ``(N, G)`` that every row of a video
+    should share (targets, group columns): ``(per-video value (the rows' max), the number of
+    videos whose rows disagree)``, the count per column for ``(N, G)``."""
+    idx = inverse.view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    shape = (num_videos, *values.shape[1:])
+    lo = torch.full(shape, 2**62, dtype=torch.long, device=values.device).scatter_reduce_(0, idx, values, "amin")
+    hi = torch.full(shape, -2**62, dtype=torch.long, device=values.device).scatter_reduce_(0, idx, values, "amax")
+    return hi, (lo != hi).sum(0)
+
+
 def dedup_clips(video_ids: Tensor, clip_ids: Tensor) -> Tensor:
     """Indices of the first row (in row order) of every distinct ``(video_id, clip_id)`` pair,
     sorted by (video, clip). Rows repeated by a padding sampler are dropped. Two stable 1-D
