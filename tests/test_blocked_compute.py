@@ -140,7 +140,8 @@ def test_threaded_sort_works_after_fork():
 
 @pytest.mark.parametrize("c", [1, 3, 400, 1001])
 def test_fused_row_pass_kernels_are_bitwise_the_plain_ones(c):
-    from video_metrics.functional.classification import log_softmax_rows, logsumexp_from_max
+    """multiclass_rows (one definition of the per-row quantities) and the transposed writes."""
+    from video_metrics.functional.classification import log_softmax_rows, multiclass_rows, target_rank
     from video_metrics.functional.ranking import copy_transposed, sub_transposed
 
     g = torch.Generator().manual_seed(c)
@@ -148,10 +149,24 @@ def test_fused_row_pass_kernels_are_bitwise_the_plain_ones(c):
     x[5] = 7.0  # a row of ties
     x[6, :] = -1e30
     x[7, 0] = 3e38  # near the float32 maximum
-    row_max, pred = x.max(1)
-    assert torch.equal(pred, x.argmax(1)) and torch.equal(row_max, x.amax(1))
-    lse = logsumexp_from_max(x, row_max)
+    t = torch.randint(0, c, (2050,), generator=g)
+    t[5] = c - 1  # tied with every class
+    r = multiclass_rows(x, t)
+    assert torch.equal(r.pred, x.argmax(1)) and torch.equal(r.rank, target_rank(x, t))
+    lse = r.lse
     assert torch.equal(lse, x.logsumexp(1))
+    # the losses: the softmax's confidence (bitwise, as the standalone metrics bin it), the NLL
+    # from the log-sum-exp, the Brier term in float64
+    p = x.softmax(1)
+    assert torch.equal(r.conf, p.gather(1, r.pred[:, None]).squeeze(1))
+    assert torch.equal(r.nll, -(x.gather(1, t[:, None]).squeeze(1) - lse).double())
+    onehot = torch.nn.functional.one_hot(t, c).double()
+    torch.testing.assert_close(r.brier, (p.double() - onehot).square().sum(1), rtol=0, atol=1e-12)
+    short = multiclass_rows(x, t, losses=False)
+    assert short.conf is None and torch.equal(short.lse, lse) and torch.equal(short.rank, r.rank)
+    # the probabilities form (aggregated videos, input="probs") gives the same from (key, probs, log p)
+    rp = multiclass_rows(x, t, p, log_softmax_rows(x, lse[:, None]))
+    assert torch.equal(rp.conf, r.conf) and torch.equal(rp.nll, r.nll) and torch.equal(rp.brier, r.brier)
     dst_fused = torch.full((c, 2100), float("nan"))
     dst_plain = dst_fused.clone()
     sub_transposed(dst_fused[:, 30:30 + 2050], x, lse, tile=256)
@@ -162,3 +177,66 @@ def test_fused_row_pass_kernels_are_bitwise_the_plain_ones(c):
 
     for fn in (lambda d: d.square().sum(1), lambda d: d.logsumexp(1)):
         assert torch.equal(rowwise_f64(fn, x, rows=100), fn(x.double()))
+
+
+def test_workspace_hands_out_disjoint_views_then_fresh_tensors():
+    from video_metrics.functional.workspace import Workspace
+
+    buf = torch.zeros(100, dtype=torch.float32)  # 400 bytes
+    ws = Workspace(buf)
+    a = ws.empty((3, 4), torch.float64, torch.device("cpu"))  # 96 bytes at 0
+    b = ws.zeros((5,), torch.int64, torch.device("cpu"))  # 40 bytes at 128 (aligned)
+    c = ws.full((2, 2), 7.0, torch.float32, torch.device("cpu"))  # 16 bytes at 192
+    for x in (a, b, c):
+        assert x.untyped_storage().data_ptr() == buf.untyped_storage().data_ptr()
+    offsets = [x.data_ptr() - buf.data_ptr() for x in (a, b, c)]
+    assert offsets == [0, 128, 192]
+    a.fill_(1.0)
+    assert torch.equal(b, torch.zeros(5, dtype=torch.int64)) and torch.equal(c, torch.full((2, 2), 7.0))
+    assert ws.free_bytes == 400 - 256
+    big = ws.empty((100,), torch.float32, torch.device("cpu"))  # does not fit: a fresh tensor
+    assert big.untyped_storage().data_ptr() != buf.untyped_storage().data_ptr()
+    other = ws.empty((2,), torch.float32, torch.device("meta"))  # another device: fresh
+    assert other.device.type == "meta"
+    assert Workspace().empty((2, 3), torch.float64, torch.device("cpu")).shape == (2, 3)
+    assert Workspace(buf).empty((0, 3), torch.float64, torch.device("cpu")).shape == (0, 3)
+
+
+@pytest.mark.parametrize("task, reduction, clips", [
+    ("multiclass", "mean_logits", 10), ("multiclass", "mean_logits", 2), ("multiclass", "mean_probs", 6),
+    ("multiclass", "vote", 10), ("multiclass", "max", 3), ("multilabel", "mean_logits", 10), ("multilabel", "max", 2),
+])
+@pytest.mark.filterwarnings("ignore:.*identical scores")
+def test_compute_on_lent_clip_memory_equals_report(monkeypatch, task, reduction, clips):
+    """compute() carves the video level's arrays from the clip level's finished ranking matrix
+    (all of them at 10 clips a video, some at 2-3): its scalars equal report()'s, which lends
+    nothing, and the workspace was really used."""
+    from video_metrics.functional import workspace as wsmod
+
+    lent = []
+    orig = wsmod.Workspace.empty
+
+    def spy(self, shape, dtype, device):
+        out = orig(self, shape, dtype, device)
+        if self._bytes is not None:
+            lent.append(out.untyped_storage().data_ptr() == self._bytes.untyped_storage().data_ptr())
+        return out
+
+    monkeypatch.setattr(wsmod.Workspace, "empty", spy)
+    s, t, vid, cid = _data(task, n_videos=30, clips=clips, c=13, seed=clips)
+    suite = vm.VideoClassificationMetrics(13, task=task, top_k=(1, 3) if task == "multiclass" else None,
+                                          video_reduction=reduction)
+    _feed(suite, s, t, vid, cid)
+    out = suite.compute()
+    assert lent and lent[0]  # the first video array always fits in the clip matrix
+    if clips >= 10:
+        assert all(lent)
+    rep = suite.report()
+    for k, v in out.items():
+        assert float(v) == pytest.approx(rep.scalars[k], rel=1e-12, abs=1e-15, nan_ok=True), k
+    # and equal to a suite that never lends (a fresh tensor for every array)
+    monkeypatch.setattr(levels.Level, "lend_workspace", lambda self: wsmod.Workspace())
+    suite._computed = None
+    again = suite.compute()
+    for k, v in out.items():
+        assert float(v) == pytest.approx(float(again[k]), rel=1e-12, abs=1e-15, nan_ok=True), k

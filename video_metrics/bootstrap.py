@@ -32,8 +32,8 @@ from torch import Tensor
 
 from .functional._checks import check_choice, check_probability
 from .functional.calibration import bin_index
-from .functional.classification import argmax_lowest, binary_losses, rowwise_f64, target_rank_at_compute
-from .functional.ranking import copy_transposed
+from .functional.classification import binary_losses, multiclass_rows
+from .functional.ranking import copy_transposed, sub_transposed
 from .levels import add_challenge_score, keys_for, level_scalars
 
 __all__ = ["poisson_weights", "unit_hash", "weighted_stats", "replicate_scalars", "percentile_intervals",
@@ -286,30 +286,34 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     build = need_rank and rank_t is None
     if build:
         rank_t = torch.empty((c, n), dtype=level.rank_dtype, device=dev)
-    for start, key, probs, rank in level._row_blocks():
+    # clip-level multiclass logits: the rows' log-sum-exp gives the losses and the ranking scores
+    # (as in Level._blocked, so that the point estimates are the level's own)
+    fused = mc and level._rows is not None and su.input == "logits"
+    for start, key, probs, rank in level._row_blocks(lazy_rank=fused):
         m = key.shape[0]
         t = t_all[start:start + m]
         u = unit[start:start + m]
+        r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss) if mc else None
         if build:
-            copy_transposed(rank_t[:, start:start + m], rank)
+            if fused:
+                sub_transposed(rank_t[:, start:start + m], key, r.lse)
+            else:
+                copy_transposed(rank_t[:, start:start + m], rank)
         if mc:
-            pred = argmax_lowest(key)
-            rt = target_rank_at_compute(key, t)
+            pred = r.pred
             at_t = u * c + t
             for i, kk in enumerate(su.top_k):
-                tabs[i].index_add_(0, at_t, (rt < kk).double())
+                tabs[i].index_add_(0, at_t, (r.rank < kk).double())
             tabs[k].index_add_(0, at_t, (pred == t).double())
             tabs[k + 1].index_add_(0, u * c + pred, torch.ones(m, dtype=torch.float64, device=dev))
             tabs[k + 2].index_add_(0, at_t, torch.ones(m, dtype=torch.float64, device=dev))
             if need_cal:
-                conf = probs.gather(1, pred[:, None]).squeeze(1)
-                bi = u * nb + bin_index(conf, nb)
-                bins.index_add_(1, bi, torch.stack([torch.ones(m, dtype=torch.float64, device=dev), conf.double(),
+                bi = u * nb + bin_index(r.conf, nb)
+                bins.index_add_(1, bi, torch.stack([torch.ones(m, dtype=torch.float64, device=dev), r.conf.double(),
                                                     (pred == t).double()]))
             if need_loss:
-                loss[0].index_add_(0, u, -rank.gather(1, t[:, None]).squeeze(1).double())
-                p2 = rowwise_f64(lambda d: d.square().sum(1), probs)
-                loss[1].index_add_(0, u, p2 - 2 * probs.gather(1, t[:, None]).squeeze(1).double() + 1)
+                loss[0].index_add_(0, u, r.nll)
+                loss[1].index_add_(0, u, r.brier)
         else:
             pos = t.bool()
             pred = probs > su.threshold

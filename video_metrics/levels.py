@@ -19,22 +19,20 @@ from torch import Tensor
 from .functional.aggregation import video_key, video_probs
 from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
 from .functional.classification import (
-    argmax_lowest,
     balanced_accuracy,
     binary_losses,
     confusion_counts,
     counts_from_threshold_hist,
     log_softmax_rows,
-    logsumexp_from_max,
-    sum_squares_f64,
+    multiclass_rows,
     threshold_hist,
     multilabel_counts,
     precision_recall_f1,
     probabilities,
     scatter_count,
-    target_rank_at_compute,
     threshold_counts,
 )
+from .functional.workspace import Workspace
 from .functional.histogram import hist_ap_auroc, hist_pr_curves, hist_view
 from .functional.ranking import (
     PRCurveData,
@@ -274,8 +272,11 @@ class Level:
     AUROC (and, for reports, PR curves) from it. Peak extra memory: that matrix (the size of the
     scores) plus a block; no ``N x C`` float64, one-hot or comparison temporaries."""
 
-    def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0, detail: bool = True) -> None:
+    def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0, detail: bool = True,
+                 workspace: Optional[Workspace] = None) -> None:
         self.suite, self.level, self.reduction, self.missing = suite, level, reduction, missing
+        #: where the ranking matrix is carved from (compute(): the clip level's, lent to the video level)
+        self.workspace = workspace if workspace is not None else Workspace()
         self.task, self.c = suite.task, suite._c
         self.logit: Optional[Tensor] = None  # binary: the logit of P(y=1) when the level has one
         #: False: only scalars are wanted, so the ranking matrix may be sorted in place
@@ -329,14 +330,16 @@ class Level:
 
     def _row_blocks(self, lazy_rank: bool = False) -> Iterator[Tuple[int, Tensor, Tensor, Optional[Tensor]]]:
         """``(start, key, probs, rank)`` per block of rows. ``lazy_rank``: clip-level multiclass
-        logits yield ``rank=None`` (the caller derives ``x - logsumexp(x)`` itself)."""
+        logits yield ``probs=None, rank=None`` (the caller derives both from the logits'
+        log-sum-exp: :func:`~video_metrics.functional.classification.multiclass_rows`)."""
         su = self.suite
         if self._rows is not None:
             mc = self.task == "multiclass"
             for start, x in self._rows.blocks():
                 if mc and lazy_rank and su.input == "logits":
-                    rank = None
-                elif mc:
+                    yield start, x, None, None
+                    continue
+                if mc:
                     rank = log_softmax_rows(x) if su.input == "logits" else x.log()
                 else:
                     rank = x
@@ -373,32 +376,25 @@ class Level:
         else:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
         need_rank = (not mc) or "auroc_macro" in keys
-        rank_t = torch.empty((c, n), dtype=self.rank_dtype, device=dev) if need_rank else None
-        # clip-level multiclass logits: the rows' max and argmax in one pass, the log-sum-exp from
-        # the max, and the log-probabilities written straight into the ranking matrix
+        rank_t = self.workspace.empty((c, n), self.rank_dtype, dev) if need_rank else None
+        # clip-level multiclass logits: one exponential pass per row block gives the log-sum-exp and
+        # the losses (multiclass_rows), and the log-probabilities are written straight into the ranking matrix
         fused = mc and self._rows is not None and su.input == "logits"
         for start, key, probs, rank in self._row_blocks(lazy_rank=fused):
             b = key.shape[0]
             ones = torch.ones(b, dtype=torch.bool, device=dev)
             t = self.target[start:start + b]
             lse = None
-            if fused:
-                row_max, pred = key.max(1)  # the first maximum: argmax_lowest
-                lse = logsumexp_from_max(key, row_max)
-            elif mc:
-                pred = argmax_lowest(key)
             if mc:
-                cm += confusion_counts(pred, t, ones, c)
-                rt = target_rank_at_compute(key, t)
+                r = multiclass_rows(key, t, probs, rank, losses=need_cal)
+                lse = r.lse
+                cm += confusion_counts(r.pred, t, ones, c)
                 for i, k in enumerate(su.top_k):
-                    hits[i] += scatter_count(t, rt < k, c)
+                    hits[i] += scatter_count(t, r.rank < k, c)
                 if need_cal:
-                    conf = probs.gather(1, pred[:, None]).squeeze(1)
-                    bins += bin_update(conf, pred == t, ones, nb)
-                    at_t = key.gather(1, t[:, None]) - lse[:, None] if fused else rank.gather(1, t[:, None])
-                    nll -= at_t.double().sum()
-                    # sum_c (p_c - y_c)^2 = sum_c p_c^2 - 2 p_t + 1, in float64
-                    brier += sum_squares_f64(probs) - 2 * probs.gather(1, t[:, None]).double().sum() + b
+                    bins += bin_update(r.conf, r.pred == t, ones, nb)
+                    nll += r.nll.sum()
+                    brier += r.brier.sum()
             else:
                 pos = t.bool()
                 counts += multilabel_counts(probs > su.threshold, pos, ones)
@@ -427,6 +423,16 @@ class Level:
             S.update(self._class_pass(rank_t, keys))
         self.stats = S
         return level_scalars(su, self.task, keys, S)
+
+    def lend_workspace(self) -> Workspace:
+        """``compute()`` only (``detail=False``): this level's ranking matrix, no longer needed once
+        its scalars are computed, as a :class:`Workspace` for the next level's arrays (the level
+        keeps no reference to it). Anything else: an empty workspace."""
+        rank_t = getattr(self, "_rank_t", None)
+        if self.detail or rank_t is None:
+            return Workspace()
+        self._rank_t = None
+        return Workspace(rank_t)
 
     def _positives(self):
         """Multiclass: the positives as ``(class, row)`` sorted by class, and where each class starts."""

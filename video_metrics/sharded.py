@@ -43,14 +43,13 @@ from torch import Tensor
 from .functional.aggregation import _log_probs, aggregate_blocks, group_rows, video_key, video_probs
 from .functional.calibration import bin_update
 from .functional.classification import (
-    argmax_lowest,
     confusion_counts,
+    multiclass_rows,
     multilabel_counts,
     probabilities,
     scatter_count,
     log_softmax_rows,
     rowwise_f64,
-    target_rank_at_compute,
 )
 from .functional.ranking import (
     average_precision,
@@ -279,16 +278,17 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
         cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier", "lse32", "lse64")}
         for i, x in local_blocks():
             tb = t_loc[i:i + x.shape[0]]
-            probs = probabilities(x, "multiclass", su.input)
-            lse32 = x.logsumexp(1, keepdim=True)
-            logp = log_softmax_rows(x, lse32) if su.input == "logits" else x.log()
-            pred = argmax_lowest(x)
-            cols["pred"].append(pred)
-            cols["rt"].append(target_rank_at_compute(x, tb).clamp_max(k_max))
-            cols["conf"].append(probs.gather(1, pred[:, None]).squeeze(1))
-            cols["nll"].append(-logp.gather(1, tb[:, None]).squeeze(1).double())
-            p2 = rowwise_f64(lambda d: d.square().sum(1), probs)
-            cols["brier"].append(p2 - 2 * probs.gather(1, tb[:, None]).squeeze(1).double() + 1)
+            if su.input == "logits":
+                r = multiclass_rows(x, tb)
+                lse32 = r.lse[:, None]
+            else:
+                r = multiclass_rows(x, tb, x, x.log())
+                lse32 = x.logsumexp(1, keepdim=True)
+            cols["pred"].append(r.pred)
+            cols["rt"].append(r.rank.clamp_max(k_max))
+            cols["conf"].append(r.conf)
+            cols["nll"].append(r.nll)
+            cols["brier"].append(r.brier)
             # the rows' log-sum-exps: a shard's columns give the same log-probabilities as whole rows
             cols["lse32"].append(lse32.squeeze(1))
             cols["lse64"].append(rowwise_f64(lambda d: d.logsumexp(1), x))

@@ -166,9 +166,9 @@ class _ClipRows(VideoMetric):
         return rows, t, vid, dropped
 
     def _aggregate(self, rows: RowStore, t: Tensor, vid: Tensor, dropped: int, reduction: str,
-                   full: bool = True) -> "AggregatedVideos":
+                   full: bool = True, workspace=None) -> "AggregatedVideos":
         return aggregate_videos(rows, t, vid, dropped, self._task, self.input, reduction, self.expected_video_ids,
-                                self.expected_clips, full=full)
+                                self.expected_clips, full=full, workspace=workspace)
 
 
 class VideoAggregator(_ClipRows):
@@ -533,9 +533,10 @@ class VideoClassificationMetrics(_ClipRows):
         out = {f"clip/{k}": v for k, v in clip.scalars().items()}
         video = coverage = agg = None
         if self.video_reduction is not None:
-            agg = self._aggregate(rows, t, vid, dropped, self.video_reduction, full=False)
+            ws = clip.lend_workspace()  # compute(): the video arrays reuse the clip ranking matrix's memory
+            agg = self._aggregate(rows, t, vid, dropped, self.video_reduction, full=False, workspace=ws)
             coverage = agg.coverage
-            video = Level(self, "video", self.video_reduction, detail=detail,
+            video = Level(self, "video", self.video_reduction, detail=detail, workspace=ws,
                           missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
             video.from_videos(agg)
             out.update({f"video/{k}": v for k, v in video.scalars().items()})

@@ -82,10 +82,11 @@ def check_reduction(reduction, task, input, name: str = "reduction") -> None:
 
 
 def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None,
-                     full: bool = True) -> AggregatedVideos:
+                     full: bool = True, workspace=None) -> AggregatedVideos:
     """Aggregate the kept clip rows (a :class:`RowStore`, or one ``(N, C)`` tensor) into videos.
     ``full=False`` (the suite) leaves ``scores`` and ``key`` to be derived block by block from
-    ``rank`` (and ``votes``), so that only one ``(videos, classes)`` float64 array is kept."""
+    ``rank`` (and ``votes``), so that only one ``(videos, classes)`` float64 array is kept;
+    ``workspace`` (a :class:`~video_metrics.functional.workspace.Workspace`): memory to carve it from."""
     if isinstance(rows, Tensor):
         rows = RowStore([rows], None, rows.shape[1], block_sizes(rows.shape[0], rows.shape[1])[0])
     dev = t.device
@@ -112,7 +113,7 @@ def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_vid
     # a quarter of the row block at a time: the float64 copies of a block stay below the size that
     # the allocator maps fresh (and page-faults) on every call
     small = RowStore(rows.chunks, rows.mask, rows.c, max(1, rows.block_rows // 4))
-    rank, votes = aggregate_blocks(small.blocks, inverse, counts, rows.c, task, input, reduction)
+    rank, votes = aggregate_blocks(small.blocks, inverse, counts, rows.c, task, input, reduction, workspace=workspace)
     probs = key = None
     if full:
         probs = video_probs(rank, task, input, reduction)

@@ -29,6 +29,8 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .workspace import Workspace
+
 REDUCTIONS = ("mean_logits", "mean_probs", "max", "vote")
 
 Blocks = Callable[[], Iterator[Tuple[int, Tensor]]]
@@ -73,8 +75,9 @@ def _log_probs(x: Tensor, task: str, input: str) -> Tensor:
     return torch.nn.functional.logsigmoid(xd) if input == "logits" else xd.clamp_min(0).log()
 
 
-def _segment_max(blocks: Blocks, inverse: Tensor, v: int, c: int, value: Callable[[Tensor], Tensor]) -> Tensor:
-    out = torch.full((v, c), -math.inf, dtype=torch.float64, device=inverse.device)
+def _segment_max(blocks: Blocks, inverse: Tensor, v: int, c: int, value: Callable[[Tensor], Tensor],
+                 ws: Workspace) -> Tensor:
+    out = ws.full((v, c), -math.inf, torch.float64, inverse.device)
     for start, x in blocks():
         y = value(x)
         idx = inverse[start:start + x.shape[0], None].expand_as(y)
@@ -84,14 +87,16 @@ def _segment_max(blocks: Blocks, inverse: Tensor, v: int, c: int, value: Callabl
 
 def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classes: int, task: str, input: str,
                      reduction: str, log_probs: Optional[Callable[[Tensor], Tensor]] = None,
-                     ) -> Tuple[Tensor, Optional[Tensor]]:
+                     workspace: Optional[Workspace] = None) -> Tuple[Tensor, Optional[Tensor]]:
     """Aggregate clip rows (``blocks()`` yields ``(start, rows (b, C))`` in row order; ``inverse``
     maps each row to its video) into ``(rank (V, C) float64, votes (V, C) float64 or None)``;
     see :func:`video_probs` and :func:`video_key` for the probabilities and prediction keys.
 
     ``log_probs``: the clips' log-probabilities from a block (default: from the scores; a class
-    shard of multiclass rows passes them precomputed from the whole rows)."""
+    shard of multiclass rows passes them precomputed from the whole rows). ``workspace``: where the
+    ``(V, C)`` arrays are carved from (:class:`~video_metrics.functional.workspace.Workspace`)."""
     v, c = counts.numel(), num_classes
+    ws = workspace if workspace is not None else Workspace()
     dev = inverse.device
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
@@ -100,30 +105,32 @@ def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classe
     votes = None
     lp = log_probs if log_probs is not None else (lambda x: _log_probs(x, task, input))
     if reduction == "mean_logits":
-        rank = torch.zeros(v, c, dtype=torch.float64, device=dev)
+        rank = ws.zeros((v, c), torch.float64, dev)
         for start, x in blocks():
             rank.index_add_(0, inverse[start:start + x.shape[0]], x.double())
         rank /= counts[:, None].double()
-        if task == "multiclass":
-            rank = rank.log_softmax(1)
+        if task == "multiclass":  # log-softmax in place, a few hundred videos at a time
+            for i in range(0, v, 256):
+                part = rank[i:i + 256]
+                part.sub_(part.logsumexp(1, keepdim=True))
     elif reduction == "max":
         if task == "multilabel" and input == "logits":  # sigmoid is monotone: max logit, no saturation
-            rank = _segment_max(blocks, inverse, v, c, lambda x: x.double())
+            rank = _segment_max(blocks, inverse, v, c, lambda x: x.double(), ws)
         else:
-            rank = _segment_max(blocks, inverse, v, c, lp)
+            rank = _segment_max(blocks, inverse, v, c, lp, ws)
     else:  # mean_probs, vote: log of the mean clip probability, without underflow
-        rank = _segment_max(blocks, inverse, v, c, lp)
+        rank = _segment_max(blocks, inverse, v, c, lp, ws)
         # a class with probability 0 in every clip of a video has max -inf: shift it by 0 instead
         # (-inf - -inf would be NaN); its mean is then exp(-inf) = 0
-        rank = torch.where(torch.isfinite(rank), rank, torch.zeros_like(rank))
-        total = torch.zeros(v, c, dtype=torch.float64, device=dev)
+        rank.masked_fill_(~torch.isfinite(rank), 0)
+        total = ws.zeros((v, c), torch.float64, dev)
         for start, x in blocks():
             inv = inverse[start:start + x.shape[0]]
             total.index_add_(0, inv, (lp(x) - rank[inv]).exp_())
-        rank += total.log_() - counts[:, None].double().log()
+        rank += total.log_().sub_(counts[:, None].double().log())
         del total
         if reduction == "vote":
-            votes = torch.zeros(v, c, dtype=torch.float64, device=dev)
+            votes = ws.zeros((v, c), torch.float64, dev)
             for start, x in blocks():
                 inv = inverse[start:start + x.shape[0]]
                 pred = x.argmax(1)

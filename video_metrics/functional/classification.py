@@ -13,7 +13,7 @@ Conventions (shared by every metric in the package):
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -141,13 +141,6 @@ def log_softmax_rows(x: Tensor, lse: Optional[Tensor] = None) -> Tensor:
     return x - lse
 
 
-def logsumexp_from_max(x: Tensor, row_max: Tensor) -> Tensor:
-    """``x.logsumexp(1)`` bit for bit, given the rows' maxima (e.g. from ``x.max(1)``, which
-    gives the argmax too): the same steps as torch's implementation, without its own max pass."""
-    m = row_max.masked_fill(row_max.abs() == math.inf, 0)
-    return (x - m[:, None]).exp_().sum(1).log_().add_(m)
-
-
 def rowwise_f64(fn, x: Tensor, rows: int = 256) -> Tensor:
     """``fn(x.double())`` for a row-wise ``fn`` (one value per row), a few hundred rows at a
     time: the same values, without a float64 copy of every row at once (a large fresh allocation
@@ -155,16 +148,6 @@ def rowwise_f64(fn, x: Tensor, rows: int = 256) -> Tensor:
     if x.shape[0] <= rows:
         return fn(x.double())
     return torch.cat([fn(x[i:i + rows].double()) for i in range(0, x.shape[0], rows)])
-
-
-def sum_squares_f64(x: Tensor, rows: int = 256) -> Tensor:
-    """The float64 sum of squares of ``x``, a few hundred rows at a time: each float64 copy stays
-    in cache (one float64 copy of a whole block is a fresh page-faulted allocation: ~5x slower)."""
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for i in range(0, x.shape[0], rows):
-        part = x[i:i + rows].double().reshape(-1)
-        total += torch.dot(part, part)
-    return total
 
 
 def ranking_to_probability(values: Tensor, task: str, input: str) -> Tensor:
@@ -202,6 +185,53 @@ def target_rank_at_compute(scores: Tensor, target: Tensor) -> Tensor:
         idx = torch.arange(scores.shape[1], device=scores.device)
         rank[tied] += ((scores[tied] == st[tied]) & (idx[None, :] < target[tied, None])).sum(1)
     return rank
+
+
+class MulticlassRows(NamedTuple):
+    """Per-row multiclass quantities of a block of rows (:func:`multiclass_rows`)."""
+
+    pred: Tensor  #: (b,) int64, the first maximum of the prediction key
+    rank: Tensor  #: (b,) int64, the target's rank in the key (ties: lower class first)
+    conf: Optional[Tensor]  #: (b,) the predicted class's probability (the probabilities' dtype)
+    nll: Optional[Tensor]  #: (b,) float64, ``-log p(target)``
+    brier: Optional[Tensor]  #: (b,) float64, ``sum_c (p_c - y_c)^2``
+    lse: Optional[Tensor]  #: (b,) the rows' log-sum-exp (logits only)
+
+
+def multiclass_rows(key: Tensor, target: Tensor, probs: Optional[Tensor] = None, log_probs: Optional[Tensor] = None,
+                    losses: bool = True) -> MulticlassRows:
+    """Argmax, target rank, confidence, NLL and Brier term of each row (for ``compute()``: it reads
+    values on the host); one definition for the suite's levels, its class-sharded path and the
+    bootstrap.
+
+    * Logits (``probs`` None): ``key`` are the rows' logits. The max pass gives the argmax and
+      the log-sum-exp (bit for bit ``key.logsumexp(1)``, without its own max pass); the NLL is
+      ``lse - x_t``; the confidence, ``p_t`` and ``sum_c p_c^2`` come from ``softmax`` (the
+      confidence is then the one the standalone metrics and histogram mode bin).
+    * Otherwise ``key`` is the prediction key, ``probs`` the probabilities and ``log_probs`` their
+      logarithms (``probs`` input; aggregated videos).
+
+    ``losses=False``: only ``pred``, ``rank`` (and ``lse`` for logits). Squares are summed in
+    float64, a few hundred rows at a time."""
+    lse = None
+    if probs is None:
+        row_max, pred = key.max(1)  # the first maximum: argmax_lowest
+        m = row_max.masked_fill(row_max.abs() == math.inf, 0)
+        lse = (key - m[:, None]).exp_().sum(1).log_().add_(m)
+        if losses:
+            probs = key.softmax(1)
+            log_p_t = key.gather(1, target[:, None]).squeeze(1) - lse
+    else:
+        pred = argmax_lowest(key)
+        if losses:
+            log_p_t = log_probs.gather(1, target[:, None]).squeeze(1)
+    rank = target_rank_at_compute(key, target)
+    if not losses:
+        return MulticlassRows(pred, rank, None, None, None, lse)
+    conf = probs.gather(1, pred[:, None]).squeeze(1)
+    p_t = probs.gather(1, target[:, None]).squeeze(1).double()
+    p2 = rowwise_f64(lambda d: torch.linalg.vecdot(d, d), probs)
+    return MulticlassRows(pred, rank, conf, -log_p_t.double(), p2 - 2 * p_t + 1, lse)
 
 
 def scatter_count(index: Tensor, weight: Tensor, size: int) -> Tensor:
