@@ -240,3 +240,45 @@ def test_compute_on_lent_clip_memory_equals_report(monkeypatch, task, reduction,
     again = suite.compute()
     for k, v in out.items():
         assert float(v) == pytest.approx(float(again[k]), rel=1e-12, abs=1e-15, nan_ok=True), k
+
+
+@pytest.mark.filterwarnings("ignore:.*identical scores")
+@pytest.mark.parametrize("reduction, input", [("mean_logits", "logits"), ("mean_probs", "probs"), ("vote", "logits"),
+                                              ("max", "probs")])
+def test_compute_builds_class_blocks_from_the_rows(monkeypatch, reduction, input):
+    """compute() of a multiclass level makes no (C, N) ranking matrix: each class block is rebuilt
+    from the rows (their log-sum-exps, or logarithms of probabilities; padded duplicates dropped)
+    into one reused buffer. With blocks forced tiny (many row and class blocks) its scalars equal
+    report()'s, which ranks from the whole matrix."""
+    from video_metrics.functional import workspace as wsmod
+
+    s, t, vid, cid = _data("multiclass", n_videos=40, clips=3, c=11, seed=3)
+    if input == "probs":
+        s = s.softmax(1)
+    shapes = []
+    orig = wsmod.Workspace.empty
+
+    def spy(self, shape, dtype, device):
+        shapes.append(tuple(shape))
+        return orig(self, shape, dtype, device)
+
+    monkeypatch.setattr(wsmod.Workspace, "empty", spy)
+    results = []
+    for bv in (1 << 22, 23):
+        monkeypatch.setattr(levels, "BLOCK_VALUES", bv)
+        suite = vm.VideoClassificationMetrics(11, top_k=(1, 3), video_reduction=reduction, input=input)
+        _feed(suite, s, t, vid, cid)
+        shapes.clear()
+        out = suite.compute()
+        n = int(out["video/num_clips"])
+        assert n == 120
+        if bv == 23:  # one class block's buffer per level, never the whole (C, N) matrix
+            cb = levels.block_sizes(n, 11)[1]
+            assert cb < 11 and (cb, n) in shapes, shapes
+            assert ((cb, 40) in shapes) == ("video/auroc_macro" in out), shapes  # vote: no video ranking
+            assert (11, n) not in shapes and (11, 40) not in shapes, shapes
+        results.append((out, suite.report().scalars))
+    (big, big_rep), (tiny, tiny_rep) = results
+    for k in big:
+        for other in (big_rep[k], float(tiny[k]), tiny_rep[k]):
+            assert float(big[k]) == pytest.approx(other, rel=1e-12, abs=1e-15, nan_ok=True), k

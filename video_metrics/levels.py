@@ -234,12 +234,15 @@ class RowStore:
         self.block_rows = max(1, block_rows)
         self.n = int(keep.sum()) if keep is not None else sum(x.shape[0] for x in self.chunks)
 
-    def blocks(self) -> Iterator[Tuple[int, Tensor]]:
-        """``(start, rows)``: consecutive kept rows, ``start`` their index among the kept rows."""
+    def blocks(self, columns: Optional[slice] = None) -> Iterator[Tuple[int, Tensor]]:
+        """``(start, rows)``: consecutive kept rows, ``start`` their index among the kept rows;
+        ``columns``: only those columns of them (a view, or a copy of the kept rows' columns)."""
         pos = off = 0
         for x in self.chunks:
             for part in (x.split(self.block_rows) if x.shape[0] > self.block_rows else (x,)):
                 b = part.shape[0]
+                if columns is not None:
+                    part = part[:, columns]
                 if self.keep is not None:
                     part = part[self.keep[off:off + b]]
                 off += b
@@ -376,10 +379,16 @@ class Level:
         else:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
         need_rank = (not mc) or "auroc_macro" in keys
-        rank_t = self.workspace.empty((c, n), self.rank_dtype, dev) if need_rank else None
+        # compute() of a multiclass level: the class pass builds each class block of ranking scores
+        # from the rows into one reused buffer (no (C, N) matrix); otherwise the row pass writes
+        # the whole (C, N) matrix, which reports and the bootstrap read again
+        streamed = need_rank and mc and not self.detail
+        rank_t = self.workspace.empty((c, n), self.rank_dtype, dev) if need_rank and not streamed else None
         # clip-level multiclass logits: one exponential pass per row block gives the log-sum-exp and
         # the losses (multiclass_rows), and the log-probabilities are written straight into the ranking matrix
         fused = mc and self._rows is not None and su.input == "logits"
+        # the rows' log-sum-exps, from which a class block's log-probabilities are rebuilt
+        self._lse = torch.empty(n, dtype=torch.float32, device=dev) if streamed and fused else None
         for start, key, probs, rank in self._row_blocks(lazy_rank=fused):
             b = key.shape[0]
             ones = torch.ones(b, dtype=torch.bool, device=dev)
@@ -395,6 +404,8 @@ class Level:
                     bins += bin_update(r.conf, r.pred == t, ones, nb)
                     nll += r.nll.sum()
                     brier += r.brier.sum()
+                if self._lse is not None:
+                    self._lse[start:start + b] = lse
             else:
                 pos = t.bool()
                 counts += multilabel_counts(probs > su.threshold, pos, ones)
@@ -419,20 +430,47 @@ class Level:
             self.bins = bins
             S.update(bins=bins, nll=nll, brier=brier)
         self._rank_t = rank_t
-        if rank_t is not None:
+        if need_rank:
             S.update(self._class_pass(rank_t, keys))
         self.stats = S
         return level_scalars(su, self.task, keys, S)
 
     def lend_workspace(self) -> Workspace:
-        """``compute()`` only (``detail=False``): this level's ranking matrix, no longer needed once
-        its scalars are computed, as a :class:`Workspace` for the next level's arrays (the level
-        keeps no reference to it). Anything else: an empty workspace."""
-        rank_t = getattr(self, "_rank_t", None)
-        if self.detail or rank_t is None:
+        """``compute()`` only (``detail=False``): this level's ranking buffer (its class-block
+        buffer, or its ranking matrix), no longer needed once its scalars are computed, as a
+        :class:`Workspace` for the next level's arrays (the level keeps no reference to it).
+        Anything else: an empty workspace."""
+        buf = getattr(self, "_block_buf", None)
+        if buf is None:
+            buf = getattr(self, "_rank_t", None)
+        if self.detail or buf is None:
             return Workspace()
-        self._rank_t = None
-        return Workspace(rank_t)
+        self._rank_t = self._block_buf = None
+        return Workspace(buf)
+
+    def _class_block(self, c0: int, c1: int) -> Tensor:
+        """The ``(c1 - c0, n)`` ranking scores of classes ``c0:c1``, built from the rows (the clip
+        rows minus their log-sum-exps, their logarithms for probabilities; the aggregated video
+        scores) into this level's one class-block buffer: the same values as the rows of the full
+        ranking matrix, elementwise."""
+        cb = block_sizes(self.n, self.c)[1]
+        if getattr(self, "_block_buf", None) is None:
+            self._block_buf = self.workspace.empty((cb, self.n), self.rank_dtype, self.target.device)
+        dst = self._block_buf[:c1 - c0]
+        cols = slice(c0, c1)
+        if self._rows is None:
+            b = self._blocks_rows
+            for start in range(0, self.n, b):
+                part = self._vrank[start:start + b, cols]
+                copy_transposed(dst[:, start:start + part.shape[0]], part)
+            return dst
+        for start, x in self._rows.blocks(columns=cols):
+            b = x.shape[0]
+            if self._lse is not None:
+                sub_transposed(dst[:, start:start + b], x, self._lse[start:start + b])
+            else:  # multiclass probabilities: their logarithms
+                copy_transposed(dst[:, start:start + b], x.log())
+        return dst
 
     def _positives(self):
         """Multiclass: the positives as ``(class, row)`` sorted by class, and where each class starts."""
@@ -442,13 +480,17 @@ class Level:
         starts = torch.searchsorted(cls, torch.arange(self.c + 1, device=t.device))
         return cls, order, starts
 
-    def _class_pass(self, rank_t: Tensor, keys) -> Dict[str, Tensor]:
+    def _class_pass(self, rank_t: Optional[Tensor], keys) -> Dict[str, Tensor]:
+        """AP, AUROC (and multilabel micro AP) class block by class block: from ``rank_t`` (the
+        whole ``(C, N)`` ranking matrix), or, when it is None (multiclass ``compute()``), from
+        blocks rebuilt from the rows (:meth:`_class_block`)."""
         su, c, n = self.suite, self.c, self.n
         mc = self.task == "multiclass"
         _, cb = block_sizes(n, c)
-        ap = torch.full((c,), float("nan"), dtype=torch.float64, device=rank_t.device)
+        dev = self.target.device
+        ap = torch.full((c,), float("nan"), dtype=torch.float64, device=dev)
         auc = ap.clone()
-        npos = torch.zeros(c, dtype=torch.long, device=rank_t.device)
+        npos = torch.zeros(c, dtype=torch.long, device=dev)
         ap_k = npos_k = None
         keep_rows = None
         if not mc and su.empty_videos == "exclude":
@@ -461,7 +503,7 @@ class Level:
             cls_all, row_all, starts = self._positives()
         for c0 in range(0, c, cb):
             c1 = min(c, c0 + cb)
-            st = rank_t[c0:c1]
+            st = rank_t[c0:c1] if rank_t is not None else self._class_block(c0, c1)
             if mc:
                 lo, hi = int(starts[c0]), int(starts[c1])
                 index = (cls_all[lo:hi] - c0, row_all[lo:hi])
