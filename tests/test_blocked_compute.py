@@ -162,6 +162,14 @@ def test_fused_row_pass_kernels_are_bitwise_the_plain_ones(c):
     assert torch.equal(r.nll, -(x.gather(1, t[:, None]).squeeze(1) - lse).double())
     onehot = torch.nn.functional.one_hot(t, c).double()
     torch.testing.assert_close(r.brier, (p.double() - onehot).square().sum(1), rtol=0, atol=1e-12)
+    exact = target_rank(x, t)
+    x_ties = x.round()  # many ties with the target
+    for k in (1, 2, 5):
+        for xx in (x, x_ties):
+            got = multiclass_rows(xx, t, k_max=k, losses=False).rank  # exact below k, >= k above
+            ref = target_rank(xx, t)
+            assert torch.equal(torch.where(ref < k, ref, k), got.clamp_max(k)), k
+    assert c == 1 or ((exact > 0).any() and ((x_ties == x_ties.gather(1, t[:, None])).sum(1) > 1).any())
     short = multiclass_rows(x, t, losses=False)
     assert short.conf is None and torch.equal(short.lse, lse) and torch.equal(short.rank, r.rank)
     # the probabilities form (aggregated videos, input="probs") gives the same from (key, probs, log p)

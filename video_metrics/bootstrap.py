@@ -293,7 +293,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         m = key.shape[0]
         t = t_all[start:start + m]
         u = unit[start:start + m]
-        r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss) if mc else None
+        r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss, k_max=max(su.top_k)) if mc else None
         if build:
             if fused:
                 sub_transposed(rank_t[:, start:start + m], key, r.lse)

@@ -395,7 +395,7 @@ class Level:
             t = self.target[start:start + b]
             lse = None
             if mc:
-                r = multiclass_rows(key, t, probs, rank, losses=need_cal)
+                r = multiclass_rows(key, t, probs, rank, losses=need_cal, k_max=max(su.top_k))
                 lse = r.lse
                 cm += confusion_counts(r.pred, t, ones, c)
                 for i, k in enumerate(su.top_k):

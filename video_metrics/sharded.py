@@ -279,10 +279,10 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
         for i, x in local_blocks():
             tb = t_loc[i:i + x.shape[0]]
             if su.input == "logits":
-                r = multiclass_rows(x, tb)
+                r = multiclass_rows(x, tb, k_max=k_max)
                 lse32 = r.lse[:, None]
             else:
-                r = multiclass_rows(x, tb, x, x.log())
+                r = multiclass_rows(x, tb, x, x.log(), k_max=k_max)
                 lse32 = x.logsumexp(1, keepdim=True)
             cols["pred"].append(r.pred)
             cols["rt"].append(r.rank.clamp_max(k_max))

@@ -174,16 +174,23 @@ def argmax_lowest(scores: Tensor) -> Tensor:
     return scores.max(dim=1).indices
 
 
-def target_rank_at_compute(scores: Tensor, target: Tensor) -> Tensor:
+def target_rank_at_compute(scores: Tensor, target: Tensor, k_max: Optional[int] = None,
+                           pred: Optional[Tensor] = None) -> Tensor:
     """:func:`target_rank` for ``compute()`` (it reads values on the host): the classes scoring
-    above the target's, plus, only in the (rare) rows where another class ties with the target,
-    the tied classes of lower index. Two passes over the scores instead of four."""
+    above the target's (one pass), plus the classes of lower index tied with it, counted only in
+    the rows where they can matter: with ``k_max``, rows with fewer than ``k_max`` classes above
+    (elsewhere the rank is only known to be ``>= k_max``, enough for every ``rank < k``,
+    ``k <= k_max``); with ``pred`` (the first maximum), not in the rows where it is the target
+    (rank 0). The second pass reads a copy of those rows only."""
     st = scores.gather(1, target[:, None])
     rank = (scores > st).sum(1, dtype=torch.int32).long()
-    tied = torch.nonzero((scores == st).sum(1, dtype=torch.int32) > 1).squeeze(1)
-    if tied.numel():
+    need = rank < k_max if k_max is not None else torch.ones_like(rank, dtype=torch.bool)
+    if pred is not None:
+        need &= pred != target
+    rows = torch.nonzero(need).squeeze(1)
+    if rows.numel():
         idx = torch.arange(scores.shape[1], device=scores.device)
-        rank[tied] += ((scores[tied] == st[tied]) & (idx[None, :] < target[tied, None])).sum(1)
+        rank[rows] += ((scores[rows] == st[rows]) & (idx[None, :] < target[rows, None])).sum(1)
     return rank
 
 
@@ -191,7 +198,7 @@ class MulticlassRows(NamedTuple):
     """Per-row multiclass quantities of a block of rows (:func:`multiclass_rows`)."""
 
     pred: Tensor  #: (b,) int64, the first maximum of the prediction key
-    rank: Tensor  #: (b,) int64, the target's rank in the key (ties: lower class first)
+    rank: Tensor  #: (b,) int64, the target's rank in the key (ties: lower class first; ``>= k_max`` when not below it)
     conf: Optional[Tensor]  #: (b,) the predicted class's probability (the probabilities' dtype)
     nll: Optional[Tensor]  #: (b,) float64, ``-log p(target)``
     brier: Optional[Tensor]  #: (b,) float64, ``sum_c (p_c - y_c)^2``
@@ -199,7 +206,7 @@ class MulticlassRows(NamedTuple):
 
 
 def multiclass_rows(key: Tensor, target: Tensor, probs: Optional[Tensor] = None, log_probs: Optional[Tensor] = None,
-                    losses: bool = True) -> MulticlassRows:
+                    losses: bool = True, k_max: Optional[int] = None) -> MulticlassRows:
     """Argmax, target rank, confidence, NLL and Brier term of each row (for ``compute()``: it reads
     values on the host); one definition for the suite's levels, its class-sharded path and the
     bootstrap.
@@ -212,7 +219,8 @@ def multiclass_rows(key: Tensor, target: Tensor, probs: Optional[Tensor] = None,
       logarithms (``probs`` input; aggregated videos).
 
     ``losses=False``: only ``pred``, ``rank`` (and ``lse`` for logits). Squares are summed in
-    float64, a few hundred rows at a time."""
+    float64, a few hundred rows at a time. ``k_max``: the rank is exact below it, ``>= k_max``
+    otherwise (:func:`target_rank_at_compute`)."""
     lse = None
     if probs is None:
         row_max, pred = key.max(1)  # the first maximum: argmax_lowest
@@ -225,7 +233,7 @@ def multiclass_rows(key: Tensor, target: Tensor, probs: Optional[Tensor] = None,
         pred = argmax_lowest(key)
         if losses:
             log_p_t = log_probs.gather(1, target[:, None]).squeeze(1)
-    rank = target_rank_at_compute(key, target)
+    rank = target_rank_at_compute(key, target, k_max, pred)
     if not losses:
         return MulticlassRows(pred, rank, None, None, None, lse)
     conf = probs.gather(1, pred[:, None]).squeeze(1)
