@@ -290,3 +290,56 @@ def test_compute_builds_class_blocks_from_the_rows(monkeypatch, reduction, input
     for k in big:
         for other in (big_rep[k], float(tiny[k]), tiny_rep[k]):
             assert float(big[k]) == pytest.approx(other, rel=1e-12, abs=1e-15, nan_ok=True), k
+
+
+@pytest.mark.filterwarnings("ignore:.*identical scores")
+@pytest.mark.parametrize("reduction, input", [("mean_logits", "logits"), ("mean_probs", "probs"), ("vote", "logits")])
+def test_report_and_bootstrap_read_class_blocks_not_the_matrix(monkeypatch, reduction, input):
+    """report()'s per-class curves and AP and the bootstrap's replicates of a multiclass suite are
+    taken from class blocks rebuilt from the rows: no (C, N) ranking matrix is allocated, the
+    clip-level per-class AP and PR curves equal sklearn's on the de-duplicated rows, and the
+    replicates are the same with one class block or many."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    s, t, vid, cid = _data("multiclass", n_videos=40, clips=3, c=11, seed=5)
+    if input == "probs":
+        s = s.softmax(1)
+    shapes = []
+    orig_empty = torch.empty
+
+    def spy(*size, **kw):
+        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
+        shapes.append(tuple(int(x) for x in shape))
+        return orig_empty(*size, **kw)
+
+    results = []
+    for bv in (1 << 22, 23):
+        monkeypatch.setattr(levels, "BLOCK_VALUES", bv)
+        suite = vm.VideoClassificationMetrics(11, top_k=(1, 3), video_reduction=reduction, input=input)
+        _feed(suite, s, t, vid, cid)
+        monkeypatch.setattr(torch, "empty", spy)
+        shapes.clear()
+        rep = suite.report()
+        reps = vm.bootstrap.replicates(suite, 25, seed=3)
+        monkeypatch.setattr(torch, "empty", orig_empty)
+        if bv == 23:
+            assert (11, 120) not in shapes and (11, 40) not in shapes, shapes
+            assert (levels.block_sizes(120, 11)[1], 120) in shapes, shapes
+        results.append((rep, reps))
+        # clip level against sklearn: the ranking scores are the log-probabilities of the 120 kept rows
+        logp = (s[:120].log_softmax(1) if input == "logits" else s[:120].log()).double().numpy()
+        y = t[:120].numpy()
+        for k in range(11):
+            if (y == k).any():
+                assert rep.clip.ap[k] == pytest.approx(average_precision_score(y == k, logp[:, k]), abs=1e-9), k
+                p, r, _ = precision_recall_curve(y == k, logp[:, k])
+                got_p, got_r = rep.clip.pr_curves.precision[k].numpy(), rep.clip.pr_curves.recall[k].numpy()
+                for pi, ri in zip(got_p, got_r):
+                    assert (np.isclose(r, ri) & np.isclose(p, pi)).any(), (k, pi, ri)
+            else:
+                assert math.isnan(rep.clip.ap[k])
+    (rep_a, reps_a), (rep_b, reps_b) = results
+    _same(rep_b.to_dict(), rep_a.to_dict())
+    assert reps_a.keys() == reps_b.keys() and any(k.endswith("auprc_macro") for k in reps_a)
+    for k in reps_a:
+        torch.testing.assert_close(reps_b[k], reps_a[k], rtol=1e-12, atol=1e-15, equal_nan=True, msg=k)

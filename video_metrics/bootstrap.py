@@ -33,7 +33,7 @@ from torch import Tensor
 from .functional._checks import check_choice, check_probability
 from .functional.calibration import bin_index
 from .functional.classification import binary_losses, multiclass_rows
-from .functional.ranking import copy_transposed, sub_transposed
+from .functional.ranking import copy_transposed
 from .levels import add_challenge_score, keys_for, level_scalars
 
 __all__ = ["poisson_weights", "unit_hash", "weighted_stats", "replicate_scalars", "percentile_intervals",
@@ -140,7 +140,8 @@ def _weighted_ap_auroc(rank_t: Tensor, unit: Tensor, w: Tensor, positives, rows:
                        auroc: bool = True):
     """Per-class AP and AUROC of every replicate: ``(ap, auc, npos, nneg)``, each ``(B, C)``.
 
-    ``rank_t``: ``(C, n)`` ranking scores; ``unit``: the unit of each row; ``w``: ``(B, U)``;
+    ``rank_t``: ``(C, n)`` ranking scores, or anything with ``shape``, ``device`` and ``[k]`` read
+    in class order (:class:`~video_metrics.levels.ClassRows`); ``unit``: the unit of each row; ``w``: ``(B, U)``;
     ``positives(c)``: the rows positive for class ``c``; ``rows``: restrict the ranking to these
     rows (Charades' ``empty_videos="exclude"``). A replicate's AP is
     ``sum_i w_i P_i / sum_i w_i`` over the positives ``i``, with ``P_i`` the weighted positives over
@@ -283,22 +284,26 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     need_rank = any(k in _RANK_KEYS for k in keys)
     # the level's own ranking matrix when it kept it unsorted (detail=True)
     rank_t = getattr(level, "_rank_t", None) if need_rank and level.detail else None
-    build = need_rank and rank_t is None
+    # multiclass: the ranking scores are read a class block at a time, rebuilt from the rows
+    # (Level.class_rows), never as a whole (C, N) matrix; multilabel: the whole matrix
+    build = need_rank and rank_t is None and not mc
     if build:
         rank_t = torch.empty((c, n), dtype=level.rank_dtype, device=dev)
     # clip-level multiclass logits: the rows' log-sum-exp gives the losses and the ranking scores
     # (as in Level._blocked, so that the point estimates are the level's own)
     fused = mc and level._rows is not None and su.input == "logits"
+    lse_all = None
+    if need_rank and rank_t is None and fused and level._lse is None:
+        lse_all = torch.empty(n, dtype=torch.float32, device=dev)
     for start, key, probs, rank in level._row_blocks(lazy_rank=fused):
         m = key.shape[0]
         t = t_all[start:start + m]
         u = unit[start:start + m]
         r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss, k_max=max(su.top_k)) if mc else None
         if build:
-            if fused:
-                sub_transposed(rank_t[:, start:start + m], key, r.lse)
-            else:
-                copy_transposed(rank_t[:, start:start + m], rank)
+            copy_transposed(rank_t[:, start:start + m], rank)
+        if lse_all is not None:
+            lse_all[start:start + m] = r.lse
         if mc:
             pred = r.pred
             at_t = u * c + t
@@ -346,6 +351,10 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         S["nll"], S["brier"] = wd @ loss[0], wd @ loss[1]
     if need_rank:
         if mc:
+            if rank_t is None:
+                if lse_all is not None:
+                    level._lse = lse_all
+                rank_t = level.class_rows()
             order = torch.argsort(t_all, stable=True)
             starts = torch.searchsorted(t_all[order], torch.arange(c + 1, device=dev)).tolist()
 

@@ -24,6 +24,7 @@ from .functional.classification import (
     confusion_counts,
     counts_from_threshold_hist,
     log_softmax_rows,
+    logsumexp_from_max,
     multiclass_rows,
     threshold_hist,
     multilabel_counts,
@@ -264,16 +265,40 @@ def block_sizes(n: int, c: int) -> Tuple[int, int]:
     return rows, classes
 
 
+class ClassRows:
+    """Row ``k`` of a multiclass level's ``(C, N)`` ranking scores, ``[k]``: the class block holding
+    ``k`` is rebuilt into the level's one block buffer when ``k`` leaves the current block (so a
+    row stays valid until the next class block is asked for). ``shape`` and ``device`` as the
+    matrix's."""
+
+    def __init__(self, level: "Level") -> None:
+        self.level = level
+        self.shape = (level.c, level.n)
+        self.device = level.target.device
+        self._c0 = self._c1 = 0
+        self._block: Optional[Tensor] = None
+
+    def __getitem__(self, k: int) -> Tensor:
+        if not self._c0 <= k < self._c1:
+            cb = block_sizes(self.level.n, self.level.c)[1]
+            self._c0 = (k // cb) * cb
+            self._c1 = min(self.level.c, self._c0 + cb)
+            self._block = self.level._class_block(self._c0, self._c1)
+        return self._block[k - self._c0]
+
+
 class Level:
     """Metrics of one level, computed block by block.
 
     The clip level reads the kept clip rows (:class:`RowStore`); the video level the aggregated
     ``(videos, classes)`` ranking scores of :func:`~video_metrics.functional.aggregation.aggregate_blocks`.
     A row pass over blocks of rows accumulates everything that is per row (argmax, top-k rank of
-    the target, confusion counts, calibration bins, NLL, Brier, thresholded counts) and writes the
-    ranking scores into one ``(C, N)`` matrix; a class pass over blocks of classes computes AP,
-    AUROC (and, for reports, PR curves) from it. Peak extra memory: that matrix (the size of the
-    scores) plus a block; no ``N x C`` float64, one-hot or comparison temporaries."""
+    the target, confusion counts, calibration bins, NLL, Brier, thresholded counts); a class pass
+    over blocks of classes computes AP, AUROC (and, for reports, PR curves). Multiclass: each class
+    block of ranking scores is rebuilt from the rows into one reused buffer (:meth:`_class_block`;
+    peak extra memory: that block plus a row block). Multilabel: the row pass writes the ranking
+    scores into one ``(C, N)`` matrix, which the micro AP ranks as a whole (peak extra memory: the
+    size of the scores plus a block). No ``N x C`` float64, one-hot or comparison temporaries."""
 
     def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0, detail: bool = True,
                  workspace: Optional[Workspace] = None) -> None:
@@ -290,6 +315,7 @@ class Level:
         """Clip level: the kept clip rows (logits or probabilities as the suite got them)."""
         self.n, self.target = rows.n, t
         self._rows, self._vrank, self._votes = rows, None, None
+        self._lse = None  # multiclass logits: the rows' log-sum-exps, once a pass has them
         self.rank_dtype = torch.float32
         self._blocks_rows = rows.block_rows
         if self.task == "binary":
@@ -313,6 +339,7 @@ class Level:
         su = self.suite
         self.n, self.target = rank.shape[0], t
         self._rows, self._vrank, self._votes = None, rank, votes
+        self._lse = None
         self.rank_dtype = torch.float64
         self._blocks_rows = block_sizes(rank.shape[0], rank.shape[1])[0]
         if self.task == "binary":
@@ -379,10 +406,10 @@ class Level:
         else:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
         need_rank = (not mc) or "auroc_macro" in keys
-        # compute() of a multiclass level: the class pass builds each class block of ranking scores
-        # from the rows into one reused buffer (no (C, N) matrix); otherwise the row pass writes
-        # the whole (C, N) matrix, which reports and the bootstrap read again
-        streamed = need_rank and mc and not self.detail
+        # a multiclass level: the class pass (and report()'s curves, and the bootstrap) builds each
+        # class block of ranking scores from the rows into one reused buffer (no (C, N) matrix);
+        # multilabel: the row pass writes the whole (C, N) matrix (the micro AP ranks all of it)
+        streamed = need_rank and mc
         rank_t = self.workspace.empty((c, n), self.rank_dtype, dev) if need_rank and not streamed else None
         # clip-level multiclass logits: one exponential pass per row block gives the log-sum-exp and
         # the losses (multiclass_rows), and the log-probabilities are written straight into the ranking matrix
@@ -472,6 +499,21 @@ class Level:
                 copy_transposed(dst[:, start:start + b], x.log())
         return dst
 
+    def row_lse(self) -> Tensor:
+        """Multiclass clip logits: each kept row's log-sum-exp (the values ``multiclass_rows`` gives)."""
+        out = torch.empty(self.n, dtype=torch.float32, device=self.target.device)
+        for start, x in self._rows.blocks():
+            out[start:start + x.shape[0]] = logsumexp_from_max(x, x.max(1).values)
+        return out
+
+    def class_rows(self) -> "ClassRows":
+        """Multiclass: the ``(C, N)`` ranking scores read one class at a time, in class order, each
+        class block rebuilt from the rows when first needed (:meth:`_class_block`): for callers
+        that would otherwise hold the whole matrix (the bootstrap)."""
+        if self._rows is not None and self.suite.input == "logits" and self._lse is None:
+            self._lse = self.row_lse()
+        return ClassRows(self)
+
     def _positives(self):
         """Multiclass: the positives as ``(class, row)`` sorted by class, and where each class starts."""
         t = self.target
@@ -507,8 +549,9 @@ class Level:
             if mc:
                 lo, hi = int(starts[c0]), int(starts[c1])
                 index = (cls_all[lo:hi] - c0, row_all[lo:hi])
+                # a rebuilt class block (or compute()'s own matrix) may be sorted in place
                 a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index,
-                                         overwrite=not self.detail and su.ap_mode == "step")
+                                         overwrite=(rank_t is None or not self.detail) and su.ap_mode == "step")
                 if su.ap_mode != "step":
                     pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)
                     pos[index[1], index[0]] = True
@@ -592,10 +635,9 @@ class Level:
         """Per-class PR curves (class block by class block) and per-class AP."""
         n, c = self.n, self.c
         rank_t = self._rank_t
-        if rank_t is None:  # vote / max levels of multiclass without AUROC keys: rank them now
-            rank_t = torch.empty((c, n), dtype=self.rank_dtype, device=self.target.device)
-            for start, _, _, rank in self._row_blocks():
-                copy_transposed(rank_t[:, start:start + rank.shape[0]], rank)
+        blocks = rank_t is None and self.task == "multiclass"
+        if blocks and self._rows is not None and self.suite.input == "logits" and self._lse is None:
+            self._lse = self.row_lse()  # a clip level whose scalars needed no ranking
         _, cb = block_sizes(n, c)
         out = PRCurveData([], [], [])
         aps = []
@@ -603,7 +645,7 @@ class Level:
             cls_all, row_all, starts = self._positives()
         for c0 in range(0, c, cb):
             c1 = min(c, c0 + cb)
-            st = rank_t[c0:c1]
+            st = self._class_block(c0, c1) if blocks else rank_t[c0:c1]
             if self.task == "multiclass":
                 lo, hi = int(starts[c0]), int(starts[c1])
                 pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)

@@ -205,6 +205,12 @@ class MulticlassRows(NamedTuple):
     lse: Optional[Tensor]  #: (b,) the rows' log-sum-exp (logits only)
 
 
+def logsumexp_from_max(key: Tensor, row_max: Tensor) -> Tensor:
+    """Each row's log-sum-exp from its maximum (``logsumexp(1)``'s values; one exponential pass)."""
+    m = row_max.masked_fill(row_max.abs() == math.inf, 0)
+    return (key - m[:, None]).exp_().sum(1).log_().add_(m)
+
+
 def multiclass_rows(key: Tensor, target: Tensor, probs: Optional[Tensor] = None, log_probs: Optional[Tensor] = None,
                     losses: bool = True, k_max: Optional[int] = None) -> MulticlassRows:
     """Argmax, target rank, confidence, NLL and Brier term of each row (for ``compute()``: it reads
@@ -224,8 +230,7 @@ def multiclass_rows(key: Tensor, target: Tensor, probs: Optional[Tensor] = None,
     lse = None
     if probs is None:
         row_max, pred = key.max(1)  # the first maximum: argmax_lowest
-        m = row_max.masked_fill(row_max.abs() == math.inf, 0)
-        lse = (key - m[:, None]).exp_().sum(1).log_().add_(m)
+        lse = logsumexp_from_max(key, row_max)
         if losses:
             probs = key.softmax(1)
             log_p_t = key.gather(1, target[:, None]).squeeze(1) - lse
