@@ -152,11 +152,15 @@ def _ddp_worker(rank: int, world: int, port: int, n: int, c: int, shard: bool, q
     import video_metrics as vm
 
     received = {"bytes": 0}
-    orig = {k: getattr(dist, k) for k in ("all_gather", "all_to_all_single", "all_reduce")}
+    orig = {k: getattr(dist, k) for k in ("all_gather", "all_gather_single", "all_to_all_single", "all_reduce")}
 
     def all_gather(out, x, *a, **k):
         received["bytes"] += sum(t.numel() * t.element_size() for t in out)
         return orig["all_gather"](out, x, *a, **k)
+
+    def all_gather_single(out, x, *a, **k):
+        received["bytes"] += out.numel() * out.element_size()
+        return orig["all_gather_single"](out, x, *a, **k)
 
     def all_to_all_single(out, x, *a, **k):
         received["bytes"] += out.numel() * out.element_size()
@@ -166,7 +170,8 @@ def _ddp_worker(rank: int, world: int, port: int, n: int, c: int, shard: bool, q
         received["bytes"] += x.numel() * x.element_size()
         return orig["all_reduce"](x, *a, **k)
 
-    dist.all_gather, dist.all_to_all_single, dist.all_reduce = all_gather, all_to_all_single, all_reduce
+    dist.all_gather, dist.all_gather_single = all_gather, all_gather_single
+    dist.all_to_all_single, dist.all_reduce = all_to_all_single, all_reduce
     suite = vm.VideoClassificationMetrics(c, top_k=(1, 5), video_reduction="mean_logits", shard_classes=shard)
     for i in range(rank, -(-n // 4096), world):
         suite.update(*_chunk(i, n, c))

@@ -10,7 +10,7 @@ from datetime import timedelta
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-COUNTED = ("all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "barrier", "broadcast",
+COUNTED = ("all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "all_gather_single", "barrier", "broadcast",
            "broadcast_object_list", "reduce", "gather", "scatter", "reduce_scatter", "all_to_all", "all_to_all_single")
 
 

@@ -111,3 +111,39 @@ def test_synced_equals_single_process(world):
     # sum-only metrics need one all_reduce; exact ranking metrics one all_reduce + two all_gathers
     assert results[0]["top1"][1] == 1
     assert results[0]["auroc_mc"][1] == 3
+
+
+def _views_worker(rank, world):
+    import video_metrics as vm
+
+    g = torch.Generator().manual_seed(rank)
+    m = vm.VideoClassificationMetrics(5, task="multilabel", top_k=None, video_reduction="max")
+    n = [0, 3, 7][rank]  # rank 0 empty, uneven shards; bool targets (1 byte) between float and int64 states
+    for lo in range(0, n, 2):
+        k = min(2, n - lo)
+        m.update(torch.randn(k, 5, generator=g), torch.randint(0, 2, (k, 5), generator=g),
+                 torch.full((k,), 10 * rank), torch.arange(lo, lo + k))
+    local = {name: [x.data_ptr() for x in getattr(m, name)] for name in ("scores", "target", "valid", "video_ids")}
+    local_rows = {name: m._cat(name).clone() for name in local}
+    m.sync()
+    synced = {name: [x.clone() for x in getattr(m, name)] for name in local}
+    shared = {name: {x.untyped_storage().data_ptr() for x in getattr(m, name)} for name in local}
+    m.unsync()
+    restored = {name: [x.data_ptr() for x in getattr(m, name)] for name in local}
+    return local_rows, synced, shared, local == restored
+
+
+@pytest.mark.timeout(120)
+def test_gathered_rows_are_views_of_one_buffer_and_local_rows_are_not_copied():
+    """The concatenated states arrive as per-rank views of one gathered buffer (each state's bytes
+    padded to 8, so float32, bool and int64 pieces view in place), equal to every rank's rows in
+    rank order; unsync() puts back the very tensors the rank had (no clone of the rows)."""
+    results = _dist.run(_views_worker, 3)
+    for rank, (_, synced, shared, same_objects) in enumerate(results):
+        assert same_objects, rank
+        storages = set().union(*shared.values())
+        assert len(storages) == 1, (rank, shared)  # every piece of every state: one buffer
+        for name, pieces in synced.items():
+            assert len(pieces) == 3
+            for r in range(3):
+                torch.testing.assert_close(pieces[r], results[r][0][name], rtol=0, atol=0, msg=f"{rank}:{name}:{r}")

@@ -192,6 +192,8 @@ def test_forward_returns_the_batch_value_without_computing_the_accumulated_state
             batch = make()
             batch.update(s[i:i + 200], t[i:i + 200])
             value = m(s[i:i + 200], t[i:i + 200])  # forward, as self.log(..., on_step=True) calls it
+            if i == 200 and isinstance(getattr(m, "scores", None), list):
+                first_chunks = [x.data_ptr() for x in m.scores[:2]]
             expected = batch.compute()
             if isinstance(value, dict):
                 for k in value:
@@ -199,6 +201,8 @@ def test_forward_returns_the_batch_value_without_computing_the_accumulated_state
             else:
                 assert float(value) == pytest.approx(float(expected), abs=1e-12)
         assert rows_seen_by_compute == [200, 200, 200]  # the batch only, never the accumulated rows
+        if isinstance(getattr(m, "scores", None), list):  # forward() kept the stored chunks, uncopied
+            assert [x.data_ptr() for x in m.scores[:2]] == first_chunks, "forward() copied the stored rows"
         full = make()
         full.update(s, t)
         total, acc = full.compute(), m.compute()

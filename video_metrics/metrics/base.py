@@ -132,6 +132,16 @@ class VideoMetric(Metric):
                 UserWarning, stacklevel=4,
             )
 
+    def _copy_state_dict(self) -> Dict[str, Any]:
+        """The states as they are, for torchmetrics to put back later (its cache before a sync,
+        and the accumulated state around each ``forward()``): tensors by reference, lists as new
+        lists of the same chunks. torchmetrics clones every state here, a copy of every stored row
+        at each sync and at each ``forward()`` step; ours are never written in place once another
+        object holds them (``reset()`` makes new tensors and clears only the list it owns, the sync
+        and ``compute()`` make new tensors), so references suffice."""
+        return {attr: list(v) if isinstance(v, list) else v for attr, v in
+                ((a, getattr(self, a)) for a in self._defaults)}
+
     # ------------------------------------------------------------- sync with error recovery
     def sync(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None,
              should_sync: bool = True, distributed_available: Optional[Callable] = None) -> None:
@@ -324,31 +334,43 @@ class VideoMetric(Metric):
             setattr(self, name, part.to(t.dtype))
 
     def _sync_cats(self, names, group) -> None:
+        """One ``all_gather`` of the per-rank byte sizes, then one of a byte buffer holding every
+        concatenated state of the rank (each state's bytes padded to 8, so that every piece can be
+        viewed in its dtype). The stored chunks are copied straight into that buffer, gathered into
+        one ``(world, width)`` tensor (``all_gather_single``: no per-rank output list to flatten),
+        and each state becomes the list of its per-rank pieces, viewed in place: memory for the
+        gathered rows once, plus the rank's own buffer."""
         world = dist.get_world_size(group)
-        local = [self._cat(n).contiguous() for n in names]
-        chunks = [t.reshape(-1).view(torch.uint8) for t in local]
-        sizes = torch.tensor([c.numel() for c in chunks], dtype=torch.long, device=self.device)
+        parts = []
+        for name in names:
+            value = getattr(self, name)
+            parts.append([x for x in (value if isinstance(value, list) else [value]) if x.numel()])
+        nbytes = [sum(x.numel() * x.element_size() for x in p) for p in parts]
+        sizes = torch.tensor(nbytes, dtype=torch.long, device=self.device)
         all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
         dist.all_gather(all_sizes, sizes, group=group)
         _COLLECTIVES["all_gather"] += 1
         table = torch.stack(all_sizes).cpu()
-        totals = table.sum(1)
-        width = int(totals.max())
+        padded = (table + 7) // 8 * 8
+        width = int(padded.sum(1).max()) if len(names) else 0
         buf = torch.zeros(width, dtype=torch.uint8, device=self.device)
-        if chunks:
-            own = torch.cat(chunks)
-            buf[: own.numel()] = own
-        gathered = [torch.empty_like(buf) for _ in range(world)]
-        dist.all_gather(gathered, buf, group=group)
+        offset = 0
+        for p, nb in zip(parts, nbytes):
+            for x in p:
+                k = x.numel() * x.element_size()
+                buf[offset:offset + k] = x.contiguous().reshape(-1).view(torch.uint8)
+                offset += k
+            offset += -nb % 8
+        gathered = torch.empty(world * width, dtype=torch.uint8, device=self.device)
+        gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+        gather_single(gathered, buf, group=group)
         _COLLECTIVES["all_gather"] += 1
-        per_state = {n: [] for n in names}
-        for r in range(world):
-            offset = 0
-            for i, name in enumerate(names):
-                nbytes = int(table[r, i])
-                dtype, trailing = self._cat_specs[name]
-                raw = gathered[r][offset : offset + nbytes]
-                offset += nbytes
-                per_state[name].append(raw.clone().view(dtype).view(-1, *trailing))  # clone: re-align
-        for name in names:
-            setattr(self, name, torch.cat(per_state[name]))
+        del buf, parts
+        for i, name in enumerate(names):
+            dtype, trailing = self._cat_specs[name]
+            pieces = []
+            for r in range(world):
+                start = r * width + int(padded[r, :i].sum())
+                raw = gathered[start:start + int(table[r, i])]
+                pieces.append(raw.view(dtype).view(-1, *trailing))
+            setattr(self, name, pieces)
