@@ -280,8 +280,7 @@ def _count_worker(rank, world, port, q):
     dist.init_process_group("gloo", rank=rank, world_size=world, init_method=f"tcp://127.0.0.1:{port}")
     counts = {"n": 0}
     for name in ("all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "all_gather_single", "barrier",
-                 "broadcast",
-                 "reduce", "gather", "scatter"):
+                 "broadcast", "reduce", "gather", "scatter"):
         orig = getattr(dist, name, None)
         if orig is None:
             continue

@@ -292,9 +292,6 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     # clip-level multiclass logits: the rows' log-sum-exp gives the losses and the ranking scores
     # (as in Level._blocked, so that the point estimates are the level's own)
     fused = mc and level._rows is not None and su.input == "logits"
-    lse_all = None
-    if need_rank and rank_t is None and fused and level._lse is None:
-        lse_all = torch.empty(n, dtype=torch.float32, device=dev)
     for start, key, probs, rank in level._row_blocks(lazy_rank=fused):
         m = key.shape[0]
         t = t_all[start:start + m]
@@ -302,8 +299,6 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss, k_max=max(su.top_k)) if mc else None
         if build:
             copy_transposed(rank_t[:, start:start + m], rank)
-        if lse_all is not None:
-            lse_all[start:start + m] = r.lse
         if mc:
             pred = r.pred
             at_t = u * c + t
@@ -352,8 +347,6 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     if need_rank:
         if mc:
             if rank_t is None:
-                if lse_all is not None:
-                    level._lse = lse_all
                 rank_t = level.class_rows()
             order = torch.argsort(t_all, stable=True)
             starts = torch.searchsorted(t_all[order], torch.arange(c + 1, device=dev)).tolist()

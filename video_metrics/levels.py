@@ -485,6 +485,8 @@ class Level:
             self._block_buf = self.workspace.empty((cb, self.n), self.rank_dtype, self.target.device)
         dst = self._block_buf[:c1 - c0]
         cols = slice(c0, c1)
+        if self._rows is not None and self.suite.input == "logits" and self._lse is None:
+            self._lse = self.row_lse()  # a level whose row pass did not keep them
         if self._rows is None:
             b = self._blocks_rows
             for start in range(0, self.n, b):
@@ -510,8 +512,6 @@ class Level:
         """Multiclass: the ``(C, N)`` ranking scores read one class at a time, in class order, each
         class block rebuilt from the rows when first needed (:meth:`_class_block`): for callers
         that would otherwise hold the whole matrix (the bootstrap)."""
-        if self._rows is not None and self.suite.input == "logits" and self._lse is None:
-            self._lse = self.row_lse()
         return ClassRows(self)
 
     def _positives(self):
@@ -636,8 +636,6 @@ class Level:
         n, c = self.n, self.c
         rank_t = self._rank_t
         blocks = rank_t is None and self.task == "multiclass"
-        if blocks and self._rows is not None and self.suite.input == "logits" and self._lse is None:
-            self._lse = self.row_lse()  # a clip level whose scalars needed no ranking
         _, cb = block_sizes(n, c)
         out = PRCurveData([], [], [])
         aps = []

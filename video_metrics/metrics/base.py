@@ -352,7 +352,8 @@ class VideoMetric(Metric):
         _COLLECTIVES["all_gather"] += 1
         table = torch.stack(all_sizes).cpu()
         padded = (table + 7) // 8 * 8
-        width = int(padded.sum(1).max()) if len(names) else 0
+        width = int(padded.sum(1).max())
+        first = padded.cumsum(1) - padded  # where each state starts in a rank's buffer
         buf = torch.zeros(width, dtype=torch.uint8, device=self.device)
         offset = 0
         for p, nb in zip(parts, nbytes):
@@ -370,7 +371,7 @@ class VideoMetric(Metric):
             dtype, trailing = self._cat_specs[name]
             pieces = []
             for r in range(world):
-                start = r * width + int(padded[r, :i].sum())
+                start = r * width + int(first[r, i])
                 raw = gathered[start:start + int(table[r, i])]
                 pieces.append(raw.view(dtype).view(-1, *trailing))
             setattr(self, name, pieces)
