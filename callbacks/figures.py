@@ -16,23 +16,31 @@ anything else       the same PNG under the logger's ``log_dir`` (or ``save_dir``
                     warning; register a handler with :func:`register_figure_handler` instead
 ==================  ===========================================================================
 
+:func:`log_video` does the same for an animation (``(T, H, W, 3)`` uint8 frames): W&B gets a
+``wandb.Video`` of a GIF, TensorBoard ``add_video`` when its optional dependency (``moviepy``) is
+importable, MLflow an artifact, CSV and any other logger a GIF file under
+``<log_dir>/videos/<tag>/step_<step>.gif`` (TensorBoard without ``moviepy`` too).
+
 The figure is rendered once to an RGB array (only if some logger needs it). Callers render
 and log on global rank zero only (``logger.experiment`` is a silent no-op elsewhere) and pass
 the step Lightning used for the epoch's scalars (:func:`scalar_step`).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import tempfile
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from video_metrics.explain.overlay import write_gif
 from video_metrics.plots import figure_to_array
 
-__all__ = ["log_figure", "log_pr_curves", "register_figure_handler", "scalar_step", "loggers_of"]
+__all__ = ["log_figure", "log_video", "log_pr_curves", "register_figure_handler", "scalar_step", "loggers_of"]
 
 
 class _Rendered:
@@ -171,3 +179,48 @@ def log_pr_curves(trainer_or_loggers, tag: str, counts, classes: Sequence[int], 
             name = _safe(str(class_names[c])).replace("/", "_")
             writer.add_pr_curve_raw(f"{tag}/{name}", tp, fp, tn, fn, precision, recall, global_step=step,
                                     num_thresholds=t)
+
+
+def _gif_path(root: str, tag: str, step: int) -> str:
+    return os.path.join(root, "videos", *_safe(tag).split("/"), f"step_{int(step):07d}.gif")
+
+
+def _has_loggers_class(logger, name: str) -> bool:
+    return any(c.__name__ == name for c in type(logger).__mro__)
+
+
+def log_video(trainer_or_loggers, tag: str, frames, step: int, fps: float = 4.0) -> List[str]:
+    """Log an animation ``frames`` ``(T, H, W, 3)`` uint8 as ``tag`` at ``step`` to every logger
+    (see the module docstring for what each gets). Returns the GIF files written. Call on global
+    rank zero."""
+    frames = np.asarray(frames, dtype=np.uint8)
+    written: List[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_gif = None
+
+        def gif() -> str:
+            nonlocal tmp_gif
+            if tmp_gif is None:
+                tmp_gif = write_gif(frames, os.path.join(tmp, f"step_{int(step):07d}.gif"), fps)
+            return tmp_gif
+
+        for logger in loggers_of(trainer_or_loggers):
+            if _has_loggers_class(logger, "WandbLogger"):
+                logger.log_video(key=tag, videos=[gif()], step=step, format=["gif"])
+                continue
+            if _has_loggers_class(logger, "TensorBoardLogger") and importlib.util.find_spec("moviepy") is not None:
+                import torch
+
+                video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None]  # (1, T, 3, H, W)
+                logger.experiment.add_video(tag, video, global_step=step, fps=fps)
+                continue
+            if _has_loggers_class(logger, "MLFlowLogger"):
+                logger.experiment.log_artifact(logger.run_id, gif(), artifact_path=f"videos/{_safe(tag)}")
+                continue
+            root = _log_dir(logger)
+            if root is None:
+                continue
+            path = _gif_path(root, tag, step)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            written.append(write_gif(frames, path, fps))
+    return written

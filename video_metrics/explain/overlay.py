@@ -1,4 +1,5 @@
-"""Heatmaps blended over clip frames, with proxy boxes, as a matplotlib figure and an RGB array."""
+"""Heatmaps blended over clip frames, with proxy boxes: a strip of frames (matplotlib figure and
+RGB array) and an animated overlay (RGB frames, written as a GIF with Pillow)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -11,7 +12,7 @@ from torch import Tensor
 
 from ..plots import figure_to_array, new_figure
 
-__all__ = ["overlay_frames", "frame_indices"]
+__all__ = ["overlay_frames", "frame_indices", "overlay_animation", "write_gif"]
 
 
 def frame_indices(t: int, max_frames: int) -> np.ndarray:
@@ -32,6 +33,26 @@ def overlay_frames(clip: Tensor, heatmaps: Tensor, boxes: Optional[Sequence[Sequ
     ``heatmaps``: ``(T, H, W)`` in [0, 1]. ``boxes``: per frame, a list of
     :class:`~video_metrics.explain.Box` (as :func:`~video_metrics.explain.saliency_to_boxes`
     returns for one clip). ``title``: e.g. the true and predicted class names with scores."""
+    frames, h = _display(clip, heatmaps, mean, std, layout)
+    idx = frame_indices(frames.shape[0], max_frames)
+    jet = colormaps["jet"]
+    fig = new_figure(1.9 * len(idx), 2.3)
+    for j, t in enumerate(idx):
+        ax = fig.add_subplot(1, len(idx), j + 1)
+        ax.imshow(_blend(frames[t], h[t], alpha, jet), interpolation="nearest")
+        for b in (boxes[t] if boxes is not None and t < len(boxes) else []):
+            ax.add_patch(Rectangle((b.x0 - 0.5, b.y0 - 0.5), b.x1 - b.x0, b.y1 - b.y0, fill=False, edgecolor="white",
+                                   linewidth=1.5, linestyle="--"))
+        ax.set_title(f"t={t}", fontsize=8)
+        ax.axis("off")
+    suffix = " (dashed: proxy boxes from saliency)" if boxes is not None else ""
+    fig.suptitle((title or "") + suffix, fontsize=9)
+    fig.tight_layout()
+    return fig, figure_to_array(fig)
+
+
+def _display(clip: Tensor, heatmaps: Tensor, mean, std, layout: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Frames ``(T, H, W, 3)`` in [0, 1] (normalisation undone) and the map ``(T, H, W)`` in [0, 1]."""
     if layout not in ("CTHW", "TCHW"):
         raise ValueError(f"`layout` must be 'CTHW' or 'TCHW', got {layout!r}")
     x = clip.detach().float().cpu()
@@ -49,19 +70,45 @@ def overlay_frames(clip: Tensor, heatmaps: Tensor, boxes: Optional[Sequence[Sequ
     h = heatmaps.detach().float().cpu().clamp(0, 1).numpy()
     if h.shape != frames.shape[:3]:
         raise ValueError(f"`heatmaps` must be (T, H, W) = {frames.shape[:3]}, got {h.shape}")
-    idx = frame_indices(frames.shape[0], max_frames)
+    return frames, h
+
+
+def _blend(frame: np.ndarray, heat: np.ndarray, alpha: float, cmap) -> np.ndarray:
+    return (1 - alpha) * frame + alpha * cmap(heat)[..., :3]
+
+
+def overlay_animation(clip: Tensor, heatmaps: Tensor, boxes: Optional[Sequence[Sequence]] = None,
+                      mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                      layout: str = "CTHW", alpha: float = 0.45, min_size: int = 128) -> np.ndarray:
+    """Every frame of one clip with its heatmap blended (``jet``, clip-normalised) and proxy boxes
+    drawn (white), as ``(T, H', W', 3)`` uint8, enlarged by an integer factor (nearest) to at least
+    ``min_size`` pixels on the short side. Arguments as :func:`overlay_frames`."""
+    frames, h = _display(clip, heatmaps, mean, std, layout)
     jet = colormaps["jet"]
-    fig = new_figure(1.9 * len(idx), 2.3)
-    for j, t in enumerate(idx):
-        ax = fig.add_subplot(1, len(idx), j + 1)
-        blend = (1 - alpha) * frames[t] + alpha * jet(h[t])[..., :3]
-        ax.imshow(blend, interpolation="nearest")
+    out = np.stack([_blend(frames[t], h[t], alpha, jet) for t in range(frames.shape[0])])
+    out = (out * 255).round().clip(0, 255).astype(np.uint8)
+    for t in range(out.shape[0]):
         for b in (boxes[t] if boxes is not None and t < len(boxes) else []):
-            ax.add_patch(Rectangle((b.x0 - 0.5, b.y0 - 0.5), b.x1 - b.x0, b.y1 - b.y0, fill=False, edgecolor="white",
-                                   linewidth=1.5, linestyle="--"))
-        ax.set_title(f"t={t}", fontsize=8)
-        ax.axis("off")
-    suffix = " (dashed: proxy boxes from saliency)" if boxes is not None else ""
-    fig.suptitle((title or "") + suffix, fontsize=9)
-    fig.tight_layout()
-    return fig, figure_to_array(fig)
+            y0, y1 = max(int(b.y0), 0), min(int(b.y1), out.shape[1]) - 1
+            x0, x1 = max(int(b.x0), 0), min(int(b.x1), out.shape[2]) - 1
+            if y1 < y0 or x1 < x0:
+                continue
+            out[t, y0, x0:x1 + 1] = out[t, y1, x0:x1 + 1] = 255
+            out[t, y0:y1 + 1, x0] = out[t, y0:y1 + 1, x1] = 255
+    k = max(1, -(-min_size // max(1, min(out.shape[1], out.shape[2]))))
+    if k > 1:
+        out = out.repeat(k, axis=1).repeat(k, axis=2)
+    return out
+
+
+def write_gif(frames: np.ndarray, path: str, fps: float = 4.0) -> str:
+    """Write ``(T, H, W, 3)`` uint8 frames as a looping GIF (Pillow); returns ``path``."""
+    from PIL import Image
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ValueError(f"`frames` must be (T, H, W, 3) uint8, got shape {frames.shape}")
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=max(int(1000 / fps), 20),
+                   loop=0)
+    return path

@@ -12,20 +12,34 @@ attention matrix zeroed, then ``Ã = 0.5·A + 0.5·I`` with rows renormalised; t
   over frames, so ``Ã_block = Ã_spatial · Ã_temporal`` over ``[CLS] + (patch, frame)`` tokens;
   ``r`` starts at the CLS token. Hugging Face returns only the spatial attention, so both are
   read by hooks on the attention-dropout modules.
+* ViViT (joint space-time attention over ``[CLS] + (t, h, w)`` tubelet tokens, CLS head): ``r``
+  starts at the CLS token.
+* X-CLIP's vision tower (frames in the batch; each layer attends within a frame over
+  ``[CLS] + (h, w)`` plus one cross-frame message token): a per-frame spatial rollout from each
+  frame's CLS token; the message token's row and column are dropped and the rows renormalised, so
+  the map says where each frame's CLS token reads, not how frames exchange information.
+* MViT is refused: its pooling attention attends from pooled queries to pooled keys, so the
+  attention matrices of successive layers are over different token grids and do not chain; use
+  Grad-CAM (``explain(model, clips)`` picks it).
 * Hugging Face's default SDPA attention returns no weights: the model is switched to eager
   attention for the call and back; a model that still returns no attention raises.
+
+Rollout is class-agnostic (where the model attends, not why it chose a class); ``target`` is
+accepted for a uniform call signature and does not change the map. Every map step is placed over
+the frames its tokens cover (a tubelet of 2 frames covers 2 frames).
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .cam import normalize_per_clip
+from .structure import place_on_frames
 
-__all__ = ["AttentionRollout", "fuse_heads", "rollout_rows", "timesformer_rollout_rows"]
+__all__ = ["AttentionRollout", "fuse_heads", "rollout_rows", "timesformer_rollout_rows", "rollout_arch", "ROLLOUT_ARCHS"]
 
 
 def fuse_heads(attn: Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0, protect_first: bool = False) -> Tensor:
@@ -90,62 +104,97 @@ def timesformer_rollout_rows(spatial: List[Tensor], temporal: List[Tensor], batc
     return torch.cat([r_cls[:, None], r_pt.reshape(batch, n * t)], 1)
 
 
-def _attn_drop_modules(layer: nn.Module, name: str) -> nn.Module:
-    mod = layer
-    for part in name.split("."):
-        mod = getattr(mod, part)
-    return mod
+ROLLOUT_ARCHS = ("videomae", "timesformer", "vivit", "xclip")
+
+
+def _hf_model(model: nn.Module) -> Tuple[Optional[nn.Module], Optional[str]]:
+    """The Hugging Face video transformer in ``model`` (itself or a submodule) and its ``model_type``."""
+    for mod in model.modules():
+        kind = getattr(getattr(mod, "config", None), "model_type", None)
+        if kind in ROLLOUT_ARCHS:
+            return mod, kind
+    return None, None
+
+
+def _is_mvit(model: nn.Module) -> bool:
+    return any(type(m).__name__ in ("MViT", "MultiscaleVisionTransformers") for m in model.modules())
+
+
+def rollout_arch(model: nn.Module) -> Optional[str]:
+    """The rollout this library can do on ``model`` (``"videomae"``, ``"timesformer"``,
+    ``"vivit"``, ``"xclip"``), or None."""
+    return _hf_model(model)[1]
 
 
 class AttentionRollout:
-    """Attention rollout maps ``(N, T, H, W)`` in [0, 1] for Hugging Face ``VideoMAE`` and
-    ``TimeSformer`` video classifiers (input ``pixel_values`` ``(N, T, 3, H, W)``).
+    """Attention rollout maps ``(N, T, H, W)`` in [0, 1] for Hugging Face ``VideoMAE``,
+    ``TimeSformer``, ``ViViT`` and ``X-CLIP`` video models (input ``pixel_values``
+    ``(N, T, 3, H, W)``), or a module that holds one (a LightningModule, a wrapper).
 
-    ``arch="auto"`` reads ``model.config.model_type``. Note that rollout is class-agnostic
-    (where the model attends, not why it chose a class); Grad-CAM on a block via
-    :class:`~video_metrics.explain.TokenGrid` is class-specific."""
+    ``arch="auto"`` reads ``config.model_type``. Rollout is class-agnostic (where the model attends,
+    not why it chose a class); Grad-CAM (``explain(..., method="gradcam")``) is class-specific."""
 
     def __init__(self, model: nn.Module, arch: str = "auto", head_fusion: str = "mean", discard_ratio: float = 0.0) -> None:
+        hf, kind = _hf_model(model)
         if arch == "auto":
-            arch = getattr(getattr(model, "config", None), "model_type", None)
-        if arch not in ("videomae", "timesformer"):
-            raise ValueError(f"`arch` must be 'videomae' or 'timesformer' (or 'auto' on such a model), got {arch!r}")
+            arch = kind
+        if arch not in ROLLOUT_ARCHS or hf is None:
+            if _is_mvit(model):
+                raise ValueError("attention rollout does not apply to MViT: its pooling attention attends from pooled "
+                                 "queries to pooled keys, so the attention matrices of successive layers are over "
+                                 "different token grids and do not chain into a rollout; use Grad-CAM "
+                                 "(explain(model, clips, method='gradcam'))")
+            raise ValueError(f"`arch` must be one of {ROLLOUT_ARCHS} (or 'auto' on a Hugging Face VideoMAE, TimeSformer, "
+                             f"ViViT or X-CLIP model), got {arch!r}; other models: use Grad-CAM")
         if head_fusion not in ("mean", "max", "min"):
             raise ValueError(f"`head_fusion` must be 'mean', 'max' or 'min', got {head_fusion!r}")
         if not 0.0 <= discard_ratio < 1.0:
             raise ValueError(f"`discard_ratio` must be in [0, 1), got {discard_ratio!r}")
-        self.model, self.arch, self.head_fusion, self.discard_ratio = model, arch, head_fusion, discard_ratio
+        self.model, self.hf, self.arch = model, hf, arch
+        self.head_fusion, self.discard_ratio = head_fusion, discard_ratio
 
-    def __call__(self, clips: Tensor) -> Tensor:
-        if clips.dim() != 5:
-            raise ValueError(f"`clips` must be (N, T, 3, H, W), got shape {tuple(clips.shape)}")
+    def __call__(self, clips: Tensor, target=None) -> Tensor:
+        """Maps for ``clips`` ``(N, T, 3, H, W)``; ``target`` is ignored (rollout is class-agnostic)."""
+        if not isinstance(clips, Tensor) or clips.dim() != 5:
+            raise ValueError(f"`clips` must be (N, T, 3, H, W), got {getattr(clips, 'shape', type(clips).__name__)}")
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                rows = self._videomae(clips) if self.arch == "videomae" else self._timesformer(clips)
+                rows = getattr(self, "_" + self.arch)(clips)
         finally:
             self.model.train(was_training)
         n, t, _, h, w = clips.shape
-        cam = F.interpolate(rows[:, None].float(), size=(t, h, w), mode="trilinear", align_corners=False)[:, 0]
-        return normalize_per_clip(cam.clamp_min(0))
+        cam = place_on_frames(rows.float().clamp_min(0), t, h, w)
+        return normalize_per_clip(cam)
 
-    # ------------------------------------------------------------------ VideoMAE
-    def _videomae(self, clips: Tensor) -> Tensor:
-        cfg = self.model.config
-        impl = getattr(cfg, "_attn_implementation", None)
-        switch = impl not in (None, "eager") and hasattr(self.model, "set_attn_implementation")
+    # ------------------------------------------------------------------ reading attention
+    def _attentions(self, run, select) -> List[Tensor]:
+        """Run ``run()`` with eager attention, collecting ``output[1]`` of the modules ``select`` picks."""
+        found: List[Tensor] = []
+        mods = [m for name, m in self.hf.named_modules() if select(name, m)]
+        handles = [m.register_forward_hook(lambda mod, i, o: found.append(o[1].detach()) if isinstance(o, tuple)
+                                           and len(o) > 1 and isinstance(o[1], Tensor) else None) for m in mods]
+        impl = getattr(self.hf.config, "_attn_implementation", None)
+        switch = impl not in (None, "eager") and hasattr(self.hf, "set_attn_implementation")
         if switch:
-            self.model.set_attn_implementation("eager")
+            self.hf.set_attn_implementation("eager")
         try:
-            out = self.model(pixel_values=clips, output_attentions=True)
+            run()
         finally:
             if switch:
-                self.model.set_attn_implementation(impl)
-        attns = [a for a in (out.attentions or ()) if a is not None]
-        if len(attns) == 0:
+                self.hf.set_attn_implementation(impl)
+            for hd in handles:
+                hd.remove()
+        if len(found) != len(mods) or not found:
             raise RuntimeError("the model returned no attention weights (SDPA/flash attention keeps none); load it with "
                                "attn_implementation='eager'")
+        return found
+
+    def _videomae(self, clips: Tensor) -> Tensor:
+        cfg = self.hf.config
+        attns = self._attentions(lambda: self.hf(pixel_values=clips),
+                                 lambda name, m: type(m).__name__ == "VideoMAESelfAttention")
         n, t = clips.shape[0], clips.shape[1]
         length = attns[0].shape[-1]
         start = torch.full((n, length), 1.0 / length, device=clips.device)
@@ -153,22 +202,51 @@ class AttentionRollout:
         tub, p = cfg.tubelet_size, cfg.patch_size
         return r.reshape(n, t // tub, clips.shape[3] // p, clips.shape[4] // p)
 
-    # ------------------------------------------------------------------ TimeSformer
+    def _vivit(self, clips: Tensor) -> Tensor:
+        cfg = self.hf.config
+        attns = self._attentions(lambda: self.hf(pixel_values=clips), lambda name, m: type(m).__name__ == "VivitAttention")
+        n, length = clips.shape[0], attns[0].shape[-1]
+        start = torch.zeros(n, length, device=clips.device)
+        start[:, 0] = 1.0
+        r = rollout_rows(attns, start, self.head_fusion, self.discard_ratio, protect_first=True)
+        tt, th, tw = cfg.tubelet_size
+        grid = (clips.shape[1] // tt, clips.shape[3] // th, clips.shape[4] // tw)
+        return r[:, 1:].reshape(n, *grid)  # tubelet tokens in (t, h, w) order, after CLS
+
+    def _xclip(self, clips: Tensor) -> Tensor:
+        vision = getattr(self.hf, "vision_model", self.hf)
+        n, t, c, h, w = clips.shape
+        pixels = clips.reshape(n * t, c, h, w)
+        attns = self._attentions(lambda: vision(pixel_values=pixels),
+                                 lambda name, m: name.endswith("self_attn") and ".layers." in name
+                                 and name.startswith("vision_model" if vision is not self.hf else ""))
+        cfg = getattr(self.hf.config, "vision_config", self.hf.config)
+        g = h // cfg.patch_size, w // cfg.patch_size
+        keep = 1 + g[0] * g[1]  # [CLS] + patches; the message token (last) is dropped
+        within = []
+        for a in attns:
+            a = a[..., :keep, :keep].float()
+            within.append(a / a.sum(-1, keepdim=True).clamp_min(1e-12))
+        start = torch.zeros(n * t, keep, device=clips.device)
+        start[:, 0] = 1.0
+        r = rollout_rows(within, start, self.head_fusion, self.discard_ratio, protect_first=True)
+        return r[:, 1:].reshape(n, t, *g)  # frames were folded clip-major: row n·T + t
+
     def _timesformer(self, clips: Tensor) -> Tensor:
-        cfg = self.model.config
+        cfg = self.hf.config
         if getattr(cfg, "attention_type", "divided_space_time") != "divided_space_time":
             raise ValueError("AttentionRollout supports TimeSformer with attention_type='divided_space_time'")
-        layers = self.model.timesformer.encoder.layer
+        layers = self.hf.timesformer.encoder.layer if hasattr(self.hf, "timesformer") else self.hf.encoder.layer
         spatial: List[Tensor] = []
         temporal: List[Tensor] = []
         handles = []
         for layer in layers:
-            handles.append(_attn_drop_modules(layer, "temporal_attention.attention.attn_drop")
+            handles.append(layer.temporal_attention.attention.attn_drop
                            .register_forward_hook(lambda m, i, o: temporal.append(o.detach())))
-            handles.append(_attn_drop_modules(layer, "attention.attention.attn_drop")
+            handles.append(layer.attention.attention.attn_drop
                            .register_forward_hook(lambda m, i, o: spatial.append(o.detach())))
         try:
-            self.model(pixel_values=clips)
+            self.hf(pixel_values=clips)
         finally:
             for hd in handles:
                 hd.remove()
