@@ -127,10 +127,18 @@ class ExplainCallback(Callback):
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._errors = []
 
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        # pathway lists are read before the step: SlowFast models (pytorchvideo, PySlowFast) write their
+        # features into the list they are given
+        clips = _get(batch, self.clip_key)
+        self._pathways = tuple(clips) if isinstance(clips, list) else None
+
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.is_global_zero or dataloader_idx != 0:
             return
         clips = _require(batch, self.clip_key, "clip_key")
+        if isinstance(clips, list) and getattr(self, "_pathways", None) is not None:
+            clips = self._pathways
         if isinstance(clips, (list, tuple)) and not all(isinstance(c, Tensor) for c in clips):
             raise TypeError(f"ExplainCallback: clip_key={self.clip_key!r} holds a {type(clips).__name__} that is not a "
                             "list of pathway tensors")

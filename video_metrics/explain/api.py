@@ -213,9 +213,9 @@ def explain(model: nn.Module, clips: Union[Tensor, Sequence[Tensor]], method: st
 
 
 def _rollout(model: nn.Module, c: Clips, target, forward_fn, head_fusion: str, discard_ratio: float) -> Explanation:
+    roll = AttentionRollout(model, head_fusion=head_fusion, discard_ratio=discard_ratio)
     if c.is_list or c.layout != "NTCHW":
         raise ValueError(f"attention rollout reads Hugging Face pixel_values (N, T, C, H, W); got clips {c.describe()}")
-    roll = AttentionRollout(model, head_fusion=head_fusion, discard_ratio=discard_ratio)
     with torch.no_grad():
         logits = run_model(model, forward_fn, c) if (forward_fn is not None or roll.arch != "xclip") else None
     if logits is None:

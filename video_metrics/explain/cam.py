@@ -156,7 +156,11 @@ def layer_gradients(model: nn.Module, forward_fn: Optional[Callable], clips: Cli
             gr = grads[k]
             k += 1
             gr = torch.zeros_like(g) if gr is None else gr
-            pairs.append((g.detach().float(), gr.detach().float()))
+            a, gr = g.detach().float(), gr.detach().float()
+            if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(gr).all())):
+                raise FloatingPointError(f"layer {layers[i].name!r} has non-finite activations or gradients (NaN or inf, "
+                                         "e.g. float16 overflow): explain in float32")
+            pairs.append((a, gr))
         out.append(pairs)
     return out
 

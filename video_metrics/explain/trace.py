@@ -155,6 +155,7 @@ class _Tracer:
         # readings of recent outputs (and of the clips), so that a module that keeps its input's shape
         # (activations, norms, residual blocks) keeps its input's reading when the shape alone is ambiguous
         self.known: Dict[int, Tuple[Any, Reading]] = {}
+        self.by_shape: Dict[Tuple[int, ...], Reading] = {}  # the latest resolved reading of each shape
         for i, x in enumerate(clips.pathways):
             kind = "cthw" if clips.layout == "NCTHW" else "tchw"
             t = clips.frames_of(i)
@@ -162,6 +163,7 @@ class _Tracer:
             self._remember(x, Reading(kind, (), t, int(x.shape[3]), int(x.shape[4]), ch))
 
     def _remember(self, x: Tensor, reading: Reading) -> None:
+        self.by_shape[tuple(x.shape)] = reading
         try:
             self.known[id(x)] = (weakref.ref(x), reading)
         except TypeError:
@@ -183,7 +185,9 @@ class _Tracer:
         first = next((x for x in (inputs if isinstance(inputs, (tuple, list)) else (inputs,)) if isinstance(x, Tensor)),
                      None)
         before = self._recall(first)
-        if before is not None and tuple(first.shape) == tuple(v.shape):
+        if before is None or tuple(first.shape) != tuple(v.shape):
+            before = self.by_shape.get(tuple(v.shape))  # shape-preserving steps keep the layout of the last such tensor
+        if before is not None:
             same = [r for r in found if r.kind == before.kind and r.grid == before.grid]
             if len(same) == 1:
                 return same
@@ -224,11 +228,14 @@ class _Tracer:
         c = self.clips
         readings: List[Reading] = []
         ambiguous = []
-        for item, v in items:
+        per_pathway = len(c.pathways) > 1 and sum(isinstance(v, Tensor) for _, v in items) == len(c.pathways)
+        for k, (item, v) in enumerate(items):
             if not isinstance(v, Tensor) or not v.is_floating_point():
                 continue
             grids = [thw] if (thw is not None and v.dim() == 3) else self.grids + self.fold_grids
             found = read_tensor(v, c.n, c.frames, c.height, c.width, item, grids, self.fold_grids)
+            if per_pathway:  # one map per pathway: none has more steps than its pathway has frames
+                found = [r for r in found if r.t <= c.frames_of(k)]
             if len(found) > 1:
                 found = self._resolve(module, inputs, v, found)
             if len(found) == 1:
@@ -269,6 +276,8 @@ def trace_model(model: nn.Module, clips: Clips, forward_fn: Optional[Callable] =
     finally:
         for h in handles:
             h.remove()
+    if not bool(torch.isfinite(logits).all()):
+        raise FloatingPointError("the model's scores for these clips are not finite (NaN or inf): nothing to explain")
     tr = Trace(clips, logits.detach(), tracer.records)
     if probe:
         _fix_orders(tr, model, forward_fn)
