@@ -19,8 +19,10 @@ def test_explain_quality_smoke(tmp_path):
     for arch in ("videomae", "timesformer"):
         rows = {k: v for k, v in res[arch].items() if isinstance(v, dict)}
         assert set(rows) == {"random maps", "rollout (mean heads)", "rollout (max heads, discard 0.9)",
-                             "Grad-CAM (token grid)", "Grad-CAM++ (token grid)", "untrained: rollout (mean heads)",
-                             "untrained: Grad-CAM (token grid)"}
+                             "Grad-CAM (token grid)", "Grad-CAM++ (token grid)", "explain() defaults",
+                             "explain(method='gradcam')", "untrained: rollout (mean heads)",
+                             "untrained: Grad-CAM (token grid)", "untrained: explain() defaults"}
         for v in rows.values():
             assert 0 <= v["pointing_game"] <= 1 and 0 <= v["temporal_share"] <= 1
             assert 0 < v["visible_frames_share"] < 1  # partly visible clips only
+            assert 0 <= v["pointing_two_objects"] <= 1 and 0 <= v["pointing_other_object"] <= 1

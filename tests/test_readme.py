@@ -31,3 +31,12 @@ def test_epic_example_runs(capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert out.startswith("['action/mean_class_recall', 'action/top1', 'action/top5'] 1.0")
+
+
+def test_explain_example_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "explain(" in b]
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.strip()
+    assert out == "gradcam block3 (2, 8, 32, 32) (N, C, T, H, W) -> grid t=8, h=8, w=8"
+    assert f"prints `{out}`" in text
