@@ -110,7 +110,8 @@ def test_different_videos_exit_2(tmp_path, capsys):
     _write(b, d.scores, d.target, d.video_ids, d.clip_ids, names, keep)
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "o"), "--no-progress", "--bootstrap", "10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "3 video(s) only in `a`" in err[0]
+    # the files as given on the command line, and one example id
+    assert len(err) == 1 and f"3 video(s) only in {a}, 0 only in {b}" in err[0] and "e.g. video 'v3" in err[0]
     assert main(["compare", str(a), str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")]) == 2
 
 

@@ -356,3 +356,15 @@ def test_readings_round_trip_for_every_kind():
         back = reading.from_grid(reading.to_grid(x, n), x)
         torch.testing.assert_close(back, x, msg=reading.kind)
         assert back.data_ptr() != x.data_ptr()
+
+
+def test_a_reused_explainer_explains_each_batch_for_its_own_prediction():
+    torch.manual_seed(0)
+    model = ChannelsLastNet().eval()
+    cam = GradCAM(model, model.stage, weights="frame")
+    first, second = torch.randn(3, 3, 8, 16, 16), torch.randn(3, 3, 8, 16, 16)
+    cam(first)  # traces the model for this shape
+    with torch.no_grad():
+        pred = model(second).argmax(1)
+    assert not torch.equal(pred, model(first).argmax(1))
+    _assert_same_map(cam(second), cam(second, pred))  # the second batch's own predictions, not the first's

@@ -97,8 +97,10 @@ def test_sharded_compute_equals_one_process(world, mode):
             # every rank issues the same collectives
             assert collectives == results[0][name][1], (name, rank)
     n = {name: results[0][name][1] for name in CONFIGS}
-    assert n["mc_clip"] == 5 and n["mc_mean_probs_voc11"] == 7 and n["mc_mean_logits"] == 8, n
-    assert n["ml_clip"] == 9 and n["ml_max"] == 9, n
+    # a padding sampler repeats rows: their fingerprints are gathered to check that they are identical (2 more)
+    extra = 2 if mode == "sampler" and (N_VIDEOS * CLIPS) % world else 0
+    assert n["mc_clip"] == 5 + extra and n["mc_mean_probs_voc11"] == 7 + extra and n["mc_mean_logits"] == 8 + extra, n
+    assert n["ml_clip"] == 9 + extra and n["ml_max"] == 9 + extra, n
 
 
 def _error_worker(rank, world):

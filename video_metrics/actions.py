@@ -41,7 +41,7 @@ from .functional.aggregation import video_values
 from .functional.classification import prepare_rows, target_rank
 from .ids import id_tensor
 from .metrics.base import VideoMetric
-from .videos import aggregate_videos, check_reduction, kept_rows
+from .videos import aggregate_videos, check_reduction, kept_rows, same_rows_in
 
 __all__ = ["ActionMetrics", "ACTION_SCORES"]
 
@@ -185,7 +185,9 @@ class ActionMetrics(VideoMetric):
         """The evaluated segments: ``(verb scores, noun scores, combine, verb targets, noun
         targets, groups)``; scores are what the heads rank by (float64 for aggregated segments)."""
         valid, vid, cid = self._cat("valid"), self._cat("video_ids"), self._cat("clip_ids")
-        keep, dropped = kept_rows(self, valid, vid, cid)
+        same = same_rows_in([self._cat("verb_scores")], self._cat("noun_scores"), self._cat("verb_target"),
+                            self._cat("noun_target"))
+        keep, dropped = kept_rows(self, valid, vid, cid, same)
         n_groups, n_seen = int(self.n_with_groups), int(self.n_seen)
         if 0 < n_groups < n_seen:
             raise ValueError("`groups` were given for some batches only: pass them for every batch or for none")

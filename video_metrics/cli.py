@@ -17,37 +17,11 @@ import os
 import sys
 from typing import Dict, List, Optional
 
+from .tables import format_table
+
 __all__ = ["main", "format_table", "build_parser"]
 
 DESCRIPTION = "Evaluate video classifiers: clip- and video-level metrics, reports and a demo."
-
-
-def format_table(scalars: Dict[str, float], intervals: Optional[Dict[str, tuple]] = None) -> str:
-    """Two-column table: one row per metric name, clip and video values side by side (with their
-    bootstrap intervals when given)."""
-    intervals = intervals or {}
-    names: List[str] = []
-    for k in scalars:
-        level, _, name = k.partition("/")
-        if level in ("clip", "video") and name not in names:
-            names.append(name)
-    width = max(len(n) for n in names) + 2
-    cw = 28 if intervals else 10
-    lines = [f"{'metric':<{width}}{'clip':>{cw}}{'video':>{cw}}", "-" * (width + 2 * cw)]
-    for n in names:
-        cells = []
-        for level in ("clip", "video"):
-            v = scalars.get(f"{level}/{n}")
-            iv = intervals.get(f"{level}/{n}")
-            if v is None:
-                cell = ""
-            elif n.startswith("num_") or n.startswith("missing"):
-                cell = f"{v:.0f}"
-            else:
-                cell = f"{v:.4f}" + (f" [{iv[0]:.4f}, {iv[1]:.4f}]" if iv is not None else "")
-            cells.append(f"{cell:>{cw}}")
-        lines.append(f"{n:<{width}}" + "".join(cells))
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ demo
@@ -67,9 +41,9 @@ def demo(args: argparse.Namespace) -> int:
     print(format_table(res["scalars"], res["intervals"]))
     sc, iv = res["scalars"], res["intervals"]
     if "video/top1" in iv:
-        lo, hi = iv["video/top1"]
-        print(f"\nVideo top-1 {sc['video/top1']:.3f} [{lo:.3f}, {hi:.3f}] against clip top-1 {sc['clip/top1']:.3f}: "
-              f"{cfg.missing_evidence:.0%} of the clips miss part or all of the evidence, their videos rarely do.")
+        from .demo import summary_sentence
+
+        print("\n" + summary_sentence(sc, iv, res["evidence"]))
     views = res["views"]
     if views is not None and views.top1_random:
         print("Video top-1 by views used: " + ", ".join(f"{k} view{'s' if k > 1 else ''} {v:.3f}"
@@ -96,14 +70,14 @@ class _Fail(Exception):
 
 
 def _open(args, path: str, registry=None):
-    """``(prediction file, task, reduction)`` for ``path`` under the shared options."""
+    """``(prediction file, task, reduction, input)`` for ``path`` under the shared options."""
     from .io import open_predictions
 
     names = None
     if args.class_names:
         try:
             with open(args.class_names) as f:
-                names = [ln.strip() for ln in f if ln.strip()]
+                names = [ln.rstrip("\n\r") for ln in f if ln.strip()]
         except OSError as e:
             raise _Fail(f"--class-names {args.class_names}: cannot read ({e.strerror})")
     pf = open_predictions(path, names, getattr(args, "format", "auto"))
@@ -119,15 +93,36 @@ def _open(args, path: str, registry=None):
                     f"got {pf.num_classes}")
     if task == "binary":
         pf.as_binary()
+    # mmaction2 and PySlowFast write softmax probabilities (their default test settings)
+    score_input = args.input or ("probs" if pf.rows_are else "logits")
     reduction = args.reduction
     if reduction is None and pf.has_video_ids and not args.histogram_bins:
-        reduction = "mean_logits" if args.input == "logits" else "mean_probs"
+        reduction = "mean_logits" if score_input == "logits" else "mean_probs"
     if reduction is not None and not pf.has_video_ids:
         raise _Fail(f"{path}: --reduction {reduction} needs video ids (video_ids / video_id column)")
     slices = getattr(args, "slices_from", None) or []
     if slices:
         pf.select_groups(slices)
-    return pf, task, reduction
+    return pf, task, reduction, score_input
+
+
+def _check_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise _Fail(f"--out {out} is a file, not a folder: give a folder for the report")
+
+
+def _say_warnings(command: str, caught) -> None:
+    """Warnings raised during an evaluation, as one line each in the command line's terms."""
+    seen = set()
+    for w in caught:
+        text = str(w.message)
+        if "looks like probabilities" in text:
+            text = ("every row's scores lie in [0, 1] (and sum to 1 for one label per row): these look like "
+                    "probabilities, but they are read as logits; if they are probabilities, pass --input probs")
+        text = text.replace('input="probs"', "--input probs").replace("input='probs'", "--input probs")
+        if text not in seen:
+            seen.add(text)
+            print(f"video-metrics {command}: warning: {text.splitlines()[0]}", file=sys.stderr)
 
 
 def _fail(command: str, e: Exception) -> int:
@@ -169,7 +164,7 @@ def epic_report(args: argparse.Namespace, loaded=None) -> int:
                                      "--tail-verbs, --tail-nouns, --unseen-participants)"))
     try:
         scalars, info = evaluate_results(args.predictions, args.labels, args.tail_verbs, args.tail_nouns,
-                                         args.unseen_participants, top_k=args.top_k or (1, 5), input=args.input,
+                                         args.unseen_participants, top_k=args.top_k or (1, 5), input=args.input or "logits",
                                          action_scores=args.action_scores, loaded=loaded)
         paths = write_action_report(scalars, info, args.out, source=args.predictions,
                                     title=f"video_metrics EPIC-Kitchens report: {os.path.basename(args.predictions)}")
@@ -181,15 +176,27 @@ def epic_report(args: argparse.Namespace, loaded=None) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    import warnings
+
     from .io import PredictionFileError
 
     epic, loaded = _epic_results(args)
     if epic:
         return epic_report(args, loaded)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = _report(args, PredictionFileError)
+    if code != 2:  # after an error, its one line is the message
+        _say_warnings("report", caught)
+    return code
+
+
+def _report(args, PredictionFileError) -> int:
     try:
-        pf, task, reduction = _open(args, args.predictions)
-        suite = _make_suite(args, pf, task, reduction)
-        _stream(args, pf, suite)
+        _check_out(args.out)
+        pf, task, reduction, score_input = _open(args, args.predictions)
+        suite = _make_suite(args, pf, task, reduction, score_input)
+        _stream(args, pf, suite, score_input)
         rep = suite.report()
         extra = {}
         if args.fit_temperature:
@@ -203,8 +210,10 @@ def report(args: argparse.Namespace) -> int:
             values = pf.group_values.get(sl.name)
             if sl.kind == "group" and values is not None:
                 sl.value = values[sl.value]
-        from .report import write_report
+        from .report import video_rows_report, write_report
 
+        if pf.rows_are:
+            rep = video_rows_report(rep, pf.rows_are)
         paths = write_report(rep, args.out, title=f"video_metrics report: {os.path.basename(args.predictions)}",
                              source=args.predictions, extra_figures=extra)
     except (PredictionFileError, _Fail, ValueError) as e:  # ValueError: the suite's own checks
@@ -234,28 +243,50 @@ def _gates(specs: List[str]):
 
 
 def compare(args: argparse.Namespace) -> int:
-    from .compare import compare as compare_suites
+    import warnings
+
     from .io import PredictionFileError
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = _compare(args, PredictionFileError)
+    if code != 2:
+        _say_warnings("compare", caught)
+    return code
+
+
+def _compare(args, PredictionFileError) -> int:
+    from .compare import compare as compare_suites
+
     try:
+        _check_out(args.out)
         gates = _gates(args.fail_if_worse)
-        pfa, task, reduction = _open(args, args.a)
-        pfb, task_b, reduction_b = _open(args, args.b, registry=pfa.registry)
+        pfa, task, reduction, input_a = _open(args, args.a)
+        pfb, task_b, reduction_b, input_b = _open(args, args.b, registry=pfa.registry)
         if task != task_b or pfa.num_classes != pfb.num_classes:
             raise _Fail(f"{args.a} and {args.b} differ: {task} with {pfa.num_classes} classes vs {task_b} with "
                         f"{pfb.num_classes}")
+        if input_a != input_b:
+            raise _Fail(f"{args.a} and {args.b} hold different kinds of scores ({input_a} vs {input_b}): pass --input")
         if reduction is None or reduction_b is None:
             raise _Fail("compare pairs the two files by video: both need video ids (video_ids / video_id column)")
         suites = []
         for pf in (pfa, pfb):
-            su = _make_suite(args, pf, task, reduction)
-            _stream(args, pf, su)
+            su = _make_suite(args, pf, task, reduction, input_a)
+            _stream(args, pf, su, input_a)
             suites.append(su)
-        comp = compare_suites(suites[0], suites[1], bootstrap=args.bootstrap, ci=args.ci, seed=args.seed)
+        comp = compare_suites(suites[0], suites[1], bootstrap=args.bootstrap, ci=args.ci, seed=args.seed,
+                              names=(args.a, args.b))
+        if pfa.rows_are and pfb.rows_are:  # rows are videos already: the video level only
+            comp = comp.only_level("video")
+        for sl in comp.slices:  # string group values (CSV text columns) by name
+            values = pfa.group_values.get(sl.name)
+            if values is not None:
+                sl.value = values[sl.value]
         for key, _ in gates:
             if key not in comp.deltas:
                 raise _Fail(f"--fail-if-worse: unknown key {key!r}; keys: {', '.join(comp.deltas)}")
-        from .compare import lower_is_better
+        from .compare import format_p_value, lower_is_better
 
         tripped = []
         for key, delta in gates:
@@ -273,7 +304,8 @@ def compare(args: argparse.Namespace) -> int:
         return _fail("compare", e)
     print(f"{'key':<26}{'a':>9}{'b':>9}{'b - a':>9}   interval              p")
     for k, d in comp.deltas.items():
-        print(f"{k:<26}{d.a:9.4f}{d.b:9.4f}{d.delta:+9.4f}   [{d.low:+.4f}, {d.high:+.4f}]  {d.p_value:.3g}")
+        print(f"{k:<26}{d.a:9.4f}{d.b:9.4f}{d.delta:+9.4f}   [{d.low:+.4f}, {d.high:+.4f}]  "
+              f"{format_p_value(d.p_value, comp.bootstrap)}")
     for m in comp.mcnemar.values():
         print(f"McNemar {m.level} top-1: a right/b wrong {m.a_right_b_wrong}, a wrong/b right {m.a_wrong_b_right}, "
               f"exact p = {m.p_value:.3g}")
@@ -283,11 +315,11 @@ def compare(args: argparse.Namespace) -> int:
     return 1 if tripped else 0
 
 
-def _make_suite(args, pf, task, reduction):
+def _make_suite(args, pf, task, reduction, score_input):
     from .suite import VideoClassificationMetrics
 
     names = pf.class_names if task != "binary" or pf.class_names is None or len(pf.class_names) == 1 else None
-    kw = dict(task=task, input=args.input, video_reduction=reduction, class_names=names, id_registry=pf.registry,
+    kw = dict(task=task, input=score_input, video_reduction=reduction, class_names=names, id_registry=pf.registry,
               calibration_bins=args.calibration_bins, predicted_absent=args.predicted_absent,
               empty_class=args.empty_class, empty_videos=args.empty_videos)
     if args.top_k:
@@ -304,7 +336,25 @@ def _make_suite(args, pf, task, reduction):
     return VideoClassificationMetrics(None if task == "binary" else pf.num_classes, **kw)
 
 
-def _stream(args, pf, suite) -> None:
+def _check_probabilities(args, pf, scores, task: str, first_row: int) -> None:
+    """``--input probs`` (given or the format's default) on scores that are not probabilities: one
+    line saying they look like logits."""
+    import torch
+
+    x = scores.double()
+    outside = ((x < 0) | (x > 1)).any(1)
+    off = (x.sum(1) - 1).abs() > 1e-2 if task == "multiclass" else torch.zeros_like(outside)
+    bad = outside | off
+    if not bool(bad.any()):
+        return
+    r = int(torch.nonzero(bad)[0])
+    what = "scores outside [0, 1]" if bool(outside[r]) else f"scores summing to {float(x[r].sum()):.4g}, not 1"
+    fix = "drop --input probs" if args.input == "probs" else "pass --input logits"
+    raise _Fail(f"{pf.path}: row {first_row + r + (2 if pf.path.lower().endswith('.csv') else 0)} has {what}: "
+                f"these look like logits, not probabilities; {fix}")
+
+
+def _stream(args, pf, suite, score_input: str = "logits") -> None:
     from tqdm import tqdm
 
     bar = tqdm(total=pf.num_rows, unit="clip", desc="evaluating", disable=args.no_progress, file=sys.stderr,
@@ -313,6 +363,8 @@ def _stream(args, pf, suite) -> None:
         ids = getattr(suite, "bins", None) is None  # histogram mode: clip level only, ids unused
         binary = suite.task == "binary"
         for ch in pf.chunks(args.chunk_size):
+            if score_input == "probs":
+                _check_probabilities(args, pf, ch.scores, suite.task, ch.first_row)
             scores, target = (ch.scores[:, 0], ch.target) if binary else (ch.scores, ch.target)
             suite.update(scores, target, ch.video_ids if ids else None, ch.clip_ids if ids else None,
                          **({"groups": ch.groups} if ch.groups is not None else {}))
@@ -345,8 +397,10 @@ def _eval_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--task", choices=["multiclass", "multilabel", "binary"], default=None,
                    help="default: from the targets (multilabel when they are multi-hot or space-separated); "
                         "multilabel also accepts one class index per row; binary needs one score column")
-    r.add_argument("--input", choices=["logits", "probs"], default="logits",
-                   help="whether the scores are logits (default) or probabilities; never guessed")
+    r.add_argument("--input", choices=["logits", "probs"], default=None,
+                   help="whether the scores are logits or probabilities; never guessed from the values (default: "
+                        "logits; probs for mmaction2 / PySlowFast result files, whose scores are softmax "
+                        "probabilities in both frameworks' default test settings)")
     r.add_argument("--reduction", choices=["mean_logits", "mean_probs", "max", "vote"], default=None,
                    help="clip->video reduction (default with video ids: mean_logits for logits, mean_probs for probs)")
     r.add_argument("--top-k", type=_positive_int, nargs="+", default=None,
@@ -369,6 +423,11 @@ def _eval_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--class-names", default=None, help="text file, one class name per line")
     r.add_argument("--chunk-size", type=_positive_int, default=8192, help="rows read and evaluated per step")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    r.add_argument("--slices-from", nargs="+", default=None, metavar="COLUMN",
+                   help="columns (CSV columns, .npz arrays, .pt keys) whose values slice the videos, e.g. participant: "
+                        "every key on each slice's videos (compare: paired deltas per slice)")
+    r.add_argument("--min-slice-size", type=_non_negative_int, default=30,
+                   help="slices with fewer videos than this (default 30) are reported but marked too small to read")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -406,10 +465,6 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(r)
     r.add_argument("--bootstrap", type=_non_negative_int, default=0,
                    help="bootstrap replicates (resampling videos) for intervals next to every number (0: none)")
-    r.add_argument("--slices-from", nargs="+", default=None, metavar="COLUMN",
-                   help="columns (CSV columns, .npz arrays, .pt keys) whose values slice the videos, e.g. participant")
-    r.add_argument("--min-slice-size", type=_non_negative_int, default=30,
-                   help="slices with fewer videos are marked too small to read")
     r.add_argument("--fit-temperature", action="store_true",
                    help="fit a temperature (video level for mean_logits/mean_probs, else clip level) and report ECE "
                         "before/after, in-sample and cross-fitted over two halves of the videos")
@@ -418,9 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "key with paired bootstrap intervals and p-values, McNemar, per-class changes, "
                                    "flipped videos. Writes compare.json, compare.html and PNGs. Exit 1 when a "
                                    "--fail-if-worse gate trips, 2 on bad input.")
-    c.add_argument("a", help="baseline predictions (.npz, .pt or .csv)")
-    c.add_argument("b", help="candidate predictions, on the same videos")
+    c.add_argument("a", help="baseline predictions (.npz, .pt, .csv, or an mmaction2 / PySlowFast results .pkl)")
+    c.add_argument("b", help="candidate predictions, on the same videos (result pickles: the same test list, paired "
+                             "row by row)")
     c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--format", choices=["auto", "mmaction2", "slowfast"], default="auto",
+                   help="auto: by extension, and for .pkl by the layout inside; mmaction2 / slowfast: those frameworks' "
+                        "result pickles (one row per test video)")
     _eval_options(c)
     c.add_argument("--bootstrap", type=_positive_int, default=1000, help="paired bootstrap replicates (default 1000)")
     c.add_argument("--fail-if-worse", nargs="+", default=None, metavar="KEY:DELTA",

@@ -15,7 +15,13 @@ mode, updated on the same videos) and returns a :class:`Comparison`:
   (clip level without ``video_reduction``), its paired interval, bootstrap p-value and
   Benjamini-Hochberg q-value, sorted from the worst regression;
 * ``flips``: per level, the samples that went right -> wrong and wrong -> right (video ids;
-  ``(video id, clip id)`` at clip level; names through the suite's ``IdRegistry``).
+  ``(video id, clip id)`` at clip level; names through the suite's ``IdRegistry``);
+* ``slices``: with group slices (``slices=(...)`` and ``groups`` in the suites), per slice of ``a``'s
+  group columns (the videos with that value; the same videos in ``b``), every key's paired delta
+  with its interval and p-value (:class:`SliceDelta`); a slice without videos has NaN deltas.
+
+Both suites must hold the same videos with the same targets (else ``ValueError`` naming the
+files, as ``names`` gives them, and an example video).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from torch import Tensor
 from . import bootstrap as bs
 from .functional.classification import argmax_lowest, divide
 from .levels import _clean, add_challenge_score, keys_for, level_scalars
+from .slices import point_values
 
 #: keys where a smaller value is better (a regression is a positive delta)
 LOWER_IS_BETTER = ("ece", "mce", "nll", "brier", "challenge_score")
@@ -37,8 +44,8 @@ def lower_is_better(key: str) -> bool:
     return key.rpartition("/")[2] in LOWER_IS_BETTER
 
 
-__all__ = ["compare", "Comparison", "lower_is_better", "Delta", "McNemar", "ClassDelta", "bootstrap_p_value", "mcnemar_exact",
-           "benjamini_hochberg"]
+__all__ = ["compare", "Comparison", "lower_is_better", "Delta", "McNemar", "ClassDelta", "SliceDelta", "bootstrap_p_value",
+           "mcnemar_exact", "benjamini_hochberg", "format_p_value"]
 
 
 @dataclass
@@ -76,6 +83,25 @@ class ClassDelta:
 
 
 @dataclass
+class SliceDelta:
+    """Paired deltas of one group slice: the videos whose column ``name`` has ``value`` in ``a``."""
+
+    name: str
+    value: Any
+    num_videos: int
+    too_small: bool
+    deltas: Dict[str, Delta]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}={self.value}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "value": self.value, "num_videos": self.num_videos, "too_small": self.too_small,
+                "deltas": {k: asdict(v) for k, v in self.deltas.items()}}
+
+
+@dataclass
 class Comparison:
     bootstrap: int
     ci: float
@@ -86,6 +112,18 @@ class Comparison:
     per_class: List[ClassDelta]
     flips: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
     per_class_level: str = "video"
+    slices: List[SliceDelta] = field(default_factory=list)
+
+    def only_level(self, level: str) -> "Comparison":
+        """The comparison restricted to one level's keys (e.g. ``"video"`` for result files whose
+        rows are videos already)."""
+        keep = lambda k: k.startswith(level + "/")  # noqa: E731
+        slices = [SliceDelta(x.name, x.value, x.num_videos, x.too_small, {k: d for k, d in x.deltas.items() if keep(k)})
+                  for x in self.slices]
+        return Comparison(self.bootstrap, self.ci, self.seed, self.num_videos,
+                          {k: d for k, d in self.deltas.items() if keep(k)},
+                          {k: m for k, m in self.mcnemar.items() if k == level}, self.per_class,
+                          {k: f for k, f in self.flips.items() if k == level}, self.per_class_level, slices)
 
     def to_dict(self) -> Dict[str, Any]:
         return _clean({
@@ -95,7 +133,18 @@ class Comparison:
             "per_class_level": self.per_class_level, "per_class": [asdict(x) for x in self.per_class],
             "flips": {lv: {k: [list(x) if isinstance(x, tuple) else x for x in v] for k, v in d.items()}
                       for lv, d in self.flips.items()},
+            "slices": [x.to_dict() for x in self.slices],
         })
+
+
+def format_p_value(p: float, replicates: int) -> str:
+    """A bootstrap p-value as text: below the resolution of ``replicates`` resamples (no replicate
+    crossed 0) it is ``< 1/B``, e.g. ``< 0.001``, not 0."""
+    if p != p:
+        return "–"
+    if p < 1.0 / replicates:
+        return f"< {1.0 / replicates:.3g}"
+    return f"{p:.3g}"
 
 
 def bootstrap_p_value(reps: Tensor) -> float:
@@ -157,7 +206,30 @@ def _correct(level) -> Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
 
 
-def _collect(su, b: int, seed: int) -> Dict[str, Any]:
+def _slice_defs(su, ctx) -> List[Tuple[str, Any, Tensor]]:
+    """``(column, value, videos)`` of every group slice of the suite's rows."""
+    out = []
+    for j, name in enumerate(su.slices):
+        col = ctx.groups[:, j]
+        for value in torch.unique(col).tolist():
+            out.append((name, int(value), torch.unique(ctx.vid[col == value])))
+    return out
+
+
+def _slice_stats(su, ctx, defs, b: int, seed: int) -> Dict[Tuple[str, Any], Tuple[Dict[str, float], Dict[str, Tensor]]]:
+    """Per slice definition: the point values and the replicates of the suite's keys on the
+    slice's videos (NaN and no replicates when the suite has none of them)."""
+    out = {}
+    for name, value, videos in defs:
+        mask = torch.isin(ctx.vid, videos.to(ctx.vid.device))
+        if not bool(mask.any()):
+            out[(name, value)] = ({}, {})
+            continue
+        out[(name, value)] = (point_values(su, ctx, mask), bs.suite_replicates(su, ctx, b, seed, mask))
+    return out
+
+
+def _collect(su, b: int, seed: int, slice_defs=None) -> Dict[str, Any]:
     """Everything the comparison needs from one suite, inside its sync."""
 
     def run():
@@ -166,9 +238,14 @@ def _collect(su, b: int, seed: int) -> Dict[str, Any]:
             raise ValueError("compare() pairs the two suites by video: update them with video_ids")
         res: Dict[str, Any] = {"point": {k: float(v) for k, v in out.items()}, "levels": {}}
         res["videos"] = torch.unique(ctx.vid)
+        if getattr(su, "slices", None):
+            defs = slice_defs if slice_defs is not None else _slice_defs(su, ctx)
+            res["slice_defs"], res["slices"] = defs, _slice_stats(su, ctx, defs, b, seed)
         levels = bs.resampled_levels(su, ctx, b, seed, unit="video")
         res["reps"] = {}
         for name, level, u, ww, miss in levels:
+            if name == "video":
+                res["targets"] = level.target
             S = bs.weighted_stats(level, u, ww, miss)
             reps = level_scalars(su, su.task, keys_for(su.task, su.top_k, level.reduction), S)
             res["reps"].update({f"{name}/{k}": v for k, v in reps.items()})
@@ -225,24 +302,59 @@ def _name(su, vid: int) -> Any:
     return reg.name(int(vid)) if reg is not None and int(vid) in reg else int(vid)
 
 
-def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Comparison:
-    """Paired comparison of suite ``a`` (baseline) and suite ``b`` (candidate); see the module doc."""
+def _check_same_videos(a, b, ra, rb, names: Tuple[str, str]) -> None:
+    va, vb = ra["videos"], rb["videos"]
+    if va.numel() != vb.numel() or not torch.equal(va, vb):
+        only_a, only_b = va[~torch.isin(va, vb)], vb[~torch.isin(vb, va)]
+        example = (f"e.g. video {_name(a, only_a[0])!r} is only in {names[0]}" if only_a.numel()
+                   else f"e.g. video {_name(b, only_b[0])!r} is only in {names[1]}")
+        raise ValueError(f"{names[0]} and {names[1]} must hold the same videos: {only_a.numel()} video(s) only in "
+                         f"{names[0]}, {only_b.numel()} only in {names[1]} ({example})")
+    ta, tb = ra.get("targets"), rb.get("targets")
+    if ta is not None and tb is not None:
+        differ = (ta != tb).reshape(ta.shape[0], -1).any(1)
+        if bool(differ.any()):
+            first = int(torch.nonzero(differ)[0])
+            raise ValueError(f"{names[0]} and {names[1]} disagree on the target of {int(differ.sum())} video(s) (first: "
+                             f"video {_name(a, va[first])!r}): they are not predictions on the same test list")
+
+
+def _deltas(ra_reps, rb_reps, ra_point, rb_point, ci: float) -> Dict[str, Delta]:
+    diffs = {key: rb_reps[key] - rep_a for key, rep_a in ra_reps.items() if key in rb_reps}
+    out: Dict[str, Delta] = {}
+    for key, (low, high) in bs.percentile_intervals(diffs, ci).items():
+        pa, pb = ra_point[key], rb_point[key]
+        out[key] = Delta(key, pa, pb, pb - pa, low, high, bootstrap_p_value(diffs[key]))
+    return out
+
+
+def _slice_deltas(a, ra, rb, ci: float) -> List[SliceDelta]:
+    out = []
+    nan = float("nan")
+    keys = list(ra["reps"])
+    for name, value, videos in ra.get("slice_defs", []):
+        (pa, reps_a), (pb, reps_b) = ra["slices"][(name, value)], rb["slices"][(name, value)]
+        if reps_a and reps_b:
+            deltas = _deltas(reps_a, reps_b, pa, pb, ci)
+        else:  # no videos: every key undefined, no interval
+            deltas = {k: Delta(k, nan, nan, nan, nan, nan, nan) for k in keys}
+        out.append(SliceDelta(name, value, int(videos.numel()), int(videos.numel()) < a.min_slice_size, deltas))
+    return out
+
+
+def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0,
+            names: Tuple[str, str] = ("`a`", "`b`")) -> Comparison:
+    """Paired comparison of suite ``a`` (baseline) and suite ``b`` (candidate); see the module doc.
+    ``names``: how errors name the two (e.g. their files)."""
     bs.check_bootstrap(bootstrap, ci, "video", seed)
     if bootstrap < 1:
         raise ValueError(f"`bootstrap` must be positive, got {bootstrap}")
     _check_pair(a, b)
-    ra, rb = _collect(a, bootstrap, seed), _collect(b, bootstrap, seed)
-    va, vb = ra["videos"], rb["videos"]
-    if va.numel() != vb.numel() or not torch.equal(va, vb):
-        only_a = int((~torch.isin(va, vb)).sum())
-        only_b = int((~torch.isin(vb, va)).sum())
-        raise ValueError(f"`a` and `b` must be evaluated on the same videos: {only_a} video(s) only in `a`, "
-                         f"{only_b} only in `b`")
-    deltas: Dict[str, Delta] = {}
-    diffs = {key: rb["reps"][key] - rep_a for key, rep_a in ra["reps"].items()}
-    for key, (low, high) in bs.percentile_intervals(diffs, ci).items():
-        pa, pb = ra["point"][key], rb["point"][key]
-        deltas[key] = Delta(key, pa, pb, pb - pa, low, high, bootstrap_p_value(diffs[key]))
+    ra = _collect(a, bootstrap, seed)
+    rb = _collect(b, bootstrap, seed, ra.get("slice_defs"))
+    _check_same_videos(a, b, ra, rb, names)
+    va = ra["videos"]
+    deltas = _deltas(ra["reps"], rb["reps"], ra["point"], rb["point"], ci)
     mcn: Dict[str, McNemar] = {}
     flips: Dict[str, Dict[str, List[Any]]] = {}
     for lv, ea in ra["levels"].items():
@@ -284,4 +396,5 @@ def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0) -> Com
             per_class.append(ClassDelta(j, names[j], metric, pa, pb, pb - pa, float(q[0, j]), float(q[1, j]), pvals[j],
                                         qvals[j]))
         per_class.sort(key=lambda x: (x.delta != x.delta, x.delta))
-    return Comparison(bootstrap, float(ci), seed, int(va.numel()), deltas, mcn, per_class, flips, pc_level)
+    return Comparison(bootstrap, float(ci), seed, int(va.numel()), deltas, mcn, per_class, flips, pc_level,
+                      _slice_deltas(a, ra, rb, ci))

@@ -7,8 +7,13 @@ Formats (one row per clip):
   ``.npz`` members are streamed row chunks at a time (the ``.npy`` header is parsed, nothing
   else is loaded); ``.pt`` files are memory-mapped (``torch.load(mmap=True)``).
 * ``.csv``: a header ``video_id, clip_id, target, score_0 … score_{C-1}``; video ids may be
-  strings (hashed with :func:`~video_metrics.ids.stable_id`, names kept for the report); for
-  multi-label, ``target`` holds space-separated label indices (possibly empty).
+  strings (hashed with :func:`~video_metrics.ids.stable_id`, names kept for the report);
+  ``target`` holds a label index or, with class names given, a class name (matched exactly; names
+  may contain spaces); for multi-label, space-separated label indices or ``|``-separated names or
+  indices (possibly empty).
+* mmaction2 / PySlowFast result pickles hold one row per test video (the framework aggregated
+  its views): the row index is the video id and :attr:`PredictionFile.rows_are` names the
+  framework.
 
 Every problem raises :class:`PredictionFileError` with one line naming the file, the row
 (1-based, header = row 1 for CSV) and the column where possible.
@@ -61,6 +66,9 @@ class PredictionFile:
     #: per selected group column: the string of each integer code (None: the column holds integers)
     group_values: Dict[str, Optional[List[str]]] = field(default_factory=dict)
     _groups: Optional[Tensor] = None
+    #: None: one row per clip; else the framework whose result file holds one row per video
+    #: ("mmaction2", "PySlowFast"), aggregated over its views by that framework (video id = row index)
+    rows_are: Optional[str] = None
 
     def chunks(self, size: int = 4096) -> Iterator[Chunk]:
         for ch in self._chunks(size):
@@ -152,8 +160,10 @@ def _open_pickled(path: str, class_names, format: str) -> PredictionFile:
         raise PredictionFileError(f"{path}: no rows")
     if class_names is not None and len(class_names) != c:
         raise PredictionFileError(f"{path}: {len(class_names)} class names for {c} score columns")
-    # one row per test video, as the framework aggregated its views: no video ids
-    pf = PredictionFile(path, n, c, multilabel, class_names, False, False)
+    # one row per test video, as the framework aggregated its views: the row index is the video id,
+    # so that two dumps of the same test list pair row by row
+    pf = PredictionFile(path, n, c, multilabel, class_names, True, False)
+    pf.rows_are = "mmaction2" if fmt == "mmaction2" else "PySlowFast"
 
     def chunks(size: int) -> Iterator[Chunk]:
         for row in range(0, n, size):
@@ -161,7 +171,8 @@ def _open_pickled(path: str, class_names, format: str) -> PredictionFile:
             _check_scores(path, sc, row)
             tg = target[row:row + size]
             _check_target(path, tg, pf.num_labels(), multilabel, row)
-            yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg.copy()), None, None, row)
+            vids = torch.arange(row, row + sc.shape[0], dtype=torch.long)
+            yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg.copy()), vids, None, row)
 
     pf._chunks = chunks
     return pf
@@ -388,8 +399,10 @@ def _open_csv(path: str, class_names) -> PredictionFile:
     vi = header.index("video_id") if "video_id" in header else None
     ci = header.index("clip_id") if "clip_id" in header else None
     pf = PredictionFile(path, None, c, False, class_names, vi is not None, ci is not None)
-    # a first streaming pass decides, for the whole file: multi-label (a target with a space, or
-    # empty) and whether video ids are integers (else every id is hashed as a string)
+    by_name = {n: k for k, n in enumerate(class_names)} if class_names is not None else None
+    # a first streaming pass decides, for the whole file: multi-label (a target with several labels —
+    # space-separated indices, or names separated by "|" — or none) and whether video ids are integers
+    # (else every id is hashed as a string)
     multilabel, int_ids, rows = False, True, 0
     with open(path, newline="") as f:
         r = csv.reader(f)
@@ -398,7 +411,7 @@ def _open_csv(path: str, class_names) -> PredictionFile:
             if not row:
                 continue
             rows += 1
-            if ti < len(row) and (" " in row[ti].strip() or row[ti].strip() == ""):
+            if ti < len(row) and _several_labels(row[ti], by_name):
                 multilabel = True
             if vi is not None and vi < len(row) and not row[vi].strip().lstrip("-").isdigit():
                 int_ids = False
@@ -423,11 +436,13 @@ def _open_csv(path: str, class_names) -> PredictionFile:
                     raise PredictionFileError(f"{path}: row {line}: {len(row)} columns, the header has {len(header)}")
                 buf.append(row)
                 if len(buf) == size:
-                    yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf)
+                    yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf,
+                                     by_name)
                     first += len(buf)
                     buf = []
             if buf:
-                yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf)
+                yield _csv_chunk(path, buf, first, line - len(buf) + 1, score_cols, ti, vi, ci, c, multilabel, int_ids, pf,
+                                 by_name)
 
     def column(name: str):
         if name not in header:
@@ -452,7 +467,35 @@ def _int_column(path: str, rows: List[List[str]], col: int, first_line: int, nam
         raise PredictionFileError(f"{path}: row {first_line + j}, column {name}: {rows[j][col]!r} is not {what}") from None
 
 
-def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multilabel, int_ids, pf) -> Chunk:
+def _several_labels(cell: str, by_name: Optional[Dict[str, int]]) -> bool:
+    """A multi-label target cell: empty, names separated by ``|``, or several space-separated
+    tokens that are not one class name."""
+    text = cell.strip()
+    if text == "" or "|" in text:
+        return True
+    tokens = text.split()
+    if by_name is not None and not all(t.lstrip("-").isdigit() for t in tokens):
+        return False  # one name (names may contain spaces; several names are separated by "|")
+    return len(tokens) > 1
+
+
+def _label(path: str, token: str, by_name: Optional[Dict[str, int]], c: int, where: str) -> int:
+    """One label: a class index, or (with ``--class-names``) a class name, matched exactly."""
+    tok = token.strip()
+    if by_name is not None and tok in by_name:
+        return by_name[tok]
+    try:
+        lab = int(tok)
+    except ValueError:
+        what = "a class name (from --class-names) nor a label index" if by_name is not None else \
+            "a label index (pass --class-names to give targets by name)"
+        raise PredictionFileError(f"{path}: {where}, column target: {tok!r} is not {what}") from None
+    if not 0 <= lab < c:
+        raise PredictionFileError(f"{path}: {where}, column target: label {lab} is outside the {c} classes (0..{c - 1})")
+    return lab
+
+
+def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multilabel, int_ids, pf, by_name=None) -> Chunk:
     k = len(rows)
     sc = np.empty((k, c), dtype=np.float32)
     for j, row in enumerate(rows):
@@ -469,16 +512,20 @@ def _csv_chunk(path, rows, first, first_line, score_cols, ti, vi, ci, c, multila
     if multilabel:
         tg = np.zeros((k, c), dtype=np.int64)
         for j, row in enumerate(rows):
-            for tok in row[ti].split():
-                try:
-                    lab = int(tok)
-                except ValueError:
-                    raise PredictionFileError(f"{path}: row {first_line + j}, column target: {tok!r} is not a label "
-                                              "index") from None
-                if not 0 <= lab < c:
-                    raise PredictionFileError(f"{path}: row {first_line + j}, column target: label {lab} is outside "
-                                              f"the {c} classes (0..{c - 1})")
-                tg[j, lab] = 1
+            text = row[ti].strip()
+            if "|" in text:
+                tokens = text.split("|")
+            elif by_name is not None and not all(t.lstrip("-").isdigit() for t in text.split()):
+                tokens = [text]
+            else:
+                tokens = text.split()
+            for tok in tokens:
+                if tok.strip():
+                    tg[j, _label(path, tok, by_name, c, f"row {first_line + j}")] = 1
+    elif by_name is not None:
+        tg = np.asarray([_label(path, row[ti], by_name, c, f"row {first_line + j}") for j, row in enumerate(rows)],
+                        dtype=np.int64)
+        _check_target(path, tg, pf.num_labels(), False, first_line, "row")
     else:
         tg = _int_column(path, rows, ti, first_line, "target", "a label index").numpy()
         _check_target(path, tg, pf.num_labels(), False, first_line, "row")

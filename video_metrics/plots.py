@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
+    BAR_HEIGHT,
     _heatmap,
     _names,
     _np,
@@ -101,8 +102,8 @@ def plot_reliability(rel, title: str = "Reliability diagram") -> Figure:
     """Reliability diagram after Guo et al. (2017): top, the share of samples per confidence bin;
     bottom, the accuracy of each bin as bars, the gap to the diagonal in red, the diagonal dashed;
     ECE and MCE in the title. ``rel`` is a :class:`~video_metrics.functional.calibration.ReliabilityData`."""
-    fig = new_figure(6, 7)
-    gs = fig.add_gridspec(2, 1, height_ratios=(1, 3), hspace=0.08)
+    fig = new_figure(6, 7.8)
+    gs = fig.add_gridspec(2, 1, height_ratios=(1, 3), hspace=0.08, top=0.86, bottom=0.14)
     ax_h = fig.add_subplot(gs[0])
     ax = fig.add_subplot(gs[1], sharex=ax_h)
     draw_reliability(ax, rel, title=title, ax_hist=ax_h)
@@ -156,7 +157,7 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
     undefined = c - defined.size
     if undefined:
         note += f"; {undefined} undefined"
-    fig = new_figure(8, max(3.0, 0.9 + 0.22 * len(shown)))
+    fig = new_figure(8, max(3.0, 1.0 + BAR_HEIGHT * len(shown)))
     ax = fig.add_subplot(1, 1, 1)
     draw_bars(ax, vals, names, metric, support=sup, shown=list(shown))
     if order.size > max_bars:
@@ -174,6 +175,7 @@ def plot_views(views) -> Figure:
     ax.plot(views.views, views.top1_random, "o-", label=f"random views (mean of {views.draws} draws)")
     ax.plot(views.views, views.top1_first, "s--", label="first views by clip id")
     ax.set_xlabel("views per video")
+    ax.set_xticks(list(views.views))  # whole views only
     ax.set_ylabel("video top-1")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -186,15 +188,16 @@ def plot_views(views) -> Figure:
 def plot_temperature(fit) -> Figure:
     """Reliability before and after temperature scaling side by side (a
     :class:`~video_metrics.temperature.TemperatureFit`), with the cross-fitted ECE in the title."""
-    fig = new_figure(11, 5.5)
-    gs = fig.add_gridspec(2, 2, height_ratios=(1, 3), hspace=0.08)
+    fig = new_figure(12, 7.5)
+    # the figure title, the panels' titles (three lines) and the legends below each panel get their own room
+    gs = fig.add_gridspec(2, 2, height_ratios=(1, 3), hspace=0.08, wspace=0.25, top=0.78, bottom=0.17)
     for j, (rel, name) in enumerate(((fit.reliability_before, "before (T = 1)"),
                                      (fit.reliability_after, f"after (T = {fit.temperature:.3g})"))):
         ax_h = fig.add_subplot(gs[0, j])
         ax = fig.add_subplot(gs[1, j], sharex=ax_h)
         draw_reliability(ax, rel, title=f"{fit.level} level, {name}", ax_hist=ax_h)
     fig.suptitle(f"Temperature scaling: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f} in-sample, "
-                 f"{fit.ece_cross_fitted:.4f} cross-fitted", fontsize=11)
+                 f"{fit.ece_cross_fitted:.4f} cross-fitted", fontsize=12, y=0.985)
     return fig
 
 
@@ -290,7 +293,9 @@ def report_figures(report, max_classes_in_matrix: int = 50, levels: Sequence[str
         rep = getattr(report, level, None)
         if rep is None:
             continue
-        label = f"{level} level" if level == "clip" else f"video level ({report.video_reduction})"
+        rows = getattr(report, "rows", "clips")
+        label = (f"{level} level" if level == "clip" else
+                 f"video level ({report.video_reduction})" if rows == "clips" else f"video level ({rows})")
         if report.task in ("multiclass", "binary") and rep.confusion is not None:
             cm_names = [f"not {names[0]}", names[0]] if report.task == "binary" else names
             yield f"{level}/confusion_matrix", plot_confusion(rep.confusion, cm_names, max_classes_in_matrix,

@@ -14,13 +14,15 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from .plots import report_figures, save_png
 
-__all__ = ["write_report", "REPORT_FILES", "write_comparison", "COMPARE_FILES"]
+__all__ = ["write_report", "REPORT_FILES", "write_comparison", "COMPARE_FILES", "report_folder", "OutputFolderError",
+           "video_rows_report"]
 
 REPORT_FILES = ("metrics.json", "report.html")
 COMPARE_FILES = ("compare.json", "compare.html")
@@ -34,6 +36,7 @@ td:first-child,th:first-child{text-align:left}
 table.sortable th{cursor:pointer} table.sortable th:hover{background:#e3e8f0}
 .note{color:#666;font-size:12px} .figs{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .figs img{max-width:calc(50% - 8px);border:1px solid #eee} .wide img{max-width:100%}
 .better{font-weight:600}
+.scroll{overflow-x:auto;max-width:100%} .scroll table{margin:0} td .note{white-space:nowrap}
 """
 
 _SORT_JS = """
@@ -63,6 +66,22 @@ def _fmt(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
+def _levels(report) -> List[str]:
+    return [lv for lv in ("clip", "video") if getattr(report, lv, None) is not None]
+
+
+def video_rows_report(report, framework: str):
+    """``report`` of a result file whose rows are videos already (mmaction2 / PySlowFast: one row
+    per test video, aggregated over its views by the framework): the video level only."""
+    def video_only(d):  # rows are not clips: no clip level and no clip count
+        return {k: v for k, v in d.items() if k.startswith("video/") and k != "video/num_clips"}
+
+    for sl in report.slices:
+        sl.scalars, sl.intervals = video_only(sl.scalars), video_only(sl.intervals)
+    return replace(report, scalars=video_only(report.scalars), intervals=video_only(report.intervals), clip=None,
+                   views=None, rows=f"videos as aggregated by {framework}")
+
+
 def _headline(report) -> str:
     names: List[str] = []
     for k in report.scalars:
@@ -72,19 +91,23 @@ def _headline(report) -> str:
     rows = []
     for n in names:
         cells = []
-        for level in ("clip", "video"):
+        for level in _levels(report):
             v = report.scalars.get(f"{level}/{n}")
             iv = getattr(report, "intervals", {}).get(f"{level}/{n}")
             band = f" <span class=\"note\">[{_fmt(iv[0])}, {_fmt(iv[1])}]</span>" if iv is not None else ""
             cells.append(f"<td>{_fmt(v, 0 if n.startswith(('num_', 'missing')) else 4)}{band}</td>")
         rows.append(f"<tr><td>{html.escape(n)}</td>{''.join(cells)}</tr>")
-    video_head = f"video ({html.escape(str(report.video_reduction))})" if report.video is not None else "video"
-    return ("<table id=\"headline\"><thead><tr><th>metric</th><th>clip</th>"
-            f"<th>{video_head}</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    if getattr(report, "rows", "clips") != "clips":
+        video_head = f"video ({html.escape(report.rows)})"
+    else:
+        video_head = f"video ({html.escape(str(report.video_reduction))})"
+    heads = "".join(f"<th>{'clip' if lv == 'clip' else video_head}</th>" for lv in _levels(report))
+    return (f"<table id=\"headline\"><thead><tr><th>metric</th>{heads}"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def _per_class(report) -> str:
-    levels = [("clip", report.clip)] + ([("video", report.video)] if report.video is not None else [])
+    levels = [(lv, getattr(report, lv)) for lv in _levels(report)]
     cols = ["support", "precision", "recall", "f1", "ap"]
     head = "<th>class</th>" + "".join(f"<th>{lv} {c}</th>" for lv, _ in levels for c in cols)
     rows = []
@@ -139,13 +162,16 @@ def _slices(report) -> str:
             dv = "" if v is None or not math.isfinite(v) else v
             cells.append(f"<td data-v=\"{dv}\">{_fmt(v, 4)}{band}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return (f"<table class=\"sortable\" id=\"slices\"><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
-            "</table><p class=\"note\">Group slices: the videos with that value; class slices: class averages over "
+    return (f"<div class=\"scroll\"><table class=\"sortable\" id=\"slices\"><thead><tr>{head}</tr></thead><tbody>"
+            f"{''.join(rows)}</tbody></table></div><p class=\"note\">Group slices: the videos with that value; class slices: class averages over "
             "the slice's classes (multiclass sample keys over the samples of those classes).</p>")
 
 
 def _coverage(report) -> str:
     cov = report.coverage
+    if getattr(report, "rows", "clips") != "clips":
+        return (f"<p class=\"note\" id=\"rows\">Rows are {html.escape(report.rows)}: one row per test video, the "
+                "video level only (video id = row index).</p>")
     if cov is None:
         return "<p class=\"note\">No video ids: clip level only.</p>"
     items = [("videos", cov.num_videos), ("clips", cov.num_clips), ("duplicates dropped", cov.duplicates_dropped),
@@ -155,22 +181,55 @@ def _coverage(report) -> str:
     return f"<table id=\"coverage\"><tbody>{rows}</tbody></table>"
 
 
+class OutputFolderError(ValueError):
+    """``out_dir`` cannot be used as a report folder (it names a file, or cannot be created)."""
+
+
+def _manifest(kind: str) -> str:
+    return f".video-metrics-{kind}.json"
+
+
+def _written_before(out_dir: str, kind: str) -> List[str]:
+    """The files the previous report of this kind wrote into ``out_dir`` (plain names only)."""
+    try:
+        with open(os.path.join(out_dir, _manifest(kind))) as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n and os.path.basename(n) == n and not n.startswith(".")]
+
+
 @contextmanager
-def report_folder(out_dir: str) -> Iterator[str]:
-    """A temporary folder beside ``out_dir`` to write a report into; on success its files replace
-    the report files (and PNGs) of ``out_dir``, so a failure never leaves a partial report."""
+def report_folder(out_dir: str, kind: str = "report") -> Iterator[str]:
+    """A temporary folder beside ``out_dir`` to write a report into. On success its files are
+    moved into ``out_dir`` (replacing files of the same names) and the files that the previous
+    report of the same ``kind`` wrote there but this one does not are removed — they are listed in
+    ``.video-metrics-<kind>.json`` — so the folder keeps every file a report did not write (the
+    user's own figures, pages and data). A failure leaves ``out_dir`` as it was."""
     out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputFolderError(f"--out {out_dir} is a file, not a folder: give a folder for the report")
     parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    except OSError as e:
+        raise OutputFolderError(f"--out {out_dir}: cannot create the report folder ({e.strerror})") from None
     try:
         yield tmp
         os.makedirs(out_dir, exist_ok=True)
-        for old in os.listdir(out_dir):
-            if old in REPORT_FILES or old.endswith(".png"):
-                os.remove(os.path.join(out_dir, old))
-        for name in os.listdir(tmp):
+        new = sorted(os.listdir(tmp))
+        for old in set(_written_before(out_dir, kind)) - set(new):
+            path = os.path.join(out_dir, old)
+            if os.path.isfile(path):
+                os.remove(path)
+        for name in new:
             os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+        with open(os.path.join(tmp, "manifest"), "w") as f:
+            json.dump(new, f)
+        os.replace(os.path.join(tmp, "manifest"), os.path.join(out_dir, _manifest(kind)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -178,9 +237,13 @@ def report_folder(out_dir: str) -> Iterator[str]:
 def write_report(report, out_dir: str, title: str = "video_metrics report", source: Optional[str] = None,
                  max_classes_in_matrix: int = 50, extra_figures: Optional[Dict[str, object]] = None,
                  notes: Sequence[str] = ()) -> Dict[str, str]:
-    """Write ``metrics.json``, ``report.html`` and the figures of ``report`` into ``out_dir``
-    (created; earlier report files there are replaced). ``extra_figures``: more figures (name ->
+    """Write ``metrics.json``, ``report.html`` and the figures of ``report`` (a
+    :class:`~video_metrics.suite.SuiteReport`, or a suite, whose ``report()`` is taken) into
+    ``out_dir`` (created; the files of an earlier report there are replaced, every other file is
+    kept): the folder ``video-metrics report`` writes. ``extra_figures``: more figures (name ->
     matplotlib ``Figure``) shown at the end, e.g. explanation overlays. Returns name -> path."""
+    if not hasattr(report, "scalars") and callable(getattr(report, "report", None)):
+        report = report.report()
     out_dir = os.path.abspath(out_dir)
     images: Dict[str, str] = {}
     with report_folder(out_dir) as tmp:
@@ -209,7 +272,7 @@ def _img(images: Dict[str, str], tag: str, alt: str) -> str:
 
 
 def _html(report, images: Dict[str, str], title: str, source: Optional[str], notes: Sequence[str]) -> str:
-    levels = ["clip"] + (["video"] if report.video is not None else [])
+    levels = _levels(report)
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
@@ -281,24 +344,61 @@ def write_comparison(comparison, out_dir: str, title: str = "video_metrics compa
     from .plots import comparison_figures
 
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
     images: Dict[str, str] = {}
-    for tag, fig in comparison_figures(comparison):
-        name = f"compare_{tag}.png"
-        save_png(fig, os.path.join(out_dir, name))
-        images[tag] = name
-        del fig
-    with open(os.path.join(out_dir, "compare.json"), "w") as f:
-        json.dump(comparison.to_dict(), f, indent=1, allow_nan=False)
-    with open(os.path.join(out_dir, "compare.html"), "w") as f:
-        f.write(_compare_html(comparison, images, title, sources, gates))
+    with report_folder(out_dir, "compare") as tmp:
+        for tag, fig in comparison_figures(comparison):
+            name = f"compare_{tag}.png"
+            save_png(fig, os.path.join(tmp, name))
+            images[tag] = name
+            del fig
+        with open(os.path.join(tmp, "compare.json"), "w") as f:
+            json.dump(comparison.to_dict(), f, indent=1, allow_nan=False)
+        with open(os.path.join(tmp, "compare.html"), "w") as f:
+            f.write(_compare_html(comparison, images, title, sources, gates))
     paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
     paths.update({n: os.path.join(out_dir, n) for n in COMPARE_FILES})
     return paths
 
 
+def _sample_name(x) -> str:
+    """A flipped sample as text: ``vid_001`` or ``vid_001 clip 0``."""
+    if isinstance(x, (tuple, list)):
+        return f"{x[0]} clip {x[1]}"
+    return str(x)
+
+
+def _compare_slices(c) -> str:
+    from .compare import format_p_value
+
+    if not c.slices:
+        return ""
+    keys: List[str] = []
+    for sl in c.slices:
+        for k in sl.deltas:
+            if k.partition("/")[2] in _SLICE_KEYS and k not in keys:
+                keys.append(k)
+    head = "<th>slice</th><th>videos</th>" + "".join(f"<th>{html.escape(k)} b - a</th>" for k in keys)
+    rows = []
+    for sl in c.slices:
+        cells = [f"<td data-v=\"{html.escape(sl.label)}\">{html.escape(sl.label)}"
+                 + (" <span class=\"note\">(too small)</span>" if sl.too_small else "") + "</td>",
+                 f"<td data-v=\"{sl.num_videos}\">{sl.num_videos}</td>"]
+        for k in keys:
+            d = sl.deltas.get(k)
+            if d is None or d.delta != d.delta:
+                cells.append("<td data-v=\"\">–</td>")
+                continue
+            cells.append(f"<td data-v=\"{d.delta}\">{_fmt(d.delta)} <span class=\"note\">[{_fmt(d.low, 3)}, "
+                         f"{_fmt(d.high, 3)}] p {html.escape(format_p_value(d.p_value, c.bootstrap))}</span></td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return ("<h2>Slices: paired deltas</h2><div class=\"scroll\"><table class=\"sortable\" id=\"slice-deltas\"><thead>"
+            f"<tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+            "<p class=\"note\">Per slice of a's group columns (the same videos in b): b - a with the paired bootstrap "
+            "interval and p-value.</p>")
+
+
 def _compare_html(c, images: Dict[str, str], title: str, sources: Sequence[str], gates: Sequence[str]) -> str:
-    from .compare import lower_is_better
+    from .compare import format_p_value, lower_is_better
 
     src = " vs ".join(f"<code>{html.escape(s)}</code>" for s in sources)
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
@@ -310,7 +410,7 @@ def _compare_html(c, images: Dict[str, str], title: str, sources: Sequence[str],
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{_fmt(d.a)}</td><td>{_fmt(d.b)}</td>"
         f"<td class=\"{'better' if (d.high < 0 if lower_is_better(k) else d.low > 0) else ''}\">{_fmt(d.delta)}</td><td>[{_fmt(d.low)}, {_fmt(d.high)}]</td>"
-        f"<td>{_fmt(d.p_value, 3)}</td></tr>" for k, d in c.deltas.items())
+        f"<td>{html.escape(format_p_value(d.p_value, c.bootstrap))}</td></tr>" for k, d in c.deltas.items())
     parts += ["<h2>Deltas</h2><table class=\"sortable\" id=\"deltas\"><thead><tr><th>key</th><th>a</th><th>b</th>"
               "<th>b - a</th><th>interval</th><th>p</th></tr></thead><tbody>" + rows + "</tbody></table>",
               "<div class=\"figs\">", _img(images, "deltas", "deltas with paired intervals"), "</div>"]
@@ -324,17 +424,18 @@ def _compare_html(c, images: Dict[str, str], title: str, sources: Sequence[str],
         rows = "".join(
             f"<tr><td data-v=\"{html.escape(x.name)}\">{html.escape(x.name)}</td><td data-v=\"{x.a}\">{_fmt(x.a, 3)}</td>"
             f"<td data-v=\"{x.b}\">{_fmt(x.b, 3)}</td><td data-v=\"{x.delta}\">{_fmt(x.delta, 3)}</td>"
-            f"<td>[{_fmt(x.low, 3)}, {_fmt(x.high, 3)}]</td><td data-v=\"{x.p_value}\">{_fmt(x.p_value, 3)}</td>"
+            f"<td>[{_fmt(x.low, 3)}, {_fmt(x.high, 3)}]</td><td data-v=\"{x.p_value}\">{html.escape(format_p_value(x.p_value, c.bootstrap))}</td>"
             f"<td data-v=\"{x.q_value}\">{_fmt(x.q_value, 3)}</td></tr>" for x in c.per_class)
         metric = c.per_class[0].metric
         parts += [f"<h2>Per class ({metric}, {c.per_class_level} level), worst first</h2>", "<div class=\"figs\">",
                   _img(images, "per_class_deltas", "per-class deltas"), "</div>",
                   "<table class=\"sortable\" id=\"per-class\"><thead><tr><th>class</th><th>a</th><th>b</th><th>b - a</th>"
                   "<th>interval</th><th>p</th><th>q (BH)</th></tr></thead><tbody>" + rows + "</tbody></table>"]
+    parts.append(_compare_slices(c))
     for lv, fl in c.flips.items():
         for kind in ("right_to_wrong", "wrong_to_right"):
             ids = fl[kind]
-            shown = ", ".join(html.escape(str(x)) for x in ids[:200])
+            shown = ", ".join(html.escape(_sample_name(x)) for x in ids[:200])
             more = f" … and {len(ids) - 200} more" if len(ids) > 200 else ""
             parts.append(f"<h3>{lv} level, {kind.replace('_', ' ')}: {len(ids)}</h3><p class=\"note\">{shown}{more}</p>")
     parts.append(f"<script>{_SORT_JS}</script></body></html>")

@@ -24,7 +24,9 @@ exceed :data:`AUTO_BYTES`; ``True``: always under DDP):
    same statistics (:func:`~video_metrics.levels.level_scalars`).
 
 Collectives per ``compute()``: multiclass 5 (clip level only), 7 (``mean_probs``, ``max``,
-``vote``), 8 (``mean_logits``); multilabel 9. They are issued in the same order on every rank,
+``vote``), 8 (``mean_logits``); multilabel 9; plus 2 when rows repeat a ``(video_id, clip_id)``
+(sampler padding): each rank fingerprints its own repeated rows and the rows they repeat, and one
+gather lets every rank check that they are identical (different rows under one pair are an error). They are issued in the same order on every rank,
 including a rank with no rows; a rank's memory and the bytes it receives are ``~N * C / world``
 values plus ~50 bytes of row metadata a row. Integers equal the one-process results exactly and
 floats to ~1e-15 (sums in another order; the ``mean_logits`` video softmax is combined from
@@ -40,7 +42,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .functional.aggregation import _log_probs, aggregate_blocks, group_rows, video_key, video_probs
+from .functional.aggregation import (_log_probs, aggregate_blocks, group_rows, row_fingerprints, rows_at, video_key,
+                                     video_probs)
 from .functional.calibration import bin_update
 from .functional.classification import (
     confusion_counts,
@@ -299,7 +302,21 @@ def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
     vid, cid, valid = gathered[:3]
     offsets = [sum(counts[:r]) for r in range(world)]
 
-    keep, _ = kept_rows(su, valid, vid, cid)  # the de-duplication of _rows(), on every rank alike
+    def same_rows(a: Tensor, b: Tensor) -> Tensor:
+        """Repeated rows against the rows they repeat, wherever they are: each rank fingerprints its
+        own rows among them and one gather (two collectives, only when rows repeat) shares them."""
+        involved = torch.unique(torch.cat([a, b]))
+        lo_, hi_ = offsets[rank], offsets[rank] + counts[rank]
+        mine = involved[(involved >= lo_) & (involved < hi_)]
+        local = mine - lo_
+        fp = row_fingerprints(rows_at(chunks, local), t_loc[local]) if mine.numel() else \
+            torch.zeros(0, dtype=torch.long, device=dev)
+        (where, fps), _ = _all_gather_rows([mine, fp], group)
+        table = torch.full((valid.shape[0],), -1, dtype=torch.long, device=dev)
+        table[where] = fps
+        return table[a] == table[b]
+
+    keep, _ = kept_rows(su, valid, vid, cid, same_rows)  # the de-duplication of _rows(), on every rank alike
     kept_counts = [int(keep[o:o + k].sum()) for o, k in zip(offsets, counts)]
     keep_own = keep[offsets[rank]:offsets[rank] + counts[rank]]
     n = int(keep.sum())

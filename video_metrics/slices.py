@@ -12,7 +12,10 @@ slices), with their bootstrap intervals.
   ``f1_weighted``, ``auroc_macro``, ``auprc_macro``, ``mAP``, ``mAP_weighted``) over its classes,
   on every sample (sklearn's ``labels=``); for multiclass, the sample keys (``top{k}``, ``ece``,
   ``mce``, ``nll``, ``brier``) are those of the samples whose target is in the slice (the
-  EPIC-Kitchens tail top-1). Multilabel class slices report the class-wise keys only.
+  EPIC-Kitchens tail top-1). Multilabel class slices report the class-wise keys only. A class
+  slice with no video gives NaN for every key and no interval.
+* ``min_slice_size`` (default 30): slices with fewer videos are marked ``too_small`` (reported,
+  not hidden, but too small to read).
 
 EPIC-Kitchens-100's ``unseen`` top-1 is a group slice over a 0/1 column (participant absent from
 training), its ``tail`` top-1 a class slice over the tail classes (``tests/test_slices.py``).
@@ -29,7 +32,7 @@ from . import bootstrap as bs
 from .functional.aggregation import video_values
 from .levels import _clean, keys_for, level_scalars
 
-__all__ = ["SliceResult", "check_slices", "frequency_slices", "slice_results", "SAMPLE_KEYS"]
+__all__ = ["SliceResult", "check_slices", "frequency_slices", "slice_results", "point_values", "SAMPLE_KEYS"]
 
 #: multiclass keys of a class slice taken from the samples of its classes
 SAMPLE_KEYS = ("ece", "mce", "nll", "brier")
@@ -129,7 +132,8 @@ def _count(ctx, rows_mask: Optional[Tensor]) -> Tuple[int, int]:
     return (int(torch.unique(vid).numel()) if ctx.has_video_ids else n), n
 
 
-def _point(su, ctx, rows_mask) -> Dict[str, float]:
+def point_values(su, ctx, rows_mask) -> Dict[str, float]:
+    """The suite's keys on the rows of ``rows_mask`` (both levels)."""
     out = {f"clip/{k}": float(v) for k, v in ctx.clip_level(rows_mask).scalars().items()}
     if su.video_reduction is not None:
         out.update({f"video/{k}": float(v) for k, v in ctx.video_level(rows_mask)[0].scalars().items()})
@@ -152,7 +156,7 @@ def _group_slices(su, ctx) -> List[SliceResult]:
         for value in torch.unique(g[:, j]).tolist():
             mask = g[:, j] == value
             nv, nc = _count(ctx, mask)
-            res = SliceResult(name, int(value), "group", nv, nc, _point(su, ctx, mask),
+            res = SliceResult(name, int(value), "group", nv, nc, point_values(su, ctx, mask),
                               too_small=nv < su.min_slice_size)
             if su.bootstrap:
                 res.intervals = bs.percentile_intervals(bs.suite_replicates(su, ctx, su.bootstrap, su.seed, mask), su.ci)
@@ -199,8 +203,12 @@ def _class_slices(su, ctx) -> List[SliceResult]:
             scalars.update({f"{lv}/{k}": float(v) for k, v in _class_keys(su, level, idx).items()
                             if _class_wise(su.task, k)})
         if su.task == "multiclass" and bool(rows_mask.any()):
-            scalars.update({k: v for k, v in _point(su, ctx, rows_mask).items()
+            scalars.update({k: v for k, v in point_values(su, ctx, rows_mask).items()
                             if _sample_key(su.task, k.split("/", 1)[1])})
+        if nv == 0:  # no video of the slice's classes: nothing to measure (not a score of 0)
+            out.append(SliceResult(name, value, "class", 0, 0, {k: float("nan") for k in scalars}, too_small=True,
+                                   classes=cls))
+            continue
         res = SliceResult(name, value, "class", nv, nc, scalars, too_small=nv < su.min_slice_size, classes=cls)
         if su.bootstrap:
             reps: Dict[str, Tensor] = {}

@@ -57,7 +57,8 @@ from . import sharded as _sharded
 from . import slices as _slices
 from . import views as _views
 from .metrics.base import VideoMetric
-from .videos import AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction, kept_rows  # noqa: F401
+from .videos import (AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction, kept_rows,  # noqa: F401
+                     same_rows_in)
 from .metrics.ranking import check_bins
 
 __all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics", "SuiteReport", "LevelReport",
@@ -158,10 +159,10 @@ class _ClipRows(VideoMetric):
         self._check_rows()
         valid = self._cat("valid")
         t, vid, cid = self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
-        keep, dropped = kept_rows(self, valid, vid, cid)
+        chunks = self.scores if isinstance(self.scores, list) else [self.scores]
+        keep, dropped = kept_rows(self, valid, vid, cid, same_rows_in(chunks, t))
         if not bool(keep.all()):
             t, vid = t[keep], vid[keep]
-        chunks = self.scores if isinstance(self.scores, list) else [self.scores]
         rows = RowStore(chunks, keep, self._c, block_sizes(int(keep.sum()), self._c)[0])
         return rows, t, vid, dropped
 
@@ -242,7 +243,7 @@ class SuiteReport:
     num_classes: int
     class_names: List[str]
     scalars: Dict[str, float]
-    clip: LevelReport
+    clip: Optional[LevelReport]
     video: Optional[LevelReport]
     coverage: Optional[Coverage]
     video_reduction: Optional[str]
@@ -255,11 +256,28 @@ class SuiteReport:
     temperature: Optional[Dict[str, Any]] = None
     #: multiclass with video and clip ids: a :class:`~video_metrics.views.ViewsReport`
     views: Optional[Any] = None
+    #: what a row is: "clips", or e.g. "videos as aggregated by mmaction2" (then ``clip`` is None)
+    rows: str = "clips"
+
+    def __repr__(self) -> str:
+        """A short table (clip and video columns, intervals when bootstrapped), not every field."""
+        from .tables import format_table
+
+        what = f"{self.task}, {self.num_classes} classes" + (f", video reduction {self.video_reduction}"
+                                                             if self.video is not None else "")
+        extra = [f"{len(self.slices)} slice(s)"] if self.slices else []
+        extra += ["temperature fit"] if self.temperature else []
+        extra += ["views"] if self.views is not None else []
+        more = f"; also {', '.join(extra)} (see .to_dict())" if extra else ""
+        return f"SuiteReport({what}{more})\n" + format_table(self.scalars, self.intervals)
+
+    __str__ = __repr__
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "task": self.task, "num_classes": self.num_classes, "class_names": self.class_names,
-            "video_reduction": self.video_reduction, "scalars": _clean(self.scalars), "clip": self.clip.to_dict(),
+            "video_reduction": self.video_reduction, "scalars": _clean(self.scalars), "rows": self.rows,
+            "clip": None if self.clip is None else self.clip.to_dict(),
             "video": None if self.video is None else self.video.to_dict(),
             "coverage": None if self.coverage is None else asdict(self.coverage),
             "ci": self.ci, "intervals": {k: _clean(list(v)) for k, v in self.intervals.items()},

@@ -5,23 +5,31 @@ gathered rows as the analyses read them (bootstrap intervals, slices, comparison
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from .functional._checks import check_choice
-from .functional.aggregation import (REDUCTIONS, aggregate_blocks, dedup_clips, group_rows, video_key, video_probs,
-                                     video_values)
+from .functional.aggregation import (REDUCTIONS, aggregate_blocks, duplicate_pairs, group_rows, rows_at, video_key,
+                                     video_probs, video_values)
 from .levels import Level, RowStore, block_sizes
 
-__all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext", "kept_rows"]
+__all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext", "kept_rows",
+           "same_rows_in"]
 
 
-def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor) -> Tuple[Tensor, int]:
+def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor,
+              same_rows: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> Tuple[Tensor, int]:
     """``(keep, dropped)``: the valid rows, less repeated ``(video_id, clip_id)`` pairs (sampler
     padding; the first occurrence in row order is kept) when clip ids were given. The same
-    decision on every process of a sync (the suite's full gather and its class shards)."""
+    decision on every process of a sync (the suite's full gather and its class shards).
+
+    ``same_rows(rows, firsts)`` says which repeated rows equal the row they repeat (scores and
+    target): padding duplicates are identical rows, so a repeated pair with different scores or
+    targets means the ids are wrong, and raises (naming the count and the pair of the earliest such
+    row). Only
+    the rows the de-duplication found are compared."""
     n_clip_ids, n_total = int(su.n_with_clip_ids), int(su.n_seen)
     if 0 < n_clip_ids < n_total:
         raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
@@ -31,10 +39,33 @@ def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor) -> Tuple[Tensor, int]
     if not n_clip_ids:
         return valid, 0
     idx = torch.nonzero(valid).squeeze(1)
-    first = dedup_clips(vid[idx], cid[idx])
+    first, dup, dup_first = duplicate_pairs(vid[idx], cid[idx])
+    if dup.numel() and same_rows is not None:
+        same = same_rows(idx[dup], idx[dup_first])
+        bad = torch.nonzero(~same).squeeze(1)
+        if bad.numel():
+            row = idx[dup[bad]].min()  # the earliest conflicting row
+            v, c = int(vid[row]), int(cid[row])
+            reg = getattr(su, "id_registry", None)
+            name = repr(reg.name(v)) if reg is not None and v in reg else str(v)
+            raise ValueError(f"{bad.numel()} row(s) repeat the (video_id, clip_id) of another row with different "
+                             f"scores or targets (first: video {name}, clip {c}): rows repeated by a padding sampler "
+                             "are identical, so different rows under one (video_id, clip_id) mean the ids are wrong; "
+                             "clip_id must tell the clips of a video apart")
     keep = torch.zeros_like(valid)
     keep[idx[first]] = True
     return keep, idx.numel() - first.numel()
+
+
+def same_rows_in(chunks: Sequence[Tensor], *columns: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """``same_rows`` for :func:`kept_rows` over stored score ``chunks`` and whole row ``columns``
+    (targets): exact comparison of the repeated rows and the rows they repeat."""
+    def same(a: Tensor, b: Tensor) -> Tensor:
+        eq = (rows_at(chunks, a) == rows_at(chunks, b)).reshape(a.numel(), -1).all(1)
+        for col in columns:
+            eq &= (col[a] == col[b]).reshape(a.numel(), -1).all(1)
+        return eq
+    return same
 
 
 @dataclass

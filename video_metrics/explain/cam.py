@@ -261,12 +261,16 @@ class _LayerCAM:
         self.model, self.weights, self.layout = model, weights, layout
         self.reshape, self.forward_fn = reshape, forward_fn
         self._traces: Dict[tuple, Trace] = {}
+        self._traces_reused = False
         #: how the last call read the layer's output
         self.last_reading: Optional[str] = None
 
     def _trace(self, clips: Clips) -> Trace:
+        """The model's structure for clips of this shape (traced once per shape; its logits are
+        those of the clips traced first, so :attr:`_traces_reused` says when they are not these)."""
         key = (clips.layout, clips.is_list) + tuple((tuple(p.shape), p.dtype, str(p.device)) for p in clips.pathways)
-        if key not in self._traces:
+        self._traces_reused = key in self._traces
+        if not self._traces_reused:
             self._traces = {key: trace_model(self.model, clips, self.forward_fn, probe=self.reshape is None)}
         return self._traces[key]
 
@@ -292,10 +296,14 @@ class _LayerCAM:
         try:
             with torch.inference_mode(False):
                 c = fresh_clips(parse_clips(clips, self.layout))
-                tr = self._trace(c)
+                tr = self._trace(c)  # the structure only: it is cached per input shape
                 lm = self.layer_map(tr)
                 self.last_reading = lm.describe()
-                tgt = targets_for(tr.logits, target)
+                logits = tr.logits
+                if self._traces_reused:  # these clips' own scores
+                    with torch.no_grad():
+                        logits = run_model(self.model, self.forward_fn, c).detach()
+                tgt = targets_for(logits, target)
                 with torch.enable_grad():
                     if self.method == "gradcam" and self.weights == "clip":
                         cams = captum_clip_cams(self.model, self.forward_fn, c, lm, tgt)

@@ -24,7 +24,7 @@ are ``(videos, classes)`` (one or two of them) plus one block.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -57,15 +57,74 @@ def dedup_clips(video_ids: Tensor, clip_ids: Tensor) -> Tensor:
     """Indices of the first row (in row order) of every distinct ``(video_id, clip_id)`` pair,
     sorted by (video, clip). Rows repeated by a padding sampler are dropped. Two stable 1-D
     sorts (``torch.unique(dim=0)`` on the pairs is ~10x slower)."""
+    return duplicate_pairs(video_ids, clip_ids)[0]
+
+
+def duplicate_pairs(video_ids: Tensor, clip_ids: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(first, dup, dup_first)``: ``first`` as :func:`dedup_clips`; ``dup`` the rows that repeat
+    an earlier row's ``(video_id, clip_id)`` and ``dup_first`` the row each repeats (sorted by
+    (video, clip), then row order)."""
     n = video_ids.numel()
     if n == 0:
-        return torch.zeros(0, dtype=torch.long, device=video_ids.device)
+        empty = torch.zeros(0, dtype=torch.long, device=video_ids.device)
+        return empty, empty, empty
     o1 = torch.argsort(clip_ids, stable=True)
     order = o1[torch.argsort(video_ids[o1], stable=True)]  # by (video, clip); equal pairs in row order
     v, c = video_ids[order], clip_ids[order]
     start = torch.ones(n, dtype=torch.bool, device=video_ids.device)
     start[1:] = (v[1:] != v[:-1]) | (c[1:] != c[:-1])
-    return order[start]
+    first = order[start]
+    group = torch.cumsum(start.long(), 0) - 1
+    return first, order[~start], first[group[~start]]
+
+
+def rows_at(chunks: Sequence[Tensor], index: Tensor) -> Tensor:
+    """Rows ``index`` (into the row-concatenation of ``chunks``) without concatenating the chunks."""
+    sizes = torch.tensor([x.shape[0] for x in chunks], dtype=torch.long)
+    ends = torch.cumsum(sizes, 0)
+    index = index.to("cpu")
+    which = torch.searchsorted(ends, index, right=True)
+    out = None
+    for k, x in enumerate(chunks):
+        sel = torch.nonzero(which == k).squeeze(1)
+        if sel.numel() == 0:
+            continue
+        local = (index[sel] - (ends[k] - sizes[k])).to(x.device)
+        part = x.index_select(0, local)
+        if out is None:
+            out = torch.empty((index.numel(), *x.shape[1:]), dtype=x.dtype, device=x.device)
+        out[sel.to(x.device)] = part
+    if out is None:
+        ref = chunks[0] if len(chunks) else torch.zeros(0)
+        out = torch.empty((0, *ref.shape[1:]), dtype=ref.dtype, device=ref.device)
+    return out
+
+
+_PRIMES = (2147483647, 2147483629)  # two primes below 2**31: products of residues stay below 2**62
+
+
+def _int_bits(x: Tensor) -> Tensor:
+    """The bits of each value as int64 (integers and bools as they are)."""
+    if x.is_floating_point():
+        width = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+        return x.contiguous().view(width).long()
+    return x.long()
+
+
+def row_fingerprints(*columns: Tensor) -> Tensor:
+    """A 62-bit fingerprint of each row of the given tensors (``(N,)`` or ``(N, K)``: scores,
+    targets): rows equal bit for bit give equal fingerprints, others differ except with probability
+    about ``2**-62``. Integer arithmetic only (residues below ``2**31``), so the result does not
+    depend on the device, the batch or the order of the sums."""
+    parts = [_int_bits(c if c.dim() == 2 else c[:, None]) for c in columns]
+    bits = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+    k = torch.arange(bits.shape[1], dtype=torch.long, device=bits.device)
+    out = torch.zeros(bits.shape[0], dtype=torch.long, device=bits.device)
+    for j, p in enumerate(_PRIMES):
+        mult = torch.remainder(k * (40503 + 7919 * j) + 12345 + 977 * j, p - 1) + 1
+        h = torch.remainder(torch.remainder(bits, p) * mult, p).sum(1)
+        out = out * p + torch.remainder(h, p)
+    return out
 
 
 def _log_probs(x: Tensor, task: str, input: str) -> Tensor:

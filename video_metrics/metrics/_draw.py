@@ -114,8 +114,11 @@ def draw_confusion(ax, cm, class_names: Optional[Sequence[str]] = None, normaliz
 
 
 def draw_reliability(ax, rel, title: str = "Reliability diagram", ax_hist=None) -> None:
-    """Accuracy per confidence bin as bars, the gap to the mean confidence in red, the diagonal
-    dashed, ECE/MCE in the title; with ``ax_hist``, the share of samples per bin above it."""
+    """Per confidence bin, the accuracy as a bar (left half of the bin) and the gap between the
+    accuracy and the bin's mean confidence as a red bar beside it (right half), so that neither
+    hides the other; the diagonal dashed; ECE/MCE in the title, the legend below the axes (it covers
+    no bar). With ``ax_hist``, the share of samples per bin above it, the overall accuracy and mean
+    confidence as vertical lines named in its title."""
     edges = _np(rel.edges).astype(np.float64)
     acc = _np(rel.accuracy).astype(np.float64)
     conf = _np(rel.confidence).astype(np.float64)
@@ -123,30 +126,32 @@ def draw_reliability(ax, rel, title: str = "Reliability diagram", ax_hist=None) 
     lo, width = edges[:-1], np.diff(edges)
     total = max(count.sum(), 1.0)
     filled = count > 0
+    ece, mce = float(_np(rel.ece)), float(_np(rel.mce))
+    head = f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}"
     if ax_hist is not None:
         ax_hist.bar(lo, count / total, width=width, align="edge", color="tab:gray", edgecolor="black", linewidth=0.5)
         if filled.any():
             mean_conf = float((conf[filled] * count[filled]).sum() / total)
             mean_acc = float((acc[filled] * count[filled]).sum() / total)
-            ax_hist.axvline(mean_acc, color="tab:blue", linestyle="--", label=f"accuracy {mean_acc:.3f}")
-            ax_hist.axvline(mean_conf, color="tab:red", linestyle=":", label=f"avg confidence {mean_conf:.3f}")
-            ax_hist.legend(fontsize=7, loc="upper left")
+            ax_hist.axvline(mean_acc, color="tab:blue", linestyle="--")
+            ax_hist.axvline(mean_conf, color="tab:red", linestyle=":")
+            head += f"\naccuracy {mean_acc:.3f} (blue dashed), mean confidence {mean_conf:.3f} (red dotted)"
         ax_hist.set_ylabel("share of samples")
         ax_hist.tick_params(labelbottom=False)
     a = np.where(filled, acc, 0.0)
     c = np.where(filled, conf, lo + width / 2)
-    ax.bar(lo, a, width=width, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy")
+    half = width / 2
+    ax.bar(lo, a, width=half, align="edge", color="tab:blue", edgecolor="black", linewidth=0.5, label="accuracy")
     gap_lo, gap_hi = np.minimum(a, c), np.maximum(a, c)
-    ax.bar(lo[filled], (gap_hi - gap_lo)[filled], bottom=gap_lo[filled], width=width[filled], align="edge",
-           color="tab:red", alpha=0.35, edgecolor="tab:red", hatch="//", label="gap to mean confidence")
+    ax.bar((lo + half)[filled], (gap_hi - gap_lo)[filled], bottom=gap_lo[filled], width=half[filled], align="edge",
+           color="tab:red", alpha=0.55, edgecolor="tab:red", label="gap: accuracy to mean confidence")
     ax.plot([0, 1], [0, 1], linestyle="--", color="black", linewidth=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8, loc="upper left")
-    ece, mce = float(_np(rel.ece)), float(_np(rel.mce))
-    set_title(ax_hist if ax_hist is not None else ax, f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    set_title(ax_hist if ax_hist is not None else ax, head, fontsize=11)
 
 
 def draw_pr_curves(ax, curves, labels: Sequence[str], classes: Sequence[int], styles: Optional[Sequence[str]] = None) -> None:
@@ -158,6 +163,11 @@ def draw_pr_curves(ax, curves, labels: Sequence[str], classes: Sequence[int], st
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
+
+
+#: font size of per-class bar labels (points); figures give each bar :data:`BAR_HEIGHT` inches
+BAR_LABEL_SIZE = 8.5
+BAR_HEIGHT = 0.3
 
 
 def draw_bars(ax, values, class_names: Optional[Sequence[str]] = None, metric: str = "value",
@@ -173,7 +183,7 @@ def draw_bars(ax, values, class_names: Optional[Sequence[str]] = None, metric: s
     ax.barh(y, vals[list(shown)] if len(shown) else [], color="tab:blue")
     ax.set_yticks(y)
     lab = [_short(names[i]) + (f" (n={support[i]})" if support is not None else "") for i in shown]
-    ax.set_yticklabels(lab, fontsize=7)
+    ax.set_yticklabels(lab, fontsize=BAR_LABEL_SIZE)
     ax.set_xlim(0, 1)
     ax.set_xlabel(metric)
     defined = vals[np.isfinite(vals)]
