@@ -52,7 +52,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from machine import reference_timings  # noqa: E402
 from video_metrics.data import moving_object_clips  # noqa: E402
 from video_metrics.explain import (  # noqa: E402
     AttentionRollout,
@@ -235,6 +237,9 @@ def main(argv=None) -> int:
     if a.smoke:
         archs = ["videomae", "timesformer"]
     result: Dict[str, object] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if not a.smoke:
+        result["machine"] = reference_timings()
+        print(result["machine"])
     for arch in archs:
         model = make_model(arch, 2 if a.smoke else a.layers, a.seed)
         init = copy.deepcopy(model).eval()

@@ -16,6 +16,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import reference_timings  # noqa: E402
+
 PY = sys.executable
 CLI = [PY, "-m", "video_metrics.cli"]
 ROUNDS = 5
@@ -43,6 +46,7 @@ def main() -> int:
         for name, cmd in COMMANDS.items():
             times[name].append(timed(cmd))
     print(f"start-up, {ROUNDS} runs each (interleaved), seconds; {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(reference_timings())
     print(f"{'command':<66}{'min':>7}{'median':>8}")
     for name, ts in times.items():
         print(f"{name:<66}{min(ts):7.2f}{statistics.median(ts):8.2f}")

@@ -39,7 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from machine import reference_timings  # noqa: E402
 from video_metrics.explain import explain, normalize_per_clip, spearman  # noqa: E402
 
 
@@ -254,6 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     only = {s for s in args.only.split(",") if s}
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; random weights; N=2 clips per model")
+    print(reference_timings())
     print(f"{'model':<13} {'family':<13} {'method':<9} {'layer chosen':<34} {'map (N,T,H,W)':<20} {'map':<5} "
           f"{'s/clip':>7} agree (Spearman / max|diff|) with a hand-written Grad-CAM at that layer")
     rows = []

@@ -13,7 +13,6 @@ import torch
 import _dist
 import video_metrics as vm
 from video_metrics.cli import main
-from video_metrics.functional.aggregation import duplicate_pairs, row_fingerprints, rows_at
 
 
 def _csv(path, rows=40, clips=4, classes=5, clip_ids=None, seed=0):
@@ -110,6 +109,8 @@ def test_action_metrics_refuse_conflicting_repeats():
 
 
 def test_duplicate_pairs_fingerprints_and_rows_at_by_hand():
+    from video_metrics.functional.aggregation import duplicate_pairs, row_fingerprints, rows_at
+
     vid = torch.tensor([3, 1, 3, 1, 3, 2])
     cid = torch.tensor([0, 0, 0, 0, 1, 0])
     first, dup, of = duplicate_pairs(vid, cid)
