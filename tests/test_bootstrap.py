@@ -92,7 +92,7 @@ def test_unit_weights_give_the_point_estimates():
     su = vm.VideoClassificationMetrics(7, video_reduction="mean_logits")
     su.update(d.scores, d.target, d.video_ids, d.clip_ids)
     point = su.compute()
-    ctx = su._evaluate(detail="context")[4]
+    ctx = su.evaluation("context").context
     for level, unit, n in ((ctx.clip_level(), torch.unique(ctx.vid, return_inverse=True)[1], 60),
                            (ctx.video_level()[0], torch.arange(60), 60)):
         out = bs.replicate_scalars(level, unit, torch.ones(1, n, dtype=torch.float64))

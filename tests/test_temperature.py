@@ -71,7 +71,7 @@ def test_separable_data_returns_the_bound_and_bad_input_is_refused():
 
 # ------------------------------------------------------------------ the suite's fit_temperature
 import video_metrics as vm  # noqa: E402
-from video_metrics.bootstrap import _mix  # noqa: E402
+from video_metrics.bootstrap import mix64 as _mix  # noqa: E402
 
 
 def _videos(task="multiclass", n_videos=150, clips=4, c=6, scale=3.0, seed=1):

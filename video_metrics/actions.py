@@ -187,7 +187,8 @@ class ActionMetrics(VideoMetric):
         valid, vid, cid = self._cat("valid"), self._cat("video_ids"), self._cat("clip_ids")
         same = same_rows_in([self._cat("verb_scores")], self._cat("noun_scores"), self._cat("verb_target"),
                             self._cat("noun_target"))
-        keep, dropped = kept_rows(self, valid, vid, cid, same)
+        keep, dropped = kept_rows((int(self.n_seen), int(self.n_with_clip_ids), int(self.n_with_video_ids)), valid, vid,
+                                  cid, same)
         n_groups, n_seen = int(self.n_with_groups), int(self.n_seen)
         if 0 < n_groups < n_seen:
             raise ValueError("`groups` were given for some batches only: pass them for every batch or for none")

@@ -37,7 +37,7 @@ from .functional.ranking import copy_transposed
 from .levels import add_challenge_score, keys_for, level_scalars
 
 __all__ = ["poisson_weights", "unit_hash", "weighted_stats", "replicate_scalars", "percentile_intervals",
-           "check_bootstrap", "UNITS"]
+           "check_bootstrap", "UNITS", "mix64", "resampled_levels", "suite_replicates", "intervals_for", "replicates"]
 
 UNITS = ("video", "clip")
 
@@ -60,7 +60,7 @@ def _shr(x: Tensor, k: int) -> Tensor:
     return (x >> k) & ((1 << (64 - k)) - 1)
 
 
-def _mix(x: Tensor) -> Tensor:
+def mix64(x: Tensor) -> Tensor:
     """SplitMix64's finaliser (Steele, Lea & Flood 2014) on int64 tensors (wrapping arithmetic)."""
     x = x + _GAMMA
     x = (x ^ _shr(x, 30)) * _M1
@@ -72,7 +72,7 @@ def unit_hash(ids: Tensor, second: Optional[Tensor] = None) -> Tensor:
     """One int64 key per unit: the id itself, or a hash of ``(id, second)`` (clip units: video and
     clip id)."""
     ids = ids.long()
-    return ids if second is None else _mix(_mix(ids) + second.long())
+    return ids if second is None else mix64(mix64(ids) + second.long())
 
 
 # P(X <= k) for X ~ Poisson(1), k = 0..30 (the mass beyond is below 1e-33)
@@ -84,8 +84,8 @@ def poisson_weights(keys: Tensor, replicates: int, seed: int, dtype=torch.float6
     dev = keys.device
     keys = keys.long()
     r = torch.arange(replicates, dtype=torch.long, device=dev)
-    base = _mix(_mix(torch.tensor(int(seed), dtype=torch.long, device=dev)) + r)  # (B,)
-    h = _mix(base[:, None] ^ _mix(keys)[None, :])
+    base = mix64(mix64(torch.tensor(int(seed), dtype=torch.long, device=dev)) + r)  # (B,)
+    h = mix64(base[:, None] ^ mix64(keys)[None, :])
     u = _shr(h, 11).double() * (2.0 ** -53)  # uniform on [0, 1)
     cdf = torch.tensor(_POISSON_CDF, dtype=torch.float64, device=dev)
     return torch.searchsorted(cdf, u, right=True).clamp_max(len(_POISSON_CDF) - 1).to(dtype)
@@ -263,18 +263,18 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     ``from_aggregated``); ``unit``: the unit (column of ``w``) of each of its rows; ``w``:
     ``(B, U)`` replicate counts; ``missing``: ``(B,)`` weighted count of expected videos without
     clips (video level, ``missing="count_as_wrong"``)."""
-    su, task = level.suite, level.task
-    keys = keys_for(task, su.top_k, level.reduction) if keys is None else list(keys)
+    cfg, task = level.config, level.task
+    keys = keys_for(task, cfg.top_k, level.reduction) if keys is None else list(keys)
     c, n = level.c, level.n
     b, nu = w.shape
     dev = w.device
     t_all = level.target
     need_cal = "ece" in keys or "mce" in keys
     need_loss = "nll" in keys or "brier" in keys
-    nb = su.calibration_bins
+    nb = cfg.calibration_bins
     mc = task == "multiclass"
     n_u = torch.zeros(nu, dtype=torch.float64, device=dev).index_add_(0, unit, torch.ones(n, dtype=torch.float64, device=dev))
-    k = len(su.top_k)
+    k = len(cfg.top_k)
     if mc:
         tabs = torch.zeros(k + 3, nu * c, dtype=torch.float64, device=dev)  # hits per k, tp, pc, support
     else:
@@ -283,7 +283,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     loss = torch.zeros(2, nu, dtype=torch.float64, device=dev)
     need_rank = any(k in _RANK_KEYS for k in keys)
     # the level's own ranking matrix when it kept it unsorted (detail=True)
-    rank_t = getattr(level, "_rank_t", None) if need_rank and level.detail else None
+    rank_t = level.rank_matrix if need_rank else None
     # multiclass: the ranking scores are read a class block at a time, rebuilt from the rows
     # (Level.class_rows), never as a whole (C, N) matrix; multilabel: the whole matrix
     build = need_rank and rank_t is None and not mc
@@ -291,18 +291,18 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         rank_t = torch.empty((c, n), dtype=level.rank_dtype, device=dev)
     # clip-level multiclass logits: the rows' log-sum-exp gives the losses and the ranking scores
     # (as in Level._blocked, so that the point estimates are the level's own)
-    fused = mc and level._rows is not None and su.input == "logits"
-    for start, key, probs, rank in level._row_blocks(lazy_rank=fused):
+    fused = mc and level.is_rows and cfg.input == "logits"
+    for start, key, probs, rank in level.row_blocks(lazy_rank=fused):
         m = key.shape[0]
         t = t_all[start:start + m]
         u = unit[start:start + m]
-        r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss, k_max=max(su.top_k)) if mc else None
+        r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss, k_max=max(cfg.top_k)) if mc else None
         if build:
             copy_transposed(rank_t[:, start:start + m], rank)
         if mc:
             pred = r.pred
             at_t = u * c + t
-            for i, kk in enumerate(su.top_k):
+            for i, kk in enumerate(cfg.top_k):
                 tabs[i].index_add_(0, at_t, (r.rank < kk).double())
             tabs[k].index_add_(0, at_t, (pred == t).double())
             tabs[k + 1].index_add_(0, u * c + pred, torch.ones(m, dtype=torch.float64, device=dev))
@@ -316,7 +316,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
                 loss[1].index_add_(0, u, r.brier)
         else:
             pos = t.bool()
-            pred = probs > su.threshold
+            pred = probs > cfg.threshold
             for j, v in enumerate((pred & pos, pred & ~pos, ~pred & pos, ~pred & ~pos)):
                 tabs[j].index_add_(0, u, v.double())
             if need_cal:
@@ -362,7 +362,7 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
         S.update(ap=ap, auc=auc, npos=npos, nneg=nneg)
         if task == "multilabel" and any(k.startswith("mAP") for k in keys):
             S["ap_used"], S["npos_used"] = ap, npos
-            if su.empty_videos == "exclude":
+            if cfg.empty_videos == "exclude":
                 has_pos = t_all.bool().any(1)
                 if not bool(has_pos.all()):
                     rows = torch.nonzero(has_pos).squeeze(1)
@@ -377,12 +377,12 @@ def replicate_scalars(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] 
                       classes: Optional[Tensor] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
     """The level's scalar keys (all, or ``keys``) for every replicate: ``{key: (B,)}``. Only the
     statistics those keys need are computed (no ranking pass without AP/AUROC keys)."""
-    all_keys = keys_for(level.task, level.suite.top_k, level.reduction)
+    all_keys = keys_for(level.task, level.config.top_k, level.reduction)
     keys = all_keys if keys is None else [k for k in all_keys if k in keys]
     if not keys:
         return {}
     S = weighted_stats(level, unit, w, missing, keys)
-    return level_scalars(level.suite, level.task, keys, S, classes)
+    return level_scalars(level.config, level.task, keys, S, classes)
 
 
 def percentile_intervals(reps: Dict[str, Tensor], ci: float) -> Dict[str, Tuple[float, float]]:
@@ -412,23 +412,23 @@ def level_units(vid: Tensor, unit: str, clip_ids: Optional[Tensor] = None, has_v
     return torch.arange(n, dtype=torch.long, device=dev), torch.arange(n, device=dev)
 
 
-def resampled_levels(su, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
+def resampled_levels(cfg, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
                      unit: Optional[str] = None, video: bool = True):
     """``[(name, level, unit of each row, (B, units) counts, missing)]`` for the clip level and,
     with a video reduction (and ``video``), the video level of the suite's kept rows (or the
     subset ``rows_mask``): what :func:`weighted_stats` reads. ``unit``: the resampling unit of the
     clip level (default: the suite's ``bootstrap_unit``); the video level's rows are videos.
     ``missing``: ``(B,)`` counts of the expected videos without clips, or None."""
-    unit = su.bootstrap_unit if unit is None else unit
+    unit = cfg.bootstrap_unit if unit is None else unit
     vid = ctx.vid if rows_mask is None else ctx.vid[rows_mask]
     cid = ctx.clip_ids if rows_mask is None or ctx.clip_ids is None else ctx.clip_ids[rows_mask]
-    if unit == "video" and not ctx.has_video_ids and not getattr(su, "_warned_unit", False):
-        su._warned_unit = True
+    if unit == "video" and not ctx.has_video_ids and "unit" not in ctx.warned:
+        ctx.warned.add("unit")
         warnings.warn("bootstrap_unit='video' without video_ids: every clip is its own unit (pass video_ids to "
                       "resample videos)", stacklevel=4)
     ukeys, unit_of_row = level_units(vid, unit, cid, ctx.has_video_ids)
     out = [("clip", ctx.clip_level(rows_mask), unit_of_row, poisson_weights(ukeys, replicates, seed), None)]
-    if su.video_reduction is not None and video:
+    if cfg.video_reduction is not None and video:
         level, vids, missing_ids = ctx.video_level(rows_mask)
         missing = None
         if missing_ids is not None and missing_ids.numel():
@@ -438,10 +438,10 @@ def resampled_levels(su, ctx, replicates: int, seed: int, rows_mask: Optional[Te
     return out
 
 
-def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
+def suite_replicates(cfg, ctx, replicates: int, seed: int, rows_mask: Optional[Tensor] = None,
                      classes: Optional[Tensor] = None, keys: Optional[Sequence[str]] = None) -> Dict[str, Tensor]:
     """``{"clip/<key>": (B,), "video/<key>": (B,)}`` for the suite's gathered rows (``ctx``: the
-    evaluation context of :meth:`VideoClassificationMetrics._evaluate`); ``keys`` (prefixed, e.g.
+    evaluation context of :meth:`VideoClassificationMetrics.evaluation`); ``keys`` (prefixed, e.g.
     ``"video/top1"``) restricts the work to those keys."""
 
     def only(level: str):
@@ -451,18 +451,19 @@ def suite_replicates(su, ctx, replicates: int, seed: int, rows_mask: Optional[Te
         return names + ["top1", "top5"] if "challenge_score" in names else names
 
     out: Dict[str, Tensor] = {}
-    for name, level, unit, w, missing in resampled_levels(su, ctx, replicates, seed, rows_mask,
+    for name, level, unit, w, missing in resampled_levels(cfg, ctx, replicates, seed, rows_mask,
                                                           video=keys is None or bool(only("video"))):
         out.update({f"{name}/{k}": v for k, v in replicate_scalars(level, unit, w, missing, classes, only(name)).items()})
-    add_challenge_score(su, out)
+    add_challenge_score(cfg, out)
     return out
 
 
-def intervals_for(su, ctx, keys: Optional[Sequence[str]] = None) -> Dict[str, Tuple[float, float]]:
-    reps = suite_replicates(su, ctx, su.bootstrap, su.seed, keys=keys)
+def intervals_for(cfg, ctx, keys: Optional[Sequence[str]] = None) -> Dict[str, Tuple[float, float]]:
+    """The percentile intervals of the suite's keys (``cfg.bootstrap`` replicates, ``cfg.seed``, ``cfg.ci``)."""
+    reps = suite_replicates(cfg, ctx, cfg.bootstrap, cfg.seed, keys=keys)
     if keys is not None:
         reps = {k: v for k, v in reps.items() if k in keys}
-    return percentile_intervals(reps, su.ci)
+    return percentile_intervals(reps, cfg.ci)
 
 
 def replicates(suite, replicates: Optional[int] = None, seed: Optional[int] = None,
@@ -478,7 +479,7 @@ def replicates(suite, replicates: Optional[int] = None, seed: Optional[int] = No
         raise ValueError("bootstrap replicates need exact mode (bins=None)")
 
     def run():
-        ctx = suite._evaluate(detail="context")[4]
-        return suite_replicates(suite, ctx, b, s, keys=keys)
+        ctx = suite.evaluation("context").context
+        return suite_replicates(suite.config, ctx, b, s, keys=keys)
 
-    return suite._synced(run)
+    return suite.synced(run)

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from . import bootstrap as bs
 from .functional.classification import argmax_lowest, divide
-from .levels import _clean, add_challenge_score, keys_for, level_scalars
+from .levels import add_challenge_score, clean_json, keys_for, level_scalars
 from .slices import point_values
 
 #: keys where a smaller value is better (a regression is a positive delta)
@@ -126,7 +126,7 @@ class Comparison:
                           {k: f for k, f in self.flips.items() if k == level}, self.per_class_level, slices)
 
     def to_dict(self) -> Dict[str, Any]:
-        return _clean({
+        return clean_json({
             "bootstrap": self.bootstrap, "ci": self.ci, "seed": self.seed, "num_videos": self.num_videos,
             "deltas": {k: asdict(v) for k, v in self.deltas.items()},
             "mcnemar": {k: asdict(v) for k, v in self.mcnemar.items()},
@@ -183,40 +183,41 @@ def benjamini_hochberg(p: List[float]) -> List[float]:
 
 def _check_pair(a, b) -> None:
     for name, su in (("a", a), ("b", b)):
-        if getattr(su, "bins", None) is not None or not hasattr(su, "video_reduction"):
+        if not callable(getattr(su, "evaluation", None)) or su.config.bins is not None:
             raise ValueError(f"`{name}` must be a VideoClassificationMetrics in exact mode (bins=None)")
-    if a.task != b.task or a.num_classes != b.num_classes:
-        raise ValueError(f"`a` and `b` must have the same task and classes, got {a.task}/{a.num_classes} and "
-                         f"{b.task}/{b.num_classes}")
-    if a.video_reduction != b.video_reduction or tuple(a.top_k) != tuple(b.top_k):
+    ca, cb = a.config, b.config
+    if ca.task != cb.task or ca.num_classes != cb.num_classes:
+        raise ValueError(f"`a` and `b` must have the same task and classes, got {ca.task}/{ca.num_classes} and "
+                         f"{cb.task}/{cb.num_classes}")
+    if ca.video_reduction != cb.video_reduction or tuple(ca.top_k) != tuple(cb.top_k):
         raise ValueError("`a` and `b` must use the same video_reduction and top_k, got "
-                         f"{a.video_reduction}/{a.top_k} and {b.video_reduction}/{b.top_k}")
+                         f"{ca.video_reduction}/{ca.top_k} and {cb.video_reduction}/{cb.top_k}")
 
 
 def _correct(level) -> Tensor:
     """Per sample: right (top-1 for multiclass; thresholded prediction for binary)."""
-    su = level.suite
+    cfg = level.config
     parts = []
-    for start, key, probs, _ in level._row_blocks():
+    for start, key, probs, _ in level.row_blocks():
         t = level.target[start:start + key.shape[0]]
         if level.task == "multiclass":
             parts.append(argmax_lowest(key) == t)
         else:
-            parts.append((probs[:, 0] > su.threshold) == t[:, 0].bool())
+            parts.append((probs[:, 0] > cfg.threshold) == t[:, 0].bool())
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
 
 
-def _slice_defs(su, ctx) -> List[Tuple[str, Any, Tensor]]:
+def _slice_defs(cfg, ctx) -> List[Tuple[str, Any, Tensor]]:
     """``(column, value, videos)`` of every group slice of the suite's rows."""
     out = []
-    for j, name in enumerate(su.slices):
+    for j, name in enumerate(cfg.slices):
         col = ctx.groups[:, j]
         for value in torch.unique(col).tolist():
             out.append((name, int(value), torch.unique(ctx.vid[col == value])))
     return out
 
 
-def _slice_stats(su, ctx, defs, b: int, seed: int) -> Dict[Tuple[str, Any], Tuple[Dict[str, float], Dict[str, Tensor]]]:
+def _slice_stats(cfg, ctx, defs, b: int, seed: int) -> Dict[Tuple[str, Any], Tuple[Dict[str, float], Dict[str, Tensor]]]:
     """Per slice definition: the point values and the replicates of the suite's keys on the
     slice's videos (NaN and no replicates when the suite has none of them)."""
     out = {}
@@ -225,41 +226,44 @@ def _slice_stats(su, ctx, defs, b: int, seed: int) -> Dict[Tuple[str, Any], Tupl
         if not bool(mask.any()):
             out[(name, value)] = ({}, {})
             continue
-        out[(name, value)] = (point_values(su, ctx, mask), bs.suite_replicates(su, ctx, b, seed, mask))
+        out[(name, value)] = (point_values(cfg, ctx, mask), bs.suite_replicates(cfg, ctx, b, seed, mask))
     return out
 
 
 def _collect(su, b: int, seed: int, slice_defs=None) -> Dict[str, Any]:
     """Everything the comparison needs from one suite, inside its sync."""
 
+    cfg = su.config
+
     def run():
-        out, _, _, _, ctx = su._evaluate(detail="context")
+        ev = su.evaluation("context")
+        ctx = ev.context
         if not ctx.has_video_ids:
             raise ValueError("compare() pairs the two suites by video: update them with video_ids")
-        res: Dict[str, Any] = {"point": {k: float(v) for k, v in out.items()}, "levels": {}}
+        res: Dict[str, Any] = {"point": {k: float(v) for k, v in ev.scalars.items()}, "levels": {}}
         res["videos"] = torch.unique(ctx.vid)
-        if getattr(su, "slices", None):
-            defs = slice_defs if slice_defs is not None else _slice_defs(su, ctx)
-            res["slice_defs"], res["slices"] = defs, _slice_stats(su, ctx, defs, b, seed)
-        levels = bs.resampled_levels(su, ctx, b, seed, unit="video")
+        if cfg.slices:
+            defs = slice_defs if slice_defs is not None else _slice_defs(cfg, ctx)
+            res["slice_defs"], res["slices"] = defs, _slice_stats(cfg, ctx, defs, b, seed)
+        levels = bs.resampled_levels(cfg, ctx, b, seed, unit="video")
         res["reps"] = {}
         for name, level, u, ww, miss in levels:
             if name == "video":
                 res["targets"] = level.target
             S = bs.weighted_stats(level, u, ww, miss)
-            reps = level_scalars(su, su.task, keys_for(su.task, su.top_k, level.reduction), S)
+            reps = level_scalars(cfg, cfg.task, keys_for(cfg.task, cfg.top_k, level.reduction), S)
             res["reps"].update({f"{name}/{k}": v for k, v in reps.items()})
-            if su.task == "multiclass":
+            if cfg.task == "multiclass":
                 per_class = divide(S["tp"], S["support"], float("nan"))
                 point_class = divide(level.stats["tp"], level.stats["support"], float("nan"))
-            elif su.task == "multilabel":
+            elif cfg.task == "multilabel":
                 per_class = torch.where(S["npos"] > 0, S["ap"], torch.full_like(S["ap"], float("nan")))
                 point_class = torch.where(level.stats["npos"] > 0, level.stats["ap"].double(),
                                           torch.full_like(level.stats["ap"].double(), float("nan")))
             else:
                 per_class = point_class = None
             entry = {"per_class": per_class, "point_class": point_class}
-            if su.task != "multilabel":
+            if cfg.task != "multilabel":
                 right = _correct(level)
                 if name == "clip":
                     entry["ids"] = (ctx.vid, ctx.clip_ids) if ctx.clip_ids is not None else None
@@ -267,10 +271,10 @@ def _collect(su, b: int, seed: int, slice_defs=None) -> Dict[str, Any]:
                     entry["ids"] = (res["videos"], None)  # the video level's rows: ids ascending
                 entry["right"] = right
             res["levels"][name] = entry
-        add_challenge_score(su, res["reps"])
+        add_challenge_score(cfg, res["reps"])
         return res
 
-    return su._synced(run)
+    return su.synced(run)
 
 
 def _pair_rows(ids_a: Tuple[Tensor, Optional[Tensor]], ids_b: Tuple[Tensor, Optional[Tensor]]):
@@ -338,7 +342,7 @@ def _slice_deltas(a, ra, rb, ci: float) -> List[SliceDelta]:
             deltas = _deltas(reps_a, reps_b, pa, pb, ci)
         else:  # no videos: every key undefined, no interval
             deltas = {k: Delta(k, nan, nan, nan, nan, nan, nan) for k in keys}
-        out.append(SliceDelta(name, value, int(videos.numel()), int(videos.numel()) < a.min_slice_size, deltas))
+        out.append(SliceDelta(name, value, int(videos.numel()), int(videos.numel()) < a.config.min_slice_size, deltas))
     return out
 
 
@@ -382,7 +386,7 @@ def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0,
     pc_level = "video" if "video" in ra["levels"] else "clip"
     ea, eb = ra["levels"][pc_level], rb["levels"][pc_level]
     if ea["per_class"] is not None:
-        metric = "recall" if a.task == "multiclass" else "ap"
+        metric = "recall" if a.config.task == "multiclass" else "ap"
         d = eb["per_class"] - ea["per_class"]  # (B, C)
         point_a, point_b = ea["point_class"], eb["point_class"]
         tail = (1 - ci) / 2  # the percentile interval of percentile_intervals, per class
@@ -390,7 +394,7 @@ def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0,
         pvals = [bootstrap_p_value(d[:, j]) if bool(~torch.isnan(point_a[j]) & ~torch.isnan(point_b[j])) else float("nan")
                  for j in range(d.shape[1])]
         qvals = benjamini_hochberg(pvals)
-        names = a.class_names
+        names = list(a.config.class_names)
         for j in range(d.shape[1]):
             pa, pb = float(point_a[j]), float(point_b[j])
             per_class.append(ClassDelta(j, names[j], metric, pa, pb, pb - pa, float(q[0, j]), float(q[1, j]), pvals[j],

@@ -38,18 +38,22 @@ from .functional.histogram import hist_ap_auroc, hist_pr_curves, hist_view
 from .functional.ranking import (
     PRCurveData,
     average_precision,
+    class_pass,
     copy_transposed,
     exact_ap_auroc,
+    positive_index,
+    pooled_ap,
     pr_curves,
     ranking_curves,
-    pooled_ap,
     reduce_classes,
     reduce_pooled,
+    sorted_positives,
     sub_transposed,
 )
 from .metrics.classification import top_confusions
 
-__all__ = ["keys_for", "LevelReport", "Level", "HistLevel", "RowStore", "block_sizes"]
+__all__ = ["keys_for", "LevelReport", "Level", "HistLevel", "RowStore", "block_sizes", "level_scalars",
+           "add_challenge_score", "add_video_counts", "clean_json", "ClassRows"]
 
 _CALIBRATION_KEYS = {"ece", "mce", "nll", "brier"}
 _LABEL_KEYS_MC = ("balanced_acc", "precision_macro", "recall_macro", "f1_macro", "f1_micro", "f1_weighted")
@@ -100,24 +104,24 @@ class LevelReport:
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {
-            "level": self.level, "scalars": _clean(self.scalars), "support": self.support,
-            "precision": _clean(self.precision), "recall": _clean(self.recall), "f1": _clean(self.f1), "ap": _clean(self.ap),
+            "level": self.level, "scalars": clean_json(self.scalars), "support": self.support,
+            "precision": clean_json(self.precision), "recall": clean_json(self.recall), "f1": clean_json(self.f1), "ap": clean_json(self.ap),
             "top_confusions": [list(x) for x in self.top_confusions],
         }
         if self.reliability is not None:
             r = self.reliability
-            d["reliability"] = {"confidence": _clean(r.confidence.tolist()), "accuracy": _clean(r.accuracy.tolist()),
-                                "count": r.count.tolist(), "edges": r.edges.tolist(), "ece": _clean(r.ece.item()),
-                                "mce": _clean(r.mce.item())}
+            d["reliability"] = {"confidence": clean_json(r.confidence.tolist()), "accuracy": clean_json(r.accuracy.tolist()),
+                                "count": r.count.tolist(), "edges": r.edges.tolist(), "ece": clean_json(r.ece.item()),
+                                "mce": clean_json(r.mce.item())}
         return d
 
 
-def _clean(x):
+def clean_json(x):
     """NaN/inf -> None so that the dict is strict JSON."""
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: clean_json(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [clean_json(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
@@ -136,7 +140,7 @@ def _prf_scalars(tp: Tensor, pc: Tensor, support: Tensor, averages: Sequence[str
     return out
 
 
-def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes: Optional[Tensor] = None) -> Dict[str, Tensor]:
+def level_scalars(cfg, task: str, keys: Sequence[str], S: Dict[str, Any], classes: Optional[Tensor] = None) -> Dict[str, Tensor]:
     """Every scalar key of one level from its sufficient statistics ``S``: the one place where the
     keys are defined. The statistics may carry leading dimensions (bootstrap replicates, see
     :mod:`video_metrics.bootstrap`); classes are the last dimension of per-class ones.
@@ -166,34 +170,34 @@ def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes
         out["precision"], out["recall"], out["f1"] = prf["precision"], prf["recall"], prf["f1"]
         if "ap" in keys or "auroc" in keys:
             npos, nneg = S["npos"][..., 0], S["nneg"][..., 0]
-            out["ap"] = reduce_pooled(S["ap"][..., 0], npos > 0, su.ap_empty_class)
-            out["auroc"] = reduce_pooled(S["auc"][..., 0], (npos > 0) & (nneg > 0), su.auroc_empty_class)
+            out["ap"] = reduce_pooled(S["ap"][..., 0], npos > 0, cfg.ap_empty_class)
+            out["auroc"] = reduce_pooled(S["auc"][..., 0], (npos > 0) & (nneg > 0), cfg.auroc_empty_class)
     elif task == "multiclass":
         tp, pc, support = cls(S["tp"]), cls(S["pc"]), cls(S["support"])
-        for i, k in enumerate(su.top_k):
+        for i, k in enumerate(cfg.top_k):
             out[f"top{k}"] = S["hits"][i].sum(-1).double() / den
             out[f"mean_class_top{k}"] = balanced_accuracy(cls(S["hits"][i]), pc, support,
-                                                          su.predicted_absent if k == 1 else "ignore")
-        out["balanced_acc"] = balanced_accuracy(tp, pc, support, su.predicted_absent)
+                                                          cfg.predicted_absent if k == 1 else "ignore")
+        out["balanced_acc"] = balanced_accuracy(tp, pc, support, cfg.predicted_absent)
         out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
         if "auroc_macro" in keys or "auprc_macro" in keys:
             npos = cls(S["npos"])
             out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
-                                                su.auroc_empty_class)
-            out["auprc_macro"] = reduce_classes(cls(S["ap"]), npos > 0, "macro", su.ap_empty_class)
+                                                cfg.auroc_empty_class)
+            out["auprc_macro"] = reduce_classes(cls(S["ap"]), npos > 0, "macro", cfg.ap_empty_class)
     else:
         tp, fp, fn = cls(S["tp"]), cls(S["fp"]), cls(S["fn"])
         out.update(_prf_scalars(tp, tp + fp, tp + fn, ("macro", "micro")))
         if "auroc_macro" in keys:
             npos = cls(S["npos"])
             out["auroc_macro"] = reduce_classes(cls(S["auc"]), (npos > 0) & (cls(S["nneg"]) > 0), "macro",
-                                                su.auroc_empty_class)
+                                                cfg.auroc_empty_class)
         if "mAP" in keys or "mAP_weighted" in keys:
             ap_used, npos_used = cls(S["ap_used"]), cls(S["npos_used"])
-            out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", su.ap_empty_class)
-            out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", su.ap_empty_class, npos_used)
+            out["mAP"] = reduce_classes(ap_used, npos_used > 0, "macro", cfg.ap_empty_class)
+            out["mAP_weighted"] = reduce_classes(ap_used, npos_used > 0, "weighted", cfg.ap_empty_class, npos_used)
         if "mAP_micro" in keys:
-            out["mAP_micro"] = reduce_pooled(S["micro_ap"], S["micro_npos"] > 0, su.ap_empty_class)
+            out["mAP_micro"] = reduce_pooled(S["micro_ap"], S["micro_npos"] > 0, cfg.ap_empty_class)
     if "ece" in keys:
         out["ece"] = calibration_error(S["bins"], "l1")
         if "mce" in keys:
@@ -204,20 +208,20 @@ def level_scalars(su, task: str, keys: Sequence[str], S: Dict[str, Any], classes
     return {k: out[k].double() for k in keys}
 
 
-def add_challenge_score(su, out: Dict[str, Any]) -> None:
+def add_challenge_score(cfg, out: Dict[str, Any]) -> None:
     """``video/challenge_score`` (the Kinetics challenge: the mean of top-1 and top-5 error) for
     ``preset="kinetics"``, from ``out``'s video top-1 and top-5 (scalars or replicates)."""
-    if su.preset == "kinetics" and "video/top1" in out and "video/top5" in out:
+    if cfg.preset == "kinetics" and "video/top1" in out and "video/top5" in out:
         out["video/challenge_score"] = 1.0 - (out["video/top1"] + out["video/top5"]) / 2
 
 
-def add_video_counts(su, out: Dict[str, Any], num_videos: int, num_clips: int, missing: int) -> None:
+def add_video_counts(cfg, out: Dict[str, Any], num_videos: int, num_clips: int, missing: int) -> None:
     """The video level's counts (and the challenge score) beside its keys in ``compute()``."""
     out["video/num_videos"] = torch.tensor(float(num_videos), dtype=torch.float64)
     out["video/num_clips"] = torch.tensor(float(num_clips), dtype=torch.float64)
-    if su.expected_video_ids is not None:
+    if cfg.expected_video_ids is not None:
         out["video/missing_videos"] = torch.tensor(float(missing), dtype=torch.float64)
-    add_challenge_score(su, out)
+    add_challenge_score(cfg, out)
 
 
 class RowStore:
@@ -283,7 +287,7 @@ class ClassRows:
             cb = block_sizes(self.level.n, self.level.c)[1]
             self._c0 = (k // cb) * cb
             self._c1 = min(self.level.c, self._c0 + cb)
-            self._block = self.level._class_block(self._c0, self._c1)
+            self._block = self.level.class_block(self._c0, self._c1)
         return self._block[k - self._c0]
 
 
@@ -300,15 +304,38 @@ class Level:
     scores into one ``(C, N)`` matrix, which the micro AP ranks as a whole (peak extra memory: the
     size of the scores plus a block). No ``N x C`` float64, one-hot or comparison temporaries."""
 
-    def __init__(self, suite, level: str, reduction: Optional[str], missing: int = 0, detail: bool = True,
+    def __init__(self, config, level: str, reduction: Optional[str], missing: int = 0, detail: bool = True,
                  workspace: Optional[Workspace] = None) -> None:
-        self.suite, self.level, self.reduction, self.missing = suite, level, reduction, missing
+        self.config, self.level, self.reduction, self.missing = config, level, reduction, missing
         #: where the ranking matrix is carved from (compute(): the clip level's, lent to the video level)
         self.workspace = workspace if workspace is not None else Workspace()
-        self.task, self.c = suite.task, suite._c
+        self.task, self.c = config.task, config.columns
         self.logit: Optional[Tensor] = None  # binary: the logit of P(y=1) when the level has one
         #: False: only scalars are wanted, so the ranking matrix may be sorted in place
         self.detail = detail
+
+    # ------------------------------------------------------------------ one level per source
+    @classmethod
+    def of_rows(cls, config, name: str, rows: RowStore, t: Tensor, detail: bool = True) -> "Level":
+        """The level of kept clip rows (a :class:`RowStore`)."""
+        level = cls(config, name, None, detail=detail)
+        level.from_rows(rows, t)
+        return level
+
+    @classmethod
+    def of_clips(cls, config, s: Tensor, t: Tensor, name: str = "clip") -> "Level":
+        """The level of one ``(N, C)`` tensor of rows (binary: ``(N, 1)``)."""
+        level = cls(config, name, None)
+        level.from_clips(s, t)
+        return level
+
+    @classmethod
+    def of_videos(cls, config, reduction: str, agg, missing: int = 0, detail: bool = True,
+                  workspace: Optional[Workspace] = None) -> "Level":
+        """The video level of an :class:`~video_metrics.videos.AggregatedVideos`."""
+        level = cls(config, "video", reduction, missing=missing, detail=detail, workspace=workspace)
+        level.from_aggregated(agg.rank, agg.votes, agg.target)
+        return level
 
     # ------------------------------------------------------------------ sources
     def from_rows(self, rows: RowStore, t: Tensor) -> None:
@@ -327,53 +354,49 @@ class Level:
         if self.task != "binary":
             rows, _ = block_sizes(s.shape[0], s.shape[1])
             return self.from_rows(RowStore([s], None, s.shape[1], rows), t)
-        su = self.suite
+        cfg = self.config
         self.n, self.target = s.shape[0], t
-        self.probs = s.sigmoid() if su.input == "logits" else s
+        self.probs = s.sigmoid() if cfg.input == "logits" else s
         self.rank, self.key = s, s
-        if su.input == "logits":
+        if cfg.input == "logits":
             self.logit = s
 
     def from_aggregated(self, rank: Tensor, votes: Optional[Tensor], t: Tensor) -> None:
         """Video level: the ranking scores (and votes) of the aggregation."""
-        su = self.suite
+        cfg = self.config
         self.n, self.target = rank.shape[0], t
         self._rows, self._vrank, self._votes = None, rank, votes
         self._lse = None
         self.rank_dtype = torch.float64
         self._blocks_rows = block_sizes(rank.shape[0], rank.shape[1])[0]
         if self.task == "binary":
-            self.probs = video_probs(rank, "multilabel", su.input, self.reduction)
+            self.probs = video_probs(rank, "multilabel", cfg.input, self.reduction)
             self.rank, self.key = rank, rank
-            if su.input == "logits" and self.reduction == "mean_logits":
+            if cfg.input == "logits" and self.reduction == "mean_logits":
                 self.logit = rank
-        self._probs_of = lambda r: video_probs(r, self._kernel_task, su.input, self.reduction)
-        self._key_of = lambda r, v: video_key(r, v, self._kernel_task, su.input, self.reduction)
-
-    def from_videos(self, agg) -> None:
-        """Video level from an :class:`~video_metrics.suite.AggregatedVideos`."""
-        self.from_aggregated(agg.rank, agg.votes, agg.target)
+        self._probs_of = lambda r: video_probs(r, self._kernel_task, cfg.input, self.reduction)
+        self._key_of = lambda r, v: video_key(r, v, self._kernel_task, cfg.input, self.reduction)
 
     @property
     def _kernel_task(self) -> str:
         return "multilabel" if self.task == "binary" else self.task
 
-    def _row_blocks(self, lazy_rank: bool = False) -> Iterator[Tuple[int, Tensor, Tensor, Optional[Tensor]]]:
+    def row_blocks(self, lazy_rank: bool = False) -> Iterator[Tuple[int, Tensor, Tensor, Optional[Tensor]]]:
         """``(start, key, probs, rank)`` per block of rows. ``lazy_rank``: clip-level multiclass
         logits yield ``probs=None, rank=None`` (the caller derives both from the logits'
         log-sum-exp: :func:`~video_metrics.functional.classification.multiclass_rows`)."""
-        su = self.suite
+        cfg = self.config
         if self._rows is not None:
             mc = self.task == "multiclass"
             for start, x in self._rows.blocks():
-                if mc and lazy_rank and su.input == "logits":
+                if mc and lazy_rank and cfg.input == "logits":
                     yield start, x, None, None
                     continue
                 if mc:
-                    rank = log_softmax_rows(x) if su.input == "logits" else x.log()
+                    rank = log_softmax_rows(x) if cfg.input == "logits" else x.log()
                 else:
                     rank = x
-                yield start, x, probabilities(x, self.task, su.input), rank
+                yield start, x, probabilities(x, self.task, cfg.input), rank
             return
         b = self._blocks_rows
         for start in range(0, self.n, b):
@@ -391,18 +414,18 @@ class Level:
         return self._binary() if self.task == "binary" else self._blocked()
 
     def _blocked(self) -> Dict[str, Tensor]:
-        su, c, n = self.suite, self.c, self.n
-        keys = keys_for(self.task, su.top_k, self.reduction)
+        cfg, c, n = self.config, self.c, self.n
+        keys = keys_for(self.task, cfg.top_k, self.reduction)
         mc = self.task == "multiclass"
         dev = self.target.device
         need_cal = "ece" in keys
-        nb = su.calibration_bins
+        nb = cfg.calibration_bins
         bins = torch.zeros(3, nb, dtype=torch.float64, device=dev)
         nll = torch.zeros((), dtype=torch.float64, device=dev)
         brier = torch.zeros((), dtype=torch.float64, device=dev)
         if mc:
             cm = torch.zeros(c, c, dtype=torch.long, device=dev)
-            hits = torch.zeros(len(su.top_k), c, dtype=torch.long, device=dev)
+            hits = torch.zeros(len(cfg.top_k), c, dtype=torch.long, device=dev)
         else:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
         need_rank = (not mc) or "auroc_macro" in keys
@@ -413,19 +436,19 @@ class Level:
         rank_t = self.workspace.empty((c, n), self.rank_dtype, dev) if need_rank and not streamed else None
         # clip-level multiclass logits: one exponential pass per row block gives the log-sum-exp and
         # the losses (multiclass_rows), and the log-probabilities are written straight into the ranking matrix
-        fused = mc and self._rows is not None and su.input == "logits"
+        fused = mc and self._rows is not None and cfg.input == "logits"
         # the rows' log-sum-exps, from which a class block's log-probabilities are rebuilt
         self._lse = torch.empty(n, dtype=torch.float32, device=dev) if streamed and fused else None
-        for start, key, probs, rank in self._row_blocks(lazy_rank=fused):
+        for start, key, probs, rank in self.row_blocks(lazy_rank=fused):
             b = key.shape[0]
             ones = torch.ones(b, dtype=torch.bool, device=dev)
             t = self.target[start:start + b]
             lse = None
             if mc:
-                r = multiclass_rows(key, t, probs, rank, losses=need_cal, k_max=max(su.top_k))
+                r = multiclass_rows(key, t, probs, rank, losses=need_cal, k_max=max(cfg.top_k))
                 lse = r.lse
                 cm += confusion_counts(r.pred, t, ones, c)
-                for i, k in enumerate(su.top_k):
+                for i, k in enumerate(cfg.top_k):
                     hits[i] += scatter_count(t, r.rank < k, c)
                 if need_cal:
                     bins += bin_update(r.conf, r.pred == t, ones, nb)
@@ -435,7 +458,7 @@ class Level:
                     self._lse[start:start + b] = lse
             else:
                 pos = t.bool()
-                counts += multilabel_counts(probs > su.threshold, pos, ones)
+                counts += multilabel_counts(probs > cfg.threshold, pos, ones)
                 if need_cal:
                     bins += bin_update(probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), nb)
             if rank_t is not None:
@@ -460,7 +483,18 @@ class Level:
         if need_rank:
             S.update(self._class_pass(rank_t, keys))
         self.stats = S
-        return level_scalars(su, self.task, keys, S)
+        return level_scalars(cfg, self.task, keys, S)
+
+    @property
+    def rank_matrix(self) -> Optional[Tensor]:
+        """The level's whole ``(C, N)`` ranking matrix when its row pass wrote one and left it unsorted
+        (multilabel, ``detail=True``); None otherwise (multiclass levels rebuild class blocks)."""
+        return getattr(self, "_rank_t", None) if self.detail else None
+
+    @property
+    def is_rows(self) -> bool:
+        """A level of clip rows (not of aggregated videos)."""
+        return self._rows is not None
 
     def lend_workspace(self) -> Workspace:
         """``compute()`` only (``detail=False``): this level's ranking buffer (its class-block
@@ -475,7 +509,7 @@ class Level:
         self._rank_t = self._block_buf = None
         return Workspace(buf)
 
-    def _class_block(self, c0: int, c1: int) -> Tensor:
+    def class_block(self, c0: int, c1: int) -> Tensor:
         """The ``(c1 - c0, n)`` ranking scores of classes ``c0:c1``, built from the rows (the clip
         rows minus their log-sum-exps, their logarithms for probabilities; the aggregated video
         scores) into this level's one class-block buffer: the same values as the rows of the full
@@ -485,7 +519,7 @@ class Level:
             self._block_buf = self.workspace.empty((cb, self.n), self.rank_dtype, self.target.device)
         dst = self._block_buf[:c1 - c0]
         cols = slice(c0, c1)
-        if self._rows is not None and self.suite.input == "logits" and self._lse is None:
+        if self._rows is not None and self.config.input == "logits" and self._lse is None:
             self._lse = self.row_lse()  # a level whose row pass did not keep them
         if self._rows is None:
             b = self._blocks_rows
@@ -514,65 +548,38 @@ class Level:
         that would otherwise hold the whole matrix (the bootstrap)."""
         return ClassRows(self)
 
-    def _positives(self):
-        """Multiclass: the positives as ``(class, row)`` sorted by class, and where each class starts."""
-        t = self.target
-        order = torch.argsort(t, stable=True)
-        cls = t[order]
-        starts = torch.searchsorted(cls, torch.arange(self.c + 1, device=t.device))
-        return cls, order, starts
-
     def _class_pass(self, rank_t: Optional[Tensor], keys) -> Dict[str, Tensor]:
-        """AP, AUROC (and multilabel micro AP) class block by class block: from ``rank_t`` (the
-        whole ``(C, N)`` ranking matrix), or, when it is None (multiclass ``compute()``), from
-        blocks rebuilt from the rows (:meth:`_class_block`)."""
-        su, c, n = self.suite, self.c, self.n
+        """AP, AUROC (and multilabel micro AP) class block by class block
+        (:func:`~video_metrics.functional.ranking.class_pass`): from ``rank_t`` (the whole ``(C, N)``
+        ranking matrix), or, when it is None (multiclass ``compute()``), from blocks rebuilt from the
+        rows (:meth:`class_block`)."""
+        cfg, c, n = self.config, self.c, self.n
         mc = self.task == "multiclass"
         _, cb = block_sizes(n, c)
-        dev = self.target.device
-        ap = torch.full((c,), float("nan"), dtype=torch.float64, device=dev)
-        auc = ap.clone()
-        npos = torch.zeros(c, dtype=torch.long, device=dev)
+
+        def block(c0: int, c1: int) -> Tensor:
+            return rank_t[c0:c1] if rank_t is not None else self.class_block(c0, c1)
+
+        if mc:
+            positives = positive_index(*sorted_positives(self.target, 0, c), 0)
+        else:
+            target = self.target
+
+            def positives(c0: int, c1: int) -> Tensor:
+                return target[:, c0:c1].bool()
+        # a rebuilt class block (or compute()'s own matrix) may be sorted in place
+        overwrite = mc and (rank_t is None or not self.detail)
+        ap, auc, npos = class_pass(c, cb, block, positives, cfg.ap_mode, overwrite)
         ap_k = npos_k = None
-        keep_rows = None
-        if not mc and su.empty_videos == "exclude":
+        if not mc and cfg.empty_videos == "exclude":
             has_pos = self.target.bool().any(1)
             if not bool(has_pos.all()):
-                keep_rows = has_pos
-                ap_k = ap.clone()
-                npos_k = npos.clone()
-        if mc:
-            cls_all, row_all, starts = self._positives()
-        for c0 in range(0, c, cb):
-            c1 = min(c, c0 + cb)
-            st = rank_t[c0:c1] if rank_t is not None else self._class_block(c0, c1)
-            if mc:
-                lo, hi = int(starts[c0]), int(starts[c1])
-                index = (cls_all[lo:hi] - c0, row_all[lo:hi])
-                # a rebuilt class block (or compute()'s own matrix) may be sorted in place
-                a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index,
-                                         overwrite=(rank_t is None or not self.detail) and su.ap_mode == "step")
-                if su.ap_mode != "step":
-                    pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)
-                    pos[index[1], index[0]] = True
-                    a = average_precision(ranking_curves(st.T, pos), su.ap_mode)
-            else:
-                pos = self.target[:, c0:c1].bool()
-                a, u, p = exact_ap_auroc(None, positive=pos, scores_t=st)
-                if su.ap_mode != "step":
-                    a = average_precision(ranking_curves(st.T, pos), su.ap_mode)
-                if keep_rows is not None:
-                    stk, posk = st[:, keep_rows].contiguous(), pos[keep_rows]
-                    ak, _, pk = exact_ap_auroc(None, positive=posk, scores_t=stk)
-                    if su.ap_mode != "step":
-                        ak = average_precision(ranking_curves(stk.T, posk), su.ap_mode)
-                    ap_k[c0:c1], npos_k[c0:c1] = ak, pk
-            ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
+                ap_k, _, npos_k = class_pass(c, cb, block, positives, cfg.ap_mode, rows=torch.nonzero(has_pos).squeeze(1))
         self.ap, self.npos = ap, npos
         out: Dict[str, Tensor] = {"ap": ap, "auc": auc, "npos": npos, "nneg": n - npos}
         if mc:
             return out
-        out["ap_used"], out["npos_used"] = (ap_k, npos_k) if keep_rows is not None else (ap, npos)
+        out["ap_used"], out["npos_used"] = (ap_k, npos_k) if ap_k is not None else (ap, npos)
         pos_all = self.target.bool()
         cls, row = torch.nonzero(pos_all.T, as_tuple=True)
         out["micro_ap"], self._micro_p, self._micro_r = pooled_ap((rank_t[c0:c0 + cb] for c0 in range(0, c, cb)),
@@ -581,14 +588,14 @@ class Level:
         return out
 
     def _binary(self) -> Dict[str, Tensor]:
-        su = self.suite
-        keys = keys_for(self.task, su.top_k, self.reduction)
+        cfg = self.config
+        keys = keys_for(self.task, cfg.top_k, self.reduction)
         pos = self.target.bool()  # (n, 1)
         self.pos = pos
         y = pos[:, 0]
         p = self.probs[:, 0]
         n = y.numel()
-        pred = p > su.threshold
+        pred = p > cfg.threshold
         tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
         tn = n - tp - fp - fn
         ap, auc, npos = exact_ap_auroc(self.rank, pos)
@@ -598,18 +605,18 @@ class Level:
         S: Dict[str, Any] = dict(n=n, missing=self.missing, tp=tp, fp=fp, fn=fn, tn=tn, ap=ap, auc=auc, npos=npos,
                                  nneg=n - npos)
         if "ece" in keys:
-            self.bins = bin_update(p, y, torch.ones_like(y), su.calibration_bins)
+            self.bins = bin_update(p, y, torch.ones_like(y), cfg.calibration_bins)
             nll, brier = binary_losses(y, p, self.logit[:, 0] if self.logit is not None else None)
             S.update(bins=self.bins, nll=nll.sum(), brier=brier.sum())
         self.stats = S
-        return level_scalars(su, self.task, keys, S)
+        return level_scalars(cfg, self.task, keys, S)
 
     # ------------------------------------------------------------------ report
     def report(self, max_points: int = 200) -> LevelReport:
         scalars = {k: float(v) for k, v in self.scalars().items()}
-        su = self.suite
+        cfg = self.config
         avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
-        rel = reliability(self.bins, uniform_edges(su.calibration_bins, self.bins.device)) if hasattr(self, "bins") else None
+        rel = reliability(self.bins, uniform_edges(cfg.calibration_bins, self.bins.device)) if hasattr(self, "bins") else None
         if self.task == "binary":
             curves = _downsample(pr_curves(ranking_curves(self.rank.float(), self.pos)), max_points)
             ap = self.ap
@@ -625,7 +632,7 @@ class Level:
         elif self.task == "multilabel":
             rep.pr_micro = (self._micro_p, self._micro_r, scalars["mAP_micro"])
             hist = None
-            for start, _, probs, _ in self._row_blocks():
+            for start, _, probs, _ in self.row_blocks():
                 h = threshold_hist(probs, self.target[start:start + probs.shape[0]].bool(), 101)
                 hist = h if hist is None else hist + h
             rep.pr_counts = counts_from_threshold_hist(hist)
@@ -640,10 +647,10 @@ class Level:
         out = PRCurveData([], [], [])
         aps = []
         if self.task == "multiclass":
-            cls_all, row_all, starts = self._positives()
+            cls_all, row_all, starts = sorted_positives(self.target, 0, c)
         for c0 in range(0, c, cb):
             c1 = min(c, c0 + cb)
-            st = self._class_block(c0, c1) if blocks else rank_t[c0:c1]
+            st = self.class_block(c0, c1) if blocks else rank_t[c0:c1]
             if self.task == "multiclass":
                 lo, hi = int(starts[c0]), int(starts[c1])
                 pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=st.device)
@@ -656,7 +663,7 @@ class Level:
             out.recall += part.recall
             out.thresholds += part.thresholds
             if getattr(self, "ap", None) is None:
-                aps.append(average_precision(curves, self.suite.ap_mode))
+                aps.append(average_precision(curves, self.config.ap_mode))
         ap = self.ap if getattr(self, "ap", None) is not None else torch.cat(aps)
         return out, ap
 
@@ -665,11 +672,14 @@ class HistLevel:
     """Clip-level metrics of histogram mode, from the suite's summed states (same keys and
     definitions as :class:`Level`; AP/AUROC/PR curves from the score histograms)."""
 
-    def __init__(self, suite) -> None:
-        self.suite, self.task, self.c = suite, suite.task, suite._c
-        self.hist = hist_view(suite.hist, suite._c, suite.bins)
+    def __init__(self, config, states: Dict[str, Tensor]) -> None:
+        """``states``: the suite's summed states (``hist``, ``cal``, ``n_rows``; multiclass ``cm``,
+        ``topk_hits``; otherwise ``ml_counts``; multiclass and binary ``loss_sums``)."""
+        self.config, self.task, self.c = config, config.task, config.columns
+        self.states = states
+        self.hist = hist_view(states["hist"], self.c, config.bins)
         self.ap, self.auc, self.npos, self.nneg = hist_ap_auroc(self.hist)
-        self.n = int(suite.n_rows)
+        self.n = int(states["n_rows"])
 
     def scalars(self) -> Dict[str, Tensor]:
         if not hasattr(self, "_scalars"):
@@ -677,44 +687,44 @@ class HistLevel:
         return self._scalars
 
     def _compute(self) -> Dict[str, Tensor]:
-        su, n = self.suite, self.n
-        S: Dict[str, Any] = dict(n=n, ap=self.ap, auc=self.auc, npos=self.npos, nneg=self.nneg, bins=su.cal)
+        cfg, st, n = self.config, self.states, self.n
+        S: Dict[str, Any] = dict(n=n, ap=self.ap, auc=self.auc, npos=self.npos, nneg=self.nneg, bins=st["cal"])
         if self.task != "multilabel":
-            S.update(nll=su.loss_sums[0], brier=su.loss_sums[1])
+            S.update(nll=st["loss_sums"][0], brier=st["loss_sums"][1])
         if self.task == "multiclass":
-            cm = su.cm
+            cm = st["cm"]
             self.tp, self.pc, self.support = cm.diagonal(), cm.sum(0), cm.sum(1)
-            S.update(hits=su.topk_hits, tp=self.tp, pc=self.pc, support=self.support)
+            S.update(hits=st["topk_hits"], tp=self.tp, pc=self.pc, support=self.support)
         elif self.task == "binary":
-            tp, fp, fn = (x[0] for x in su.ml_counts)
+            tp, fp, fn = (x[0] for x in st["ml_counts"])
             tn = n - tp - fp - fn
             self.tp, self.pc, self.support = tp[None], (tp + fp)[None], (tp + fn)[None]
             self.cm = torch.stack([torch.stack([tn, fp]), torch.stack([fn, tp])])
             S.update(tp=tp, fp=fp, fn=fn, tn=tn)
         else:
-            tp, fp, fn = su.ml_counts
+            tp, fp, fn = st["ml_counts"]
             self.tp, self.pc, self.support = tp, tp + fp, tp + fn
             micro_ap, _, micro_pos, _ = hist_ap_auroc(self.hist.sum(0, keepdim=True))
             S.update(tp=tp, fp=fp, fn=fn, ap_used=self.ap, npos_used=self.npos, micro_ap=micro_ap[0],
                      micro_npos=micro_pos[0])
-        return level_scalars(su, self.task, keys_for(self.task, su.top_k, None), S)
+        return level_scalars(cfg, self.task, keys_for(self.task, cfg.top_k, None), S)
 
     def report(self, max_points: int = 200) -> LevelReport:
-        su = self.suite
+        cfg, st = self.config, self.states
         scalars = {k: float(v) for k, v in self.scalars().items()}
         avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
         ap = torch.where(self.npos > 0, self.ap, torch.full_like(self.ap, float("nan")))
-        rel = reliability(su.cal, uniform_edges(su.calibration_bins, su.cal.device))
-        curves = _downsample(hist_pr_curves(self.hist, su.bin_range), max_points)
+        rel = reliability(st["cal"], uniform_edges(cfg.calibration_bins, st["cal"].device))
+        curves = _downsample(hist_pr_curves(self.hist, cfg.bin_range), max_points)
         rep = LevelReport("clip", scalars, self.support.tolist(), avg["precision"].tolist(), avg["recall"].tolist(),
                           avg["f1"].tolist(), ap.tolist(), rel, pr_curves=curves)
         if self.task == "multiclass":
-            rep.confusion = su.cm.clone()
-            rep.top_confusions = top_confusions(su.cm, 20)
+            rep.confusion = st["cm"].clone()
+            rep.top_confusions = top_confusions(st["cm"], 20)
         elif self.task == "binary":
             rep.confusion = self.cm
         else:
-            micro = _downsample(hist_pr_curves(self.hist.sum(0, keepdim=True), su.bin_range), max_points)
+            micro = _downsample(hist_pr_curves(self.hist.sum(0, keepdim=True), cfg.bin_range), max_points)
             rep.pr_micro = (micro.precision[0], micro.recall[0], scalars["mAP_micro"])
         return rep
 

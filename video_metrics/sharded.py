@@ -36,14 +36,15 @@ Binary suites (one column) and histogram mode are never sharded.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .functional.aggregation import (_log_probs, aggregate_blocks, group_rows, row_fingerprints, rows_at, video_key,
-                                     video_probs)
+from .functional.aggregation import (aggregate_blocks, group_rows, log_probabilities, row_fingerprints, rows_at,
+                                     video_key, video_probs, video_targets)
 from .functional.calibration import bin_update
 from .functional.classification import (
     confusion_counts,
@@ -55,33 +56,33 @@ from .functional.classification import (
     rowwise_f64,
 )
 from .functional.ranking import (
-    average_precision,
-    exact_ap_auroc,
+    class_pass,
     pooled_ap_from_counts,
     pooled_counts,
-    ranking_curves,
+    positive_index,
+    sorted_positives,
     transpose_rows,
 )
 from .levels import add_video_counts, block_sizes, keys_for, level_scalars
-from .metrics.base import _COLLECTIVES
-from .videos import kept_rows
+from .metrics.base import COLLECTIVES
+from .videos import kept_rows, missing_video_ids
 
-__all__ = ["AUTO_BYTES", "should_shard", "evaluate", "shard_bounds"]
+__all__ = ["AUTO_BYTES", "should_shard", "evaluate", "shard_bounds", "RankRows"]
 
 #: ``shard_classes="auto"`` shards when the gathered clip scores would exceed this many bytes
 AUTO_BYTES = 256 * 2**20
 
 
-def should_shard(su, group) -> bool:
-    """The same decision on every rank (from the synced row count)."""
-    mode = su.shard_classes
-    if mode is False or su.bins is not None or su.task == "binary":
+def should_shard(cfg, mode: Any, rows_seen: int, group) -> bool:
+    """The same decision on every rank (from the synced row count): ``mode`` is the suite's
+    ``shard_classes``."""
+    if mode is False or cfg.bins is not None or cfg.task == "binary":
         return False
     if dist.get_world_size(group) < 2:
         return False
     if mode is True:
         return True
-    return int(su.n_seen) * su._c * 4 > AUTO_BYTES
+    return rows_seen * cfg.columns * 4 > AUTO_BYTES
 
 
 def shard_bounds(c: int, world: int) -> List[Tuple[int, int]]:
@@ -107,14 +108,14 @@ def _all_gather_rows(tensors: Sequence[Tensor], group) -> Tuple[List[Tensor], Li
     size = torch.tensor([n], dtype=torch.long, device=dev)
     sizes = [torch.zeros_like(size) for _ in range(world)]
     dist.all_gather(sizes, size, group=group)
-    _COLLECTIVES["all_gather"] += 1
+    COLLECTIVES["all_gather"] += 1
     counts = [int(x) for x in torch.cat(sizes).cpu()]
     width = max(counts)
     buf = torch.zeros(width, packed.shape[1], dtype=torch.uint8, device=dev)
     buf[:n] = packed
     out = [torch.empty_like(buf) for _ in range(world)]
     dist.all_gather(out, buf, group=group)
-    _COLLECTIVES["all_gather"] += 1
+    COLLECTIVES["all_gather"] += 1
     rows = torch.cat([o[:k] for o, k in zip(out, counts)])
     res, off = [], 0
     for t, w in zip(tensors, widths):
@@ -129,13 +130,13 @@ def _all_gather_same(x: Tensor, group) -> Tensor:
     world = dist.get_world_size(group)
     out = [torch.empty_like(x) for _ in range(world)]
     dist.all_gather(out, x.contiguous(), group=group)
-    _COLLECTIVES["all_gather"] += 1
+    COLLECTIVES["all_gather"] += 1
     return torch.stack(out)
 
 
 def _all_reduce(x: Tensor, group) -> Tensor:
     dist.all_reduce(x, group=group)
-    _COLLECTIVES["all_reduce"] += 1
+    COLLECTIVES["all_reduce"] += 1
     return x
 
 
@@ -188,7 +189,7 @@ def _exchange(blocks, payloads, bounds, kept_counts: List[int], rank: int, group
     del views
     recv = torch.empty(sum(recv_sizes), dtype=torch.uint8, device=dev)
     dist.all_to_all_single(recv, send, recv_sizes, send_sizes, group=group)
-    _COLLECTIVES["all_to_all"] = _COLLECTIVES.get("all_to_all", 0) + 1
+    COLLECTIVES["all_to_all"] = COLLECTIVES.get("all_to_all", 0) + 1
     del send
     if len(payloads) == 1:  # one payload: the receive buffer is already the (rows, width) matrix
         return [recv.view(payloads[0][0]).view(-1, w_me) if w_me else
@@ -204,250 +205,272 @@ def _exchange(blocks, payloads, bounds, kept_counts: List[int], rank: int, group
 
 
 # ------------------------------------------------------------------------------------ the parts
-def _class_blocks(w: int, n: int):
-    _, cb = block_sizes(n, max(w, 1))
-    return [(c0, min(w, c0 + cb)) for c0 in range(0, w, max(cb, 1))]
+def _class_blocks(w: int, n: int) -> int:
+    return max(block_sizes(n, max(w, 1))[1], 1)
 
 
-def _ap_auroc_mc(su, rank_t: Tensor, t: Tensor, lo: int):
+def _ap_auroc_mc(cfg, rank_t: Tensor, t: Tensor, lo: int):
     """Per-class AP/AUROC of the shard's classes (multiclass, positives = rows of that class)."""
     w, n = rank_t.shape
-    dev = rank_t.device
-    ap = torch.full((w,), float("nan"), dtype=torch.float64, device=dev)
-    auc = ap.clone()
-    npos = torch.zeros(w, dtype=torch.long, device=dev)
-    order = torch.argsort(t, stable=True)
-    cls = t[order]
-    starts = torch.searchsorted(cls, torch.arange(lo, lo + w + 1, device=dev)).tolist()
-    for c0, c1 in _class_blocks(w, n):
-        st = rank_t[c0:c1]
-        a0, a1 = starts[c0], starts[c1]
-        index = (cls[a0:a1] - lo - c0, order[a0:a1])
-        a, u, p = exact_ap_auroc(None, scores_t=st, pos_index=index, overwrite=su.ap_mode == "step")
-        if su.ap_mode != "step":
-            pos = torch.zeros(n, c1 - c0, dtype=torch.bool, device=dev)
-            pos[index[1], index[0]] = True
-            a = average_precision(ranking_curves(rank_t[c0:c1].T, pos), su.ap_mode)
-        ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
-    return ap, auc, npos
+    positives = positive_index(*sorted_positives(t, lo, lo + w), lo)
+    return class_pass(w, _class_blocks(w, n), lambda c0, c1: rank_t[c0:c1], positives, cfg.ap_mode, overwrite=True)
 
 
-def _ap_auroc_ml(su, rank_t: Tensor, pos: Tensor, rows: Optional[Tensor] = None):
+def _ap_auroc_ml(cfg, rank_t: Tensor, pos: Tensor, rows: Optional[Tensor] = None):
     """Per-class AP/AUROC of the shard's classes (multilabel; ``rows``: restrict the ranking)."""
     w, n = rank_t.shape
-    dev = rank_t.device
-    ap = torch.full((w,), float("nan"), dtype=torch.float64, device=dev)
-    auc = ap.clone()
-    npos = torch.zeros(w, dtype=torch.long, device=dev)
-    for c0, c1 in _class_blocks(w, n):
-        st, p_ = rank_t[c0:c1], pos[:, c0:c1]
-        if rows is not None:
-            st, p_ = st[:, rows].contiguous(), p_[rows]
-        a, u, p = exact_ap_auroc(None, positive=p_, scores_t=st)
-        if su.ap_mode != "step":
-            a = average_precision(ranking_curves(st.T, p_), su.ap_mode)
-        ap[c0:c1], auc[c0:c1], npos[c0:c1] = a, u, p
-    return ap, auc, npos
+    return class_pass(w, _class_blocks(w, n), lambda c0, c1: rank_t[c0:c1], lambda c0, c1: pos[:, c0:c1],
+                      cfg.ap_mode, rows=rows)
 
 
-def evaluate(su) -> Tuple[Dict[str, Tensor], None, None, None]:
-    """``compute()`` of the suite with class shards (the summed states are already synced)."""
-    group = su.process_group if su.process_group is not None else dist.group.WORLD
-    world, rank = dist.get_world_size(group), dist.get_rank(group)
-    if su.id_registry is not None:
-        su.id_registry.check()
-    su._check_rows()  # identical sums on every rank: every rank raises here, or none
-    mc = su._task == "multiclass"
-    c = su._c
-    chunks = [x for x in (su.scores if isinstance(su.scores, list) else [su.scores]) if x.shape[0]]
-    t_loc, valid_loc = su._cat("target"), su._cat("valid")
-    vid_loc, cid_loc = su._cat("video_ids"), su._cat("clip_ids")
-    dev = valid_loc.device
-    n_loc = valid_loc.shape[0]
-    step = block_sizes(max(n_loc, 1), c)[0]
+@dataclass(frozen=True)
+class RankRows:
+    """One rank's rows as the suite stores them (nothing gathered yet): the score chunks, the
+    row states, the synced id counts and the id registry (names in errors)."""
 
-    def local_blocks():
+    chunks: List[Tensor]
+    target: Tensor
+    valid: Tensor
+    video_ids: Tensor
+    clip_ids: Tensor
+    id_counts: Tuple[int, int, int]
+    registry: Any = None
+
+    def blocks(self, step: int):
         """``(start, rows)`` over the stored chunks (no concatenated copy of the local rows)."""
         off = 0
-        for x in chunks:
+        for x in self.chunks:
             for i in range(0, x.shape[0], step):
                 yield off + i, x[i:i + step]
             off += x.shape[0]
 
-    # 2. row-wise clip quantities of the own rows, gathered with the metadata
-    meta = [vid_loc, cid_loc, valid_loc]
-    if mc:
-        k_max = max(su.top_k)
-        cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier", "lse32", "lse64")}
-        for i, x in local_blocks():
-            tb = t_loc[i:i + x.shape[0]]
-            if su.input == "logits":
-                r = multiclass_rows(x, tb, k_max=k_max)
-                lse32 = r.lse[:, None]
-            else:
-                r = multiclass_rows(x, tb, x, x.log(), k_max=k_max)
-                lse32 = x.logsumexp(1, keepdim=True)
-            cols["pred"].append(r.pred)
-            cols["rt"].append(r.rank.clamp_max(k_max))
-            cols["conf"].append(r.conf)
-            cols["nll"].append(r.nll)
-            cols["brier"].append(r.brier)
-            # the rows' log-sum-exps: a shard's columns give the same log-probabilities as whole rows
-            cols["lse32"].append(lse32.squeeze(1))
-            cols["lse64"].append(rowwise_f64(lambda d: d.logsumexp(1), x))
-        dtypes = {"pred": torch.long, "rt": torch.long, "conf": torch.float32, "nll": torch.float64,
-                  "brier": torch.float64, "lse32": torch.float32, "lse64": torch.float64}
-        meta += [t_loc] + [torch.cat(v) if v else torch.zeros(0, dtype=dtypes[k], device=dev) for k, v in cols.items()]
-    gathered, counts = _all_gather_rows(meta, group)
-    vid, cid, valid = gathered[:3]
-    offsets = [sum(counts[:r]) for r in range(world)]
 
-    def same_rows(a: Tensor, b: Tensor) -> Tensor:
-        """Repeated rows against the rows they repeat, wherever they are: each rank fingerprints its
-        own rows among them and one gather (two collectives, only when rows repeat) shares them."""
+class _PerClass:
+    """Named per-class vectors of the rank's class shard, gathered once for every shard."""
+
+    def __init__(self) -> None:
+        self.names: List[str] = []
+        self.values: List[Tensor] = []
+
+    def add(self, **named: Tensor) -> None:
+        for k, v in named.items():
+            self.names.append(k)
+            self.values.append(v.double())
+
+    def gather(self, bounds, w: int, group, dev) -> Dict[str, Tensor]:
+        """Every shard's vectors side by side: ``{name: (C,)}`` (one collective)."""
+        w_max = max(h - l_ for l_, h in bounds)
+        packed = torch.zeros(len(self.values), w_max, dtype=torch.float64, device=dev)
+        if self.values:
+            packed[:, :w] = torch.stack(self.values)
+        allp = _all_gather_same(packed, group)  # (world, K, w_max)
+        full = torch.cat([allp[r, :, :h - l_] for r, (l_, h) in enumerate(bounds)], 1)  # (K, C)
+        return dict(zip(self.names, full))
+
+
+def _row_quantities(cfg, rows: RankRows, step: int, dev) -> List[Tensor]:
+    """Stage 1 (multiclass): each own row's argmax, target rank, confidence, NLL, Brier and
+    log-sum-exps (float32 and float64) from the whole row, gathered with the ids later."""
+    k_max = max(cfg.top_k)
+    cols = {k: [] for k in ("pred", "rt", "conf", "nll", "brier", "lse32", "lse64")}
+    for i, x in rows.blocks(step):
+        tb = rows.target[i:i + x.shape[0]]
+        if cfg.input == "logits":
+            r = multiclass_rows(x, tb, k_max=k_max)
+            lse32 = r.lse[:, None]
+        else:
+            r = multiclass_rows(x, tb, x, x.log(), k_max=k_max)
+            lse32 = x.logsumexp(1, keepdim=True)
+        cols["pred"].append(r.pred)
+        cols["rt"].append(r.rank.clamp_max(k_max))
+        cols["conf"].append(r.conf)
+        cols["nll"].append(r.nll)
+        cols["brier"].append(r.brier)
+        # the rows' log-sum-exps: a shard's columns give the same log-probabilities as whole rows
+        cols["lse32"].append(lse32.squeeze(1))
+        cols["lse64"].append(rowwise_f64(lambda d: d.logsumexp(1), x))
+    dtypes = {"pred": torch.long, "rt": torch.long, "conf": torch.float32, "nll": torch.float64,
+              "brier": torch.float64, "lse32": torch.float32, "lse64": torch.float64}
+    return [torch.cat(v) if v else torch.zeros(0, dtype=dtypes[k], device=dev) for k, v in cols.items()]
+
+
+def _same_rows(rows: RankRows, valid: Tensor, offsets: List[int], counts: List[int], rank: int, group, dev):
+    """``same_rows`` of :func:`~video_metrics.videos.kept_rows` across ranks: each rank fingerprints
+    its own rows among the repeated ones and the rows they repeat, and one gather (two collectives,
+    only when rows repeat) shares them."""
+    def same(a: Tensor, b: Tensor) -> Tensor:
         involved = torch.unique(torch.cat([a, b]))
         lo_, hi_ = offsets[rank], offsets[rank] + counts[rank]
         mine = involved[(involved >= lo_) & (involved < hi_)]
         local = mine - lo_
-        fp = row_fingerprints(rows_at(chunks, local), t_loc[local]) if mine.numel() else \
+        fp = row_fingerprints(rows_at(rows.chunks, local), rows.target[local]) if mine.numel() else \
             torch.zeros(0, dtype=torch.long, device=dev)
         (where, fps), _ = _all_gather_rows([mine, fp], group)
         table = torch.full((valid.shape[0],), -1, dtype=torch.long, device=dev)
         table[where] = fps
         return table[a] == table[b]
+    return same
 
-    keep, _ = kept_rows(su, valid, vid, cid, same_rows)  # the de-duplication of _rows(), on every rank alike
+
+def evaluate(cfg, rows: RankRows, group) -> Dict[str, Tensor]:
+    """``compute()`` with class shards (the summed states are already synced and checked; every
+    rank calls this with its own rows). Stages: 1. row quantities of the own rows, gathered with
+    the ids (:func:`_row_quantities`); 2. the de-duplication, alike on every rank; 3. one
+    ``all_to_all`` of the class shards (:func:`_exchange`); 4. the clip level of the shard
+    (:func:`_clip_shard`); 5. the video level (:class:`_VideoShard`); 6. the micro AP
+    (:func:`_micro_ap`); 7. the per-class vectors of every shard gathered by name
+    (:class:`_PerClass`) and the keys computed from them (:func:`_scalars`)."""
+    group = group if group is not None else dist.group.WORLD
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    mc, c = cfg.row_task == "multiclass", cfg.columns
+    dev = rows.valid.device
+    step = block_sizes(max(rows.valid.shape[0], 1), c)[0]
+    meta = [rows.video_ids, rows.clip_ids, rows.valid]
+    if mc:
+        meta += [rows.target] + _row_quantities(cfg, rows, step, dev)
+    gathered, counts = _all_gather_rows(meta, group)
+    vid, cid, valid = gathered[:3]
+    offsets = [sum(counts[:r]) for r in range(world)]
+    keep, _ = kept_rows(rows.id_counts, valid, vid, cid, _same_rows(rows, valid, offsets, counts, rank, group, dev),
+                        rows.registry)
     kept_counts = [int(keep[o:o + k].sum()) for o, k in zip(offsets, counts)]
     keep_own = keep[offsets[rank]:offsets[rank] + counts[rank]]
     n = int(keep.sum())
-    vid_k = vid[keep]
-
-    # 3. the class shards of the kept rows (multilabel: with their targets)
     bounds = shard_bounds(c, world)
     lo, hi = bounds[rank]
-    w = hi - lo
     # the scores themselves (4 bytes a value): log-probabilities follow from the rows' log-sum-exps
-    payloads = [(torch.float32, lambda x, t: x)]
-    if not mc:
-        payloads.append((torch.uint8, lambda x, t: t.to(torch.uint8)))
+    payloads = [(torch.float32, lambda x, t: x)] + ([] if mc else [(torch.uint8, lambda x, t: t.to(torch.uint8))])
 
     def own_blocks():
-        for i, x in local_blocks():
+        for i, x in rows.blocks(step):
             m = keep_own[i:i + x.shape[0]]
-            x, t = x[m], t_loc[i:i + x.shape[0]][m]
+            x, t = x[m], rows.target[i:i + x.shape[0]][m]
             if x.shape[0]:
                 yield x, t
 
     shard = _exchange(own_blocks, payloads, bounds, kept_counts, rank, group, dev)
-    if mc:
-        t_k, pred_k, rt_k, conf_k, nll_k, brier_k, lse32_k, lse64_k = (g[keep] for g in gathered[3:])
-        x_sh = shard[0]
-        if su.input == "logits":
+    row_k = [g[keep] for g in gathered[3:]] if mc else None
+    del gathered
+    per_class = _PerClass()
+    clip = _clip_shard(cfg, shard, row_k, n, lo, hi, step, per_class, dev)
+    video = _VideoShard(cfg, vid[keep], shard[0], clip.t_k, clip.pos, clip.pred_k, lo, hi, dev, clip.vin) \
+        if cfg.video_reduction is not None else None
+    _reduce_round(cfg, clip, video, per_class, group)
+    micro = _micro_ap(clip, video, n, c, group) if not mc else {}
+    full = per_class.gather(bounds, hi - lo, group, dev)
+    return _scalars(cfg, clip, video, full, micro, n)
+
+
+class _ClipShard:
+    """The clip level of the rank's class shard: its summed statistics ``S`` (so far) and what the
+    video level and the later rounds need."""
+
+    def __init__(self, S, t_k, pos, pred_k, vin, rank_t, reduce_round) -> None:
+        self.S, self.t_k, self.pos, self.pred_k, self.vin = S, t_k, pos, pred_k, vin
+        self.rank_t, self.reduce_round = rank_t, reduce_round
+
+
+def _clip_shard(cfg, shard, row_k, n: int, lo: int, hi: int, step: int, per_class: _PerClass, dev) -> _ClipShard:
+    """Stage 4: the clip level's per-class AP/AUROC of the shard (and multilabel thresholded counts
+    and calibration bins, to be all-reduced); multiclass sample statistics from the gathered rows."""
+    w, c, nb = hi - lo, cfg.columns, cfg.calibration_bins
+    S: Dict[str, Any] = {"n": n, "missing": 0}
+    x_sh = shard[0]
+    if cfg.row_task == "multiclass":
+        t_k, pred_k, rt_k, conf_k, nll_k, brier_k, lse32_k, lse64_k = row_k
+        if cfg.input == "logits":
             rank_t = transpose_rows([x_sh], w, lambda xb: xb)  # (w, n), then x - lse per column
             rank_t.sub_(lse32_k[None, :])
             vin = lambda xb, rows: log_softmax_rows(xb.double(), lse64_k[rows, None])  # noqa: E731
         else:
             rank_t = transpose_rows([x_sh], w, lambda xb: xb.log())
-            vin = lambda xb, rows: _log_probs(xb, "multiclass", "probs")  # noqa: E731
-    else:
-        rank_t = transpose_rows([shard[0]], w)
-        vin = None
-    nb = su.calibration_bins
-    per_class: List[Tensor] = []  # per-class vectors, gathered once at the end
-    reduce_round: List[Tensor] = []
-    S_clip: Dict[str, Any] = {"n": n, "missing": 0}
-
-    # 4. clip level
-    if mc:
+            vin = lambda xb, rows: log_probabilities(xb, "multiclass", "probs")  # noqa: E731
         ones = torch.ones(n, dtype=torch.bool, device=dev)
         cm = confusion_counts(pred_k, t_k, ones, c)
-        S_clip.update(hits=torch.stack([scatter_count(t_k, rt_k < k, c) for k in su.top_k]), tp=cm.diagonal(),
-                      pc=cm.sum(0), support=cm.sum(1), bins=bin_update(conf_k, pred_k == t_k, ones, nb),
-                      nll=nll_k.sum(), brier=brier_k.sum())
-        ap, auc, npos = _ap_auroc_mc(su, rank_t, t_k, lo)
-        per_class += [ap, auc, npos.double()]
-        del rank_t, gathered  # multiclass: the clip ranking matrix is done with (the video level reads the scores)
-        pos = None
-    else:
-        t_k = pred_k = None
-        pos = shard[1].bool()
-        counts_ml = torch.zeros(3, w, dtype=torch.long, device=dev)
-        bins = torch.zeros(3, nb, dtype=torch.float64, device=dev)
-        for i in range(0, n, step):
-            x, p_ = shard[0][i:i + step], pos[i:i + step]
-            probs = probabilities(x, "multilabel", su.input)
-            counts_ml += multilabel_counts(probs > su.threshold, p_, torch.ones(x.shape[0], dtype=torch.bool, device=dev))
-            bins += bin_update(probs.reshape(-1), p_.reshape(-1), torch.ones_like(p_.reshape(-1)), nb)
-        reduce_round += [bins.reshape(-1), pos.sum(1).double()]
-        ap, auc, npos = _ap_auroc_ml(su, rank_t, pos)
-        per_class += [ap, auc, npos.double(), counts_ml[0].double(), counts_ml[1].double(), counts_ml[2].double()]
-    video = None
-    if su.video_reduction is not None:
-        video = _VideoShard(su, vid_k, shard[0], t_k, pos, pred_k, lo, hi, dev, vin)
-        reduce_round += video.local_reductions()
-    parts: List[Tensor] = []
-    if reduce_round:  # one all-reduce: multilabel bins and rows with a positive, disagreeing video targets
-        sizes = [x.numel() for x in reduce_round]
-        parts = list(_all_reduce(torch.cat([x.reshape(-1).double() for x in reduce_round]), group).split(sizes))
-    if not mc:
-        S_clip["bins"] = parts[0].view(3, nb)
+        S.update(hits=torch.stack([scatter_count(t_k, rt_k < k, c) for k in cfg.top_k]), tp=cm.diagonal(),
+                 pc=cm.sum(0), support=cm.sum(1), bins=bin_update(conf_k, pred_k == t_k, ones, nb),
+                 nll=nll_k.sum(), brier=brier_k.sum())
+        ap, auc, npos = _ap_auroc_mc(cfg, rank_t, t_k, lo)
+        per_class.add(clip_ap=ap, clip_auc=auc, clip_npos=npos)
+        # multiclass: the clip ranking matrix is done with (the video level reads the scores)
+        return _ClipShard(S, t_k, None, pred_k, vin, None, [])
+    rank_t = transpose_rows([x_sh], w)
+    pos = shard[1].bool()
+    counts_ml = torch.zeros(3, w, dtype=torch.long, device=dev)
+    bins = torch.zeros(3, nb, dtype=torch.float64, device=dev)
+    for i in range(0, n, step):
+        x, p_ = x_sh[i:i + step], pos[i:i + step]
+        probs = probabilities(x, "multilabel", cfg.input)
+        counts_ml += multilabel_counts(probs > cfg.threshold, p_, torch.ones(x.shape[0], dtype=torch.bool, device=dev))
+        bins += bin_update(probs.reshape(-1), p_.reshape(-1), torch.ones_like(p_.reshape(-1)), nb)
+    ap, auc, npos = _ap_auroc_ml(cfg, rank_t, pos)
+    per_class.add(clip_ap=ap, clip_auc=auc, clip_npos=npos, clip_tp=counts_ml[0], clip_fp=counts_ml[1],
+                  clip_fn=counts_ml[2])
+    return _ClipShard(S, None, pos, None, None, rank_t, [bins.reshape(-1), pos.sum(1).double()])
+
+
+def _reduce_round(cfg, clip: _ClipShard, video, per_class: _PerClass, group) -> None:
+    """One all-reduce: multilabel calibration bins and rows with a positive, the video level's
+    disagreeing targets and bins; then Charades' excluded-row AP and the video level's rounds."""
+    parts = list(clip.reduce_round)
+    if video is not None:
+        parts += video.local_reductions()
+    if parts:
+        sizes = [x.numel() for x in parts]
+        parts = list(_all_reduce(torch.cat([x.reshape(-1).double() for x in parts]), group).split(sizes))
+    if cfg.row_task != "multiclass":
+        clip.S["bins"] = parts[0].view(3, cfg.calibration_bins)
         has_pos = parts[1] > 0
-        if su.empty_videos == "exclude" and not bool(has_pos.all()):
-            ap_k, _, npos_k = _ap_auroc_ml(su, rank_t, pos, torch.nonzero(has_pos).squeeze(1))
+        if cfg.empty_videos == "exclude" and not bool(has_pos.all()):
+            ap_k, _, npos_k = _ap_auroc_ml(cfg, clip.rank_t, clip.pos, torch.nonzero(has_pos).squeeze(1))
         else:
-            ap_k, npos_k = ap, npos
-        per_class += [ap_k, npos_k.double()]
+            ap_k, npos_k = per_class.values[per_class.names.index("clip_ap")], \
+                per_class.values[per_class.names.index("clip_npos")]
+        per_class.add(clip_ap_used=ap_k, clip_npos_used=npos_k)
         parts = parts[2:]
     if video is not None:
         video.after_reduce(parts, group)  # raises on every rank alike; multiclass rounds
-        per_class += video.per_class()
-    micro: Dict[str, Tuple[Tensor, int]] = {}
-    if not mc:  # micro AP: the positive pairs' scores are gathered, the pairs below each summed
-        levels = [("clip", rank_t, pos, n)] + ([("video", video.rank_t, video.pos, video.v)] if video else [])
-        qs = []
-        for _, rt_, p_, _ in levels:
-            cls_, row_ = torch.nonzero(p_.T, as_tuple=True)
-            qs.append(rt_[cls_, row_].double())
-        gathered_q = _gather_lists(qs, group)
-        lts = []
-        for (name, rt_, _, m), q in zip(levels, gathered_q):
-            q_sorted = torch.sort(q).values
-            lts.append((name, q_sorted, pooled_counts([rt_.double()], q_sorted), m))
-        flat = _all_reduce(torch.cat([x[2] for x in lts]).double(), group)
-        off = 0
-        for name, q_sorted, lt, m in lts:
-            k = lt.numel()
-            micro[name] = (pooled_ap_from_counts(q_sorted, flat[off:off + k].round().long(), m * c)[0], k)
-            off += k
-    # 5. the per-class vectors of every shard (padded to the widest shard)
-    w_max = max(h - l_ for l_, h in bounds)
-    packed = torch.zeros(len(per_class), w_max, dtype=torch.float64, device=dev)
-    if per_class:
-        packed[:, :w] = torch.stack([x.double() for x in per_class])
-    allp = _all_gather_same(packed, group)  # (world, K, w_max)
-    full = torch.cat([allp[r, :, :h - l_] for r, (l_, h) in enumerate(bounds)], 1)  # (K, C)
-    cursor = [0]
+        per_class.add(**video.per_class())
 
-    def take(k):
-        vals = full[cursor[0]:cursor[0] + k]
-        cursor[0] += k
-        return vals
 
-    ap, auc, npos = take(3)
-    npos = npos.round().long()
-    S_clip.update(ap=ap, auc=auc, npos=npos, nneg=n - npos)
-    if not mc:
-        tp, fp, fn, ap_k, npos_k = take(5)
-        S_clip.update(tp=tp.round().long(), fp=fp.round().long(), fn=fn.round().long(), ap_used=ap_k,
-                      npos_used=npos_k.round().long(), micro_ap=micro["clip"][0],
-                      micro_npos=torch.tensor(micro["clip"][1], device=dev))
-    out = {f"clip/{k}": v for k, v in level_scalars(su, su.task, keys_for(su.task, su.top_k, None), S_clip).items()}
+def _micro_ap(clip: _ClipShard, video, n: int, c: int, group) -> Dict[str, Tuple[Tensor, int]]:
+    """Stage 6 (multilabel): the positive pairs' scores are gathered, the pairs below each summed."""
+    levels = [("clip", clip.rank_t, clip.pos, n)] + ([("video", video.rank_t, video.pos, video.v)] if video else [])
+    qs = []
+    for _, rt_, p_, _ in levels:
+        cls_, row_ = torch.nonzero(p_.T, as_tuple=True)
+        qs.append(rt_[cls_, row_].double())
+    gathered_q = _gather_lists(qs, group)
+    lts = []
+    for (name, rt_, _, m), q in zip(levels, gathered_q):
+        q_sorted = torch.sort(q).values
+        lts.append((name, q_sorted, pooled_counts([rt_.double()], q_sorted), m))
+    flat = _all_reduce(torch.cat([x[2] for x in lts]).double(), group)
+    micro, off = {}, 0
+    for name, q_sorted, lt, m in lts:
+        k = lt.numel()
+        micro[name] = (pooled_ap_from_counts(q_sorted, flat[off:off + k].round().long(), m * c)[0], k)
+        off += k
+    return micro
+
+
+def _scalars(cfg, clip: _ClipShard, video, full: Dict[str, Tensor], micro, n: int) -> Dict[str, Tensor]:
+    """Stage 7: every key from the statistics of the whole class range."""
+    S_clip = clip.S
+    npos = full["clip_npos"].round().long()
+    S_clip.update(ap=full["clip_ap"], auc=full["clip_auc"], npos=npos, nneg=n - npos)
+    if cfg.row_task != "multiclass":
+        S_clip.update(tp=full["clip_tp"].round().long(), fp=full["clip_fp"].round().long(),
+                      fn=full["clip_fn"].round().long(), ap_used=full["clip_ap_used"],
+                      npos_used=full["clip_npos_used"].round().long(), micro_ap=micro["clip"][0],
+                      micro_npos=torch.tensor(micro["clip"][1], device=npos.device))
+    out = {f"clip/{k}": v for k, v in level_scalars(cfg, cfg.task, keys_for(cfg.task, cfg.top_k, None), S_clip).items()}
     if video is not None:
-        S_video = video.stats(take, micro.get("video"))
-        vkeys = keys_for(su.task, su.top_k, su.video_reduction)
-        out.update({f"video/{k}": v for k, v in level_scalars(su, su.task, vkeys, S_video).items()})
-        add_video_counts(su, out, video.v, n, video.missing)
-    return out, None, None, None
+        S_video = video.stats(full, micro.get("video"))
+        vkeys = keys_for(cfg.task, cfg.top_k, cfg.video_reduction)
+        out.update({f"video/{k}": v for k, v in level_scalars(cfg, cfg.task, vkeys, S_video).items()})
+        add_video_counts(cfg, out, video.v, n, video.missing)
+    return out
 
 
 def _gather_lists(qs: List[Tensor], group) -> List[Tensor]:
@@ -472,33 +495,24 @@ def _gather_lists(qs: List[Tensor], group) -> List[Tensor]:
 class _VideoShard:
     """The video level of one class shard."""
 
-    def __init__(self, su, vid_k: Tensor, x: Tensor, t_k: Optional[Tensor], pos: Optional[Tensor],
+    def __init__(self, cfg, vid_k: Tensor, x: Tensor, t_k: Optional[Tensor], pos: Optional[Tensor],
                  pred_k: Optional[Tensor], lo: int, hi: int, dev, vin=None) -> None:
-        self.su, self.lo, self.hi, self.dev = su, lo, hi, dev
+        self.cfg, self.lo, self.hi, self.dev = cfg, lo, hi, dev
         self.mc = t_k is not None
         uniq, inverse, counts = group_rows(vid_k)
         self.uniq, self.v = uniq, uniq.numel()
         w = hi - lo
         self.w = w
-        red = su.video_reduction
+        red = cfg.video_reduction
         self.bad_local = 0.0
         if self.mc:
-            v = self.v
-            tmin = torch.full((v,), 2**62, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t_k, "amin")
-            tmax = torch.full((v,), -1, dtype=torch.long, device=dev).scatter_reduce_(0, inverse, t_k, "amax")
-            self.bad_global = int((tmin != tmax).sum())  # known on every rank
-            self.target = tmax
+            self.target, differs = video_targets(t_k, inverse, self.v)
+            self.bad_global = int(differs.sum())  # known on every rank
         else:
-            tmin = torch.full((self.v, w), 2, dtype=torch.uint8, device=dev)
-            tmax = torch.zeros((self.v, w), dtype=torch.uint8, device=dev)
-            tb = pos.to(torch.uint8)
-            idx = inverse[:, None].expand_as(tb)
-            tmin.scatter_reduce_(0, idx, tb, "amin")
-            tmax.scatter_reduce_(0, idx, tb, "amax")
             # a video disagrees when any class of any shard does: counted per (video, class) here, so
             # the all-reduced count is > 0 exactly when one process would count a video
-            self.bad_local = float((tmin != tmax).sum())
-            self.pos = tmax.bool()
+            self.pos, differs = video_targets(pos, inverse, self.v, max(pos.shape[0], 1))
+            self.bad_local = float(differs.sum())
         block = block_sizes(max(vid_k.numel(), 1), max(w, 1))[0]
 
         def blocks():
@@ -519,7 +533,7 @@ class _VideoShard:
             self.rank = None  # after the log-sum-exp round
         elif self.mc:
             agg = "mean_probs" if red == "vote" else red
-            self.rank, _ = aggregate_blocks(log_probs_blocks, inverse, counts, w, "multiclass", su.input, agg,
+            self.rank, _ = aggregate_blocks(log_probs_blocks, inverse, counts, w, "multiclass", cfg.input, agg,
                                             log_probs=lambda xb: xb)
             if red == "vote":
                 votes = torch.zeros(self.v, w, dtype=torch.float64, device=dev)
@@ -528,21 +542,18 @@ class _VideoShard:
                                  torch.ones(int(inside.sum()), dtype=torch.float64, device=dev), accumulate=True)
                 self.votes = votes
         else:
-            self.rank, _ = aggregate_blocks(blocks, inverse, counts, w, "multilabel", su.input, red)
-        if su.expected_video_ids is not None:
-            exp = su.expected_video_ids.to(dev)
-            self.missing = int((~torch.isin(exp, uniq)).sum())
-        else:
-            self.missing = 0
+            self.rank, _ = aggregate_blocks(blocks, inverse, counts, w, "multilabel", cfg.input, red)
+        exp = cfg.expected_ids(dev)
+        self.missing = int(missing_video_ids(exp, uniq).numel()) if exp is not None else 0
         self.counts = counts
 
     # ---------------------------------------------------------------- rounds
     def local_reductions(self) -> List[Tensor]:
         if self.mc:
             return []  # the targets are known on every rank
-        probs = video_probs(self.rank, "multilabel", self.su.input, self.su.video_reduction)
+        probs = video_probs(self.rank, "multilabel", self.cfg.input, self.cfg.video_reduction)
         self.probs = probs
-        nb = self.su.calibration_bins
+        nb = self.cfg.calibration_bins
         bins = torch.zeros(3, nb, dtype=torch.float64, device=self.dev)
         if probs.numel():
             bins = bin_update(probs.reshape(-1), self.pos.reshape(-1), torch.ones_like(self.pos.reshape(-1)), nb)
@@ -550,23 +561,23 @@ class _VideoShard:
                 self.pos.sum(1).double()]
 
     def after_reduce(self, parts: List[Tensor], group) -> None:
-        su = self.su
+        cfg = self.cfg
         bad = self.bad_global if self.mc else int(parts[0].round())
         if bad:
             what = "video(s)" if self.mc else "(video, class) pair(s)"
             raise ValueError(f"{bad} {what} have clips with different targets; every clip of a video must share "
                              "its target")
         if not self.mc:
-            self.bins = parts[1].view(3, su.calibration_bins)
+            self.bins = parts[1].view(3, cfg.calibration_bins)
             has_pos = parts[2] > 0
-            self.ap, self.auc, self.npos = _ap_auroc_ml(su, self.rank.T.contiguous(), self.pos)
-            if su.empty_videos == "exclude" and not bool(has_pos.all()):
-                self.ap_k, _, self.npos_k = _ap_auroc_ml(su, self.rank.T.contiguous(), self.pos,
+            self.ap, self.auc, self.npos = _ap_auroc_ml(cfg, self.rank.T.contiguous(), self.pos)
+            if cfg.empty_videos == "exclude" and not bool(has_pos.all()):
+                self.ap_k, _, self.npos_k = _ap_auroc_ml(cfg, self.rank.T.contiguous(), self.pos,
                                                          torch.nonzero(has_pos).squeeze(1))
             else:
                 self.ap_k, self.npos_k = self.ap, self.npos
             self.rank_t = self.rank.T.contiguous()
-            self.counts_ml = multilabel_counts(self.probs > su.threshold, self.pos,
+            self.counts_ml = multilabel_counts(self.probs > cfg.threshold, self.pos,
                                                torch.ones(self.v, dtype=torch.bool, device=self.dev))
             return
         self._combine_rows(group)
@@ -574,8 +585,8 @@ class _VideoShard:
     def _combine_rows(self, group) -> None:
         """Multiclass: argmax, the target's rank, confidence, NLL and Brier of every video, from
         the shards (two rounds; three for ``mean_logits``)."""
-        su, dev, v, w, lo = self.su, self.dev, self.v, self.w, self.lo
-        red = su.video_reduction
+        cfg, dev, v, w, lo = self.cfg, self.dev, self.v, self.w, self.lo
+        red = cfg.video_reduction
         if red == "mean_logits":
             m = self.mean
             mx = m.max(1).values if w else torch.full((v,), -math.inf, dtype=torch.float64, device=dev)
@@ -587,9 +598,9 @@ class _VideoShard:
             lse = big + (ses * scale).sum(0).log()
             self.rank = m - lse[:, None]
         rank = self.rank
-        keys = keys_for(su.task, su.top_k, red)
-        key = video_key(rank, self.votes, "multiclass", su.input, red)
-        probs = video_probs(rank, "multiclass", su.input, red)
+        keys = keys_for(cfg.task, cfg.top_k, red)
+        key = video_key(rank, self.votes, "multiclass", cfg.input, red)
+        probs = video_probs(rank, "multiclass", cfg.input, red)
         t = self.target
         inside = (t >= lo) & (t < lo + w)
         tl = (t - lo).clamp(0, max(w - 1, 0))
@@ -627,35 +638,35 @@ class _VideoShard:
         self.brier = p2_all - 2 * p_t_all + 1
         self.keys = keys
         if "auroc_macro" in keys:
-            self.ap, self.auc, self.npos = _ap_auroc_mc(su, rank.T.contiguous(), t, lo)
+            self.ap, self.auc, self.npos = _ap_auroc_mc(cfg, rank.T.contiguous(), t, lo)
 
-    def per_class(self) -> List[Tensor]:
+    def per_class(self) -> Dict[str, Tensor]:
         w, dev = self.w, self.dev
         if self.mc:
             if hasattr(self, "ap"):
-                return [self.ap, self.auc, self.npos.double()]
+                return {"video_ap": self.ap, "video_auc": self.auc, "video_npos": self.npos}
             nan = torch.full((w,), float("nan"), dtype=torch.float64, device=dev)
-            return [nan, nan, torch.zeros(w, dtype=torch.float64, device=dev)]
+            return {"video_ap": nan, "video_auc": nan, "video_npos": torch.zeros(w, dtype=torch.float64, device=dev)}
         tp, fp, fn = self.counts_ml
-        return [self.ap, self.auc, self.npos.double(), tp.double(), fp.double(), fn.double(), self.ap_k,
-                self.npos_k.double()]
+        return {"video_ap": self.ap, "video_auc": self.auc, "video_npos": self.npos, "video_tp": tp, "video_fp": fp,
+                "video_fn": fn, "video_ap_used": self.ap_k, "video_npos_used": self.npos_k}
 
-    def stats(self, take, micro) -> Dict[str, Any]:
-        su, v = self.su, self.v
-        S: Dict[str, Any] = {"n": v, "missing": self.missing if su.missing == "count_as_wrong" else 0}
-        ap, auc, npos = take(3)
-        S.update(ap=ap, auc=auc, npos=npos.round().long(), nneg=v - npos.round().long())
+    def stats(self, full: Dict[str, Tensor], micro) -> Dict[str, Any]:
+        cfg, v = self.cfg, self.v
+        S: Dict[str, Any] = {"n": v, "missing": self.missing if cfg.missing == "count_as_wrong" else 0}
+        npos = full["video_npos"].round().long()
+        S.update(ap=full["video_ap"], auc=full["video_auc"], npos=npos, nneg=v - npos)
         if self.mc:
             ones = torch.ones(v, dtype=torch.bool, device=self.dev)
-            c = su._c
+            c = cfg.columns
             cm = confusion_counts(self.pred, self.target, ones, c)
-            S.update(hits=torch.stack([scatter_count(self.target, self.rt < k, c) for k in su.top_k]),
+            S.update(hits=torch.stack([scatter_count(self.target, self.rt < k, c) for k in cfg.top_k]),
                      tp=cm.diagonal(), pc=cm.sum(0), support=cm.sum(1),
-                     bins=bin_update(self.conf, self.pred == self.target, ones, su.calibration_bins),
+                     bins=bin_update(self.conf, self.pred == self.target, ones, cfg.calibration_bins),
                      nll=-self.rank_t_v.sum(), brier=self.brier.sum())
         else:
-            tp, fp, fn, ap_k, npos_k = take(5)
-            S.update(tp=tp.round().long(), fp=fp.round().long(), fn=fn.round().long(), ap_used=ap_k,
-                     npos_used=npos_k.round().long(), bins=self.bins, micro_ap=micro[0],
+            S.update(tp=full["video_tp"].round().long(), fp=full["video_fp"].round().long(),
+                     fn=full["video_fn"].round().long(), ap_used=full["video_ap_used"],
+                     npos_used=full["video_npos_used"].round().long(), bins=self.bins, micro_ap=micro[0],
                      micro_npos=torch.tensor(micro[1], device=self.dev))
         return S

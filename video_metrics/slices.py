@@ -30,7 +30,7 @@ from torch import Tensor
 
 from . import bootstrap as bs
 from .functional.aggregation import video_values
-from .levels import _clean, keys_for, level_scalars
+from .levels import clean_json, keys_for, level_scalars
 
 __all__ = ["SliceResult", "check_slices", "frequency_slices", "slice_results", "point_values", "SAMPLE_KEYS"]
 
@@ -59,7 +59,7 @@ class SliceResult:
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "value": self.value, "kind": self.kind, "num_videos": self.num_videos,
                 "num_clips": self.num_clips, "too_small": self.too_small, "classes": self.classes,
-                "scalars": _clean(self.scalars), "intervals": {k: _clean(list(v)) for k, v in self.intervals.items()}}
+                "scalars": clean_json(self.scalars), "intervals": {k: clean_json(list(v)) for k, v in self.intervals.items()}}
 
 
 def frequency_slices(class_frequency: Sequence[int], thresholds: Tuple[int, int] = (20, 100)) -> Dict[str, List[int]]:
@@ -71,16 +71,17 @@ def frequency_slices(class_frequency: Sequence[int], thresholds: Tuple[int, int]
             "few": [i for i, x in enumerate(f) if x < few]}
 
 
-def check_slices(su, slices, class_frequency, frequency_thresholds, class_slices, min_slice_size, bins) -> None:
-    """Validate and store the slice options on the suite."""
+def check_slices(task: str, num_classes: int, slices, class_frequency, frequency_thresholds, class_slices,
+                 min_slice_size, bins) -> Tuple[Tuple[str, ...], Tuple[Tuple[Tuple[str, str], Tuple[int, ...]], ...], int]:
+    """Validate the slice options: ``(group columns, class sets as ((name, value), classes), min size)``."""
     if isinstance(slices, str):
         slices = (slices,)
     slices = tuple(slices or ())
     if any(not isinstance(s, str) or not s for s in slices) or len(set(slices)) != len(slices):
         raise ValueError(f"`slices` must be distinct non-empty column names, got {slices!r}")
     sets: Dict[Tuple[str, str], List[int]] = {}
-    c = su.num_classes
-    if (class_frequency is not None or class_slices) and su.task == "binary":
+    c = num_classes
+    if (class_frequency is not None or class_slices) and task == "binary":
         raise ValueError("class slices (`class_frequency`, `class_slices`) need task='multiclass' or 'multilabel'")
     if class_frequency is not None:
         if len(class_frequency) != c or any(int(x) < 0 for x in class_frequency):
@@ -100,7 +101,7 @@ def check_slices(su, slices, class_frequency, frequency_thresholds, class_slices
         raise ValueError("slices need every clip's row: use exact mode (bins=None)")
     if isinstance(min_slice_size, bool) or not isinstance(min_slice_size, int) or min_slice_size < 0:
         raise ValueError(f"`min_slice_size` must be a non-negative int, got {min_slice_size!r}")
-    su.slices, su.class_sets, su.min_slice_size = slices, sets, min_slice_size
+    return slices, tuple((k, tuple(v)) for k, v in sets.items()), min_slice_size
 
 
 def check_groups(groups, names: Sequence[str], scores: Tensor) -> Optional[Tensor]:
@@ -132,41 +133,41 @@ def _count(ctx, rows_mask: Optional[Tensor]) -> Tuple[int, int]:
     return (int(torch.unique(vid).numel()) if ctx.has_video_ids else n), n
 
 
-def point_values(su, ctx, rows_mask) -> Dict[str, float]:
+def point_values(cfg, ctx, rows_mask) -> Dict[str, float]:
     """The suite's keys on the rows of ``rows_mask`` (both levels)."""
     out = {f"clip/{k}": float(v) for k, v in ctx.clip_level(rows_mask).scalars().items()}
-    if su.video_reduction is not None:
+    if cfg.video_reduction is not None:
         out.update({f"video/{k}": float(v) for k, v in ctx.video_level(rows_mask)[0].scalars().items()})
     return out
 
 
-def _group_slices(su, ctx) -> List[SliceResult]:
+def _group_slices(cfg, ctx) -> List[SliceResult]:
     out: List[SliceResult] = []
-    if not su.slices:
+    if not cfg.slices:
         return out
     g = ctx.groups
     if ctx.has_video_ids and g.shape[0]:
         uniq, inv = torch.unique(ctx.vid, return_inverse=True)
         _, bad = video_values(g, inv, uniq.numel())
-        for j, name in enumerate(su.slices):
+        for j, name in enumerate(cfg.slices):
             if int(bad[j]):
                 raise ValueError(f"{int(bad[j])} video(s) have clips with different `groups` values in column "
                                  f"{name!r}; every clip of a video must share its groups")
-    for j, name in enumerate(su.slices):
+    for j, name in enumerate(cfg.slices):
         for value in torch.unique(g[:, j]).tolist():
             mask = g[:, j] == value
             nv, nc = _count(ctx, mask)
-            res = SliceResult(name, int(value), "group", nv, nc, point_values(su, ctx, mask),
-                              too_small=nv < su.min_slice_size)
-            if su.bootstrap:
-                res.intervals = bs.percentile_intervals(bs.suite_replicates(su, ctx, su.bootstrap, su.seed, mask), su.ci)
+            res = SliceResult(name, int(value), "group", nv, nc, point_values(cfg, ctx, mask),
+                              too_small=nv < cfg.min_slice_size)
+            if cfg.bootstrap:
+                res.intervals = bs.percentile_intervals(bs.suite_replicates(cfg, ctx, cfg.bootstrap, cfg.seed, mask), cfg.ci)
             out.append(res)
     return out
 
 
-def _class_keys(su, level, classes: Tensor, stats=None) -> Dict[str, Tensor]:
-    keys = keys_for(su.task, su.top_k, level.reduction)
-    return level_scalars(su, su.task, keys, stats if stats is not None else level.stats, classes)
+def _class_keys(cfg, level, classes: Tensor, stats=None) -> Dict[str, Tensor]:
+    keys = keys_for(cfg.task, cfg.top_k, level.reduction)
+    return level_scalars(cfg, cfg.task, keys, stats if stats is not None else level.stats, classes)
 
 
 def _sample_key(task: str, key: str) -> bool:
@@ -181,54 +182,54 @@ def _class_wise(task: str, key: str) -> bool:
     return key not in ("ece", "mAP_micro")
 
 
-def _class_slices(su, ctx) -> List[SliceResult]:
+def _class_slices(cfg, ctx) -> List[SliceResult]:
     out: List[SliceResult] = []
-    if not su.class_sets:
+    if not cfg.class_sets:
         return out
     levels = [("clip", ctx.clip_level())]
-    if su.video_reduction is not None:
+    if cfg.video_reduction is not None:
         levels.append(("video", ctx.video_level()[0]))
     reps_full = {}
-    if su.bootstrap:  # the replicate statistics of the full set, reduced per class set below
-        reps_full = _full_replicate_stats(su, ctx)
-    for (name, value), cls in su.class_sets.items():
+    if cfg.bootstrap:  # the replicate statistics of the full set, reduced per class set below
+        reps_full = _full_replicate_stats(cfg, ctx)
+    for (name, value), cls in cfg.class_set_dict().items():
         idx = torch.tensor(cls, dtype=torch.long, device=ctx.t.device)
-        if su.task == "multiclass":
+        if cfg.task == "multiclass":
             rows_mask = torch.isin(ctx.t, idx)
         else:
             rows_mask = ctx.t[:, idx].any(1)
         nv, nc = _count(ctx, rows_mask)
         scalars: Dict[str, float] = {}
         for lv, level in levels:
-            scalars.update({f"{lv}/{k}": float(v) for k, v in _class_keys(su, level, idx).items()
-                            if _class_wise(su.task, k)})
-        if su.task == "multiclass" and bool(rows_mask.any()):
-            scalars.update({k: v for k, v in point_values(su, ctx, rows_mask).items()
-                            if _sample_key(su.task, k.split("/", 1)[1])})
+            scalars.update({f"{lv}/{k}": float(v) for k, v in _class_keys(cfg, level, idx).items()
+                            if _class_wise(cfg.task, k)})
+        if cfg.task == "multiclass" and bool(rows_mask.any()):
+            scalars.update({k: v for k, v in point_values(cfg, ctx, rows_mask).items()
+                            if _sample_key(cfg.task, k.split("/", 1)[1])})
         if nv == 0:  # no video of the slice's classes: nothing to measure (not a score of 0)
             out.append(SliceResult(name, value, "class", 0, 0, {k: float("nan") for k in scalars}, too_small=True,
                                    classes=cls))
             continue
-        res = SliceResult(name, value, "class", nv, nc, scalars, too_small=nv < su.min_slice_size, classes=cls)
-        if su.bootstrap:
+        res = SliceResult(name, value, "class", nv, nc, scalars, too_small=nv < cfg.min_slice_size, classes=cls)
+        if cfg.bootstrap:
             reps: Dict[str, Tensor] = {}
             for lv, level in levels:
-                r = level_scalars(su, su.task, keys_for(su.task, su.top_k, level.reduction), reps_full[lv], idx)
-                reps.update({f"{lv}/{k}": v for k, v in r.items() if _class_wise(su.task, k)})
-            if su.task == "multiclass" and bool(rows_mask.any()):
-                sub = bs.suite_replicates(su, ctx, su.bootstrap, su.seed, rows_mask)
-                reps.update({k: v for k, v in sub.items() if _sample_key(su.task, k.split("/", 1)[1])})
-            res.intervals = bs.percentile_intervals(reps, su.ci)
+                r = level_scalars(cfg, cfg.task, keys_for(cfg.task, cfg.top_k, level.reduction), reps_full[lv], idx)
+                reps.update({f"{lv}/{k}": v for k, v in r.items() if _class_wise(cfg.task, k)})
+            if cfg.task == "multiclass" and bool(rows_mask.any()):
+                sub = bs.suite_replicates(cfg, ctx, cfg.bootstrap, cfg.seed, rows_mask)
+                reps.update({k: v for k, v in sub.items() if _sample_key(cfg.task, k.split("/", 1)[1])})
+            res.intervals = bs.percentile_intervals(reps, cfg.ci)
         out.append(res)
     return out
 
 
-def _full_replicate_stats(su, ctx) -> Dict[str, Dict[str, Any]]:
+def _full_replicate_stats(cfg, ctx) -> Dict[str, Dict[str, Any]]:
     """The replicate statistics of both levels on the full set (shared by the class slices)."""
     return {name: bs.weighted_stats(level, unit, w, missing)
-            for name, level, unit, w, missing in bs.resampled_levels(su, ctx, su.bootstrap, su.seed)}
+            for name, level, unit, w, missing in bs.resampled_levels(cfg, ctx, cfg.bootstrap, cfg.seed)}
 
 
-def slice_results(su, ctx) -> List[SliceResult]:
+def slice_results(cfg, ctx) -> List[SliceResult]:
     """Every group slice and class slice of the suite's gathered rows."""
-    return _group_slices(su, ctx) + _class_slices(su, ctx)
+    return _group_slices(cfg, ctx) + _class_slices(cfg, ctx)

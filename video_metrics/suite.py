@@ -51,11 +51,12 @@ from .functional.classification import (
 )
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
 from .ids import IdRegistry, id_tensor
-from .levels import HistLevel, Level, LevelReport, RowStore, _clean, add_video_counts, block_sizes, keys_for  # noqa: F401 (keys_for: re-exported)
+from .levels import HistLevel, Level, LevelReport, RowStore, add_video_counts, block_sizes, clean_json, keys_for  # noqa: F401 (keys_for: re-exported)
 from . import bootstrap as _bootstrap
 from . import sharded as _sharded
 from . import slices as _slices
 from . import views as _views
+from .config import SuiteConfig
 from .metrics.base import VideoMetric
 from .videos import (AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction, kept_rows,  # noqa: F401
                      same_rows_in)
@@ -65,6 +66,10 @@ __all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificati
            "PRESETS"]
 
 MISSING = ("ignore", "count_as_wrong")
+
+
+def _id_tuple(ids: Optional[Tensor]) -> Optional[Tuple[int, ...]]:
+    return None if ids is None else tuple(int(i) for i in ids.tolist())
 
 
 class _ClipRows(VideoMetric):
@@ -150,7 +155,11 @@ class _ClipRows(VideoMetric):
         if self.input == "logits":
             self.n_prob_like += prob_like
 
-    def _rows(self):
+    def id_counts(self) -> Tuple[int, int, int]:
+        """``(rows seen, rows with clip ids, rows with video ids)`` (synced inside ``compute()``)."""
+        return int(self.n_seen), int(self.n_with_clip_ids), int(self.n_with_video_ids)
+
+    def kept_rows(self):
         """Valid rows after the sync, padding duplicates removed when clip ids were given.
         Returns ``(rows, target, video_ids, n_dropped)``: ``rows`` a :class:`RowStore` over the
         stored score chunks (no copy of every row), the others for the kept rows in row order."""
@@ -160,7 +169,7 @@ class _ClipRows(VideoMetric):
         valid = self._cat("valid")
         t, vid, cid = self._cat("target"), self._cat("video_ids"), self._cat("clip_ids")
         chunks = self.scores if isinstance(self.scores, list) else [self.scores]
-        keep, dropped = kept_rows(self, valid, vid, cid, same_rows_in(chunks, t))
+        keep, dropped = kept_rows(self.id_counts(), valid, vid, cid, same_rows_in(chunks, t), self.id_registry)
         if not bool(keep.all()):
             t, vid = t[keep], vid[keep]
         rows = RowStore(chunks, keep, self._c, block_sizes(int(keep.sum()), self._c)[0])
@@ -191,6 +200,8 @@ class VideoAggregator(_ClipRows):
         super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry, **kwargs)
         check_reduction(reduction, task, input)
         self.reduction = reduction
+        self.config = SuiteConfig(task, self.num_classes, input, video_reduction=reduction, missing=missing,
+                                  expected_video_ids=_id_tuple(self.expected_video_ids), expected_clips=expected_clips)
 
     def update(self, scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids: Optional[Tensor] = None) -> None:
         if video_ids is None:
@@ -198,7 +209,7 @@ class VideoAggregator(_ClipRows):
         self._append(scores, target, video_ids, clip_ids)
 
     def compute(self) -> AggregatedVideos:
-        return self._aggregate(*self._rows(), self.reduction)
+        return self._aggregate(*self.kept_rows(), self.reduction)
 
     def plot(self, val: Optional[AggregatedVideos] = None, ax: Any = None):
         """Histogram of the video-level confidence (the top score of each video), right and wrong
@@ -231,6 +242,21 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     # Charades: multi-label, max over clips, mAP over classes with a positive, class-size weighted mAP.
     "charades": {"task": "multilabel", "video_reduction": "max", "empty_class": "skip"},
 }
+
+@dataclass
+class Evaluation:
+    """The suite's rows evaluated once (:meth:`VideoClassificationMetrics.evaluation`): the scalar
+    keys, the levels, the video coverage, and — by mode — the kept rows for the analyses
+    (``context``) and each level's report."""
+
+    scalars: Dict[str, Tensor]
+    clip: Any
+    video: Optional[Level] = None
+    coverage: Optional[Coverage] = None
+    context: Optional[EvalContext] = None
+    clip_report: Optional[LevelReport] = None
+    video_report: Optional[LevelReport] = None
+
 
 @dataclass
 class SuiteReport:
@@ -276,11 +302,11 @@ class SuiteReport:
     def to_dict(self) -> Dict[str, Any]:
         return {
             "task": self.task, "num_classes": self.num_classes, "class_names": self.class_names,
-            "video_reduction": self.video_reduction, "scalars": _clean(self.scalars), "rows": self.rows,
+            "video_reduction": self.video_reduction, "scalars": clean_json(self.scalars), "rows": self.rows,
             "clip": None if self.clip is None else self.clip.to_dict(),
             "video": None if self.video is None else self.video.to_dict(),
             "coverage": None if self.coverage is None else asdict(self.coverage),
-            "ci": self.ci, "intervals": {k: _clean(list(v)) for k, v in self.intervals.items()},
+            "ci": self.ci, "intervals": {k: clean_json(list(v)) for k, v in self.intervals.items()},
             "slices": [x.to_dict() for x in self.slices], "temperature": self.temperature,
             "views": None if self.views is None else self.views.to_dict(),
         }
@@ -373,7 +399,8 @@ class VideoClassificationMetrics(_ClipRows):
         super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry,
                          keep_rows=bins is None, **kwargs)
         self.bins, self.bin_range = bins, float(bin_range)
-        _slices.check_slices(self, slices, class_frequency, frequency_thresholds, class_slices, min_slice_size, bins)
+        self.slices, self.class_sets, self.min_slice_size = _slices.check_slices(
+            task, self.num_classes, slices, class_frequency, frequency_thresholds, class_slices, min_slice_size, bins)
         if self.slices:
             self.add_cat_state("groups", torch.long, (len(self.slices),))
         if compile_update and bins is None:
@@ -435,6 +462,11 @@ class VideoClassificationMetrics(_ClipRows):
                 self.add_sum_state("ml_counts", torch.zeros(3, c, dtype=torch.long))
             if task != "multilabel":
                 self.add_sum_state("loss_sums", torch.zeros(2, dtype=torch.float64))  # nll, brier
+        self.config = SuiteConfig(
+            task, self.num_classes, input, self.top_k, video_reduction, calibration_bins, self.threshold, ap_mode,
+            self.ap_empty_class, self.auroc_empty_class, predicted_absent, empty_videos, preset, self.missing,
+            _id_tuple(self.expected_video_ids), expected_clips, bootstrap, self.ci, bootstrap_unit, seed, self.slices,
+            self.class_sets, self.min_slice_size, bins, self.bin_range, tuple(self.class_names))
 
     def _stream_step(self, scores: Tensor, target: Tensor) -> None:
         """Histogram mode: validate on the device and add the batch to the summed states. Pure
@@ -488,8 +520,8 @@ class VideoClassificationMetrics(_ClipRows):
     # ------------------------------------------------------------------------------ compute
     def compute(self) -> Dict[str, Tensor]:
         if getattr(self, "_sharded", False):  # under DDP, classes split across ranks (video_metrics.sharded)
-            return _sharded.evaluate(self)[0]
-        return self._evaluate(detail=False)[0]
+            return _sharded.evaluate(self.config, self._rank_rows(), self._shard_group)
+        return self.evaluation("scalars").scalars
 
     def _wrap_compute(self, compute):
         wrapped = super()._wrap_compute(compute)
@@ -508,23 +540,36 @@ class VideoClassificationMetrics(_ClipRows):
         """``compute()`` under DDP with ``shard_classes``: the rows stay on their rank (the sums are
         already all-reduced); :mod:`video_metrics.sharded` exchanges class shards."""
         if (getattr(self, "_in_compute", False) and self.shard_classes is not False and self.keep_rows
-                and _sharded.should_shard(self, group)):
-            self._sharded = True
+                and _sharded.should_shard(self.config, self.shard_classes, int(self.n_seen), group)):
+            self._sharded, self._shard_group = True, group
             return
         self._sync_cats(names, group)
 
+    def _rank_rows(self) -> "_sharded.RankRows":
+        """This rank's rows for the class-sharded compute (after the summed states' checks, which
+        raise on every rank alike)."""
+        if self.id_registry is not None:
+            self.id_registry.check()
+        self._check_rows()
+        chunks = [x for x in (self.scores if isinstance(self.scores, list) else [self.scores]) if x.shape[0]]
+        return _sharded.RankRows(chunks, self._cat("target"), self._cat("valid"), self._cat("video_ids"),
+                                 self._cat("clip_ids"), self.id_counts(), self.id_registry)
+
     def report(self) -> SuiteReport:
         """Scalars plus everything plots, callbacks and the CLI need, for both levels (synced)."""
-        def run():
-            out, clip, video, coverage, ctx = self._evaluate(detail=True)
-            intervals = _bootstrap.intervals_for(self, ctx) if self.bootstrap and ctx is not None else {}
-            slices = _slices.slice_results(self, ctx) if ctx is not None else []
-            views = _views.views_report(self, ctx) if ctx is not None else None
-            return out, clip, video, coverage, intervals, slices, views
+        cfg = self.config
 
-        out, clip, video, coverage, intervals, slices, views = self._synced(run)
-        return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in out.items()},
-                           clip, video, coverage, self.video_reduction, intervals, slices,
+        def run():
+            ev = self.evaluation("report")
+            ctx = ev.context
+            intervals = _bootstrap.intervals_for(cfg, ctx) if self.bootstrap and ctx is not None else {}
+            slices = _slices.slice_results(cfg, ctx) if ctx is not None else []
+            views = _views.views_report(cfg, ctx) if ctx is not None else None
+            return ev, intervals, slices, views
+
+        ev, intervals, slices, views = self.synced(run)
+        return SuiteReport(self.task, self.num_classes, self.class_names, {k: float(v) for k, v in ev.scalars.items()},
+                           ev.clip_report, ev.video_report, ev.coverage, self.video_reduction, intervals, slices,
                            ci=self.ci if self.bootstrap else None, views=views)
 
     def fit_temperature(self, level: str = "video"):
@@ -534,44 +579,53 @@ class VideoClassificationMetrics(_ClipRows):
         and after, and the cross-fitted ECE (T fitted on half of the videos, ECE on the other)."""
         from . import temperature
 
-        temperature.check_level(self, level)
-        return self._synced(lambda: temperature.fit(self, *self._rows()[:3], level))
+        temperature.check_level(self.config, level)
+        return self.synced(lambda: temperature.fit(self.config, *self.kept_rows()[:3], level))
 
-    def _evaluate(self, detail: bool):
+    def evaluation(self, mode: str = "scalars") -> "Evaluation":
+        """The suite's rows evaluated (call inside :meth:`synced` under DDP): ``mode="scalars"``
+        (what ``compute()`` returns; the levels may sort their buffers in place), ``"context"``
+        (also the kept rows as an :class:`~video_metrics.videos.EvalContext` for the analyses) or
+        ``"report"`` (also each level's :class:`LevelReport`)."""
+        cfg = self.config
         if self.bins is not None:
             if self.id_registry is not None:
                 self.id_registry.check()
             self._check_rows()
-            clip = HistLevel(self)
+            clip = HistLevel(cfg, self._hist_states())
             out = {f"clip/{k}": v for k, v in clip.scalars().items()}
-            return (out, None, None, None) if not detail else (out, clip.report(), None, None, None)
-        rows, t, vid, dropped = self._rows()
-        clip = Level(self, "clip", None, detail=detail)
-        clip.from_rows(rows, t)
+            return Evaluation(out, clip, clip_report=clip.report() if mode == "report" else None)
+        detail = mode != "scalars"
+        rows, t, vid, dropped = self.kept_rows()
+        clip = Level.of_rows(cfg, "clip", rows, t, detail=detail)
         out = {f"clip/{k}": v for k, v in clip.scalars().items()}
         video = coverage = agg = None
         if self.video_reduction is not None:
             ws = clip.lend_workspace()  # compute(): the video arrays reuse the clip ranking matrix's memory
             agg = self._aggregate(rows, t, vid, dropped, self.video_reduction, full=False, workspace=ws)
             coverage = agg.coverage
-            video = Level(self, "video", self.video_reduction, detail=detail, workspace=ws,
-                          missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
-            video.from_videos(agg)
+            video = Level.of_videos(cfg, self.video_reduction, agg, detail=detail, workspace=ws,
+                                    missing=coverage.missing_videos if self.missing == "count_as_wrong" else 0)
             out.update({f"video/{k}": v for k, v in video.scalars().items()})
-            add_video_counts(self, out, coverage.num_videos, coverage.num_clips, coverage.missing_videos)
+            add_video_counts(cfg, out, coverage.num_videos, coverage.num_clips, coverage.missing_videos)
         if not detail:
-            return out, None, None, None
-        mask = rows.mask  # detail="context": the rows and levels for an analysis, no reports
-        cid = self._cat("clip_ids") if int(self.n_with_clip_ids) else None
-        if cid is not None and mask is not None:
-            cid = cid[mask]
-        groups = None
-        if self.slices:
-            groups = self._cat("groups")
-            groups = groups[mask] if mask is not None else groups
-        ctx = EvalContext(self, rows, t, vid, cid, dropped, bool(int(self.n_with_video_ids)), clip, video,
-                          agg.video_ids if agg is not None else None, groups)
-        if detail == "context":
-            return out, None, None, coverage, ctx
-        return out, clip.report(), (video.report() if video is not None else None), coverage, ctx
+            return Evaluation(out, clip, video, coverage)
+        ctx = EvalContext(cfg, rows, t, vid, self._kept_column("clip_ids", rows.mask), dropped,
+                          bool(int(self.n_with_video_ids)), clip, video, agg.video_ids if agg is not None else None,
+                          self._kept_column("groups", rows.mask) if self.slices else None)
+        if mode == "context":
+            return Evaluation(out, clip, video, coverage, ctx)
+        return Evaluation(out, clip, video, coverage, ctx, clip.report(), video.report() if video is not None else None)
+
+    def _kept_column(self, name: str, mask: Optional[Tensor]) -> Optional[Tensor]:
+        """A row state (clip ids, groups) of the kept rows; None for clip ids never given."""
+        if name == "clip_ids" and not int(self.n_with_clip_ids):
+            return None
+        col = self._cat(name)
+        return col[mask] if mask is not None else col
+
+    def _hist_states(self) -> Dict[str, Tensor]:
+        names = ["hist", "cal", "n_rows"] + (["cm", "topk_hits"] if self._task == "multiclass" else ["ml_counts"])
+        names += ["loss_sums"] if self.task != "multilabel" else []
+        return {k: getattr(self, k) for k in names}
 

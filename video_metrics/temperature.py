@@ -23,10 +23,10 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .bootstrap import _mix
+from .bootstrap import mix64
 from .functional.aggregation import aggregate_blocks, group_rows
 from .functional.calibration import ReliabilityData, bin_update, calibration_error, fit_temperature, reliability, uniform_edges
-from .levels import RowStore, _clean, block_sizes
+from .levels import RowStore, block_sizes, clean_json
 
 __all__ = ["TemperatureFit", "fit"]
 
@@ -52,20 +52,20 @@ class TemperatureFit:
     def to_dict(self) -> Dict[str, Any]:
         keys = ("level", "temperature", "nll_before", "nll_after", "ece_before", "ece_after", "ece_cross_fitted",
                 "temperatures_halves", "num_samples")
-        return _clean({k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(self, k)) for k in keys)})
+        return clean_json({k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(self, k)) for k in keys)})
 
 
 class _Data:
     """The logits of one level for a subset of the kept rows, and how to score a temperature."""
 
-    def __init__(self, su, x: Tensor, t: Tensor, vid: Tensor, level: str, mask: Optional[Tensor]) -> None:
-        self.su, self.level = su, level
-        self.task = su._task  # "multiclass" or "multilabel" (binary: one column)
+    def __init__(self, cfg, x: Tensor, t: Tensor, vid: Tensor, level: str, mask: Optional[Tensor]) -> None:
+        self.cfg, self.level = cfg, level
+        self.task = cfg.row_task  # "multiclass" or "multilabel" (binary: one column)
         if mask is not None:
             x, t, vid = x[mask], t[mask], vid[mask]
         self.x = x.double()
         self.t = t
-        if level == "clip" or su.video_reduction == "mean_logits":
+        if level == "clip" or cfg.video_reduction == "mean_logits":
             if level == "video":
                 uniq, inverse, counts = group_rows(vid)
                 m = torch.zeros(uniq.numel(), x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, inverse, self.x)
@@ -116,7 +116,7 @@ class _Data:
     def bins(self, temp: float) -> Tensor:
         lp, _ = self.log_probs(temp)
         p = lp.exp()
-        nb = self.su.calibration_bins
+        nb = self.cfg.calibration_bins
         if self.task == "multiclass":
             conf, pred = p.max(1)
             return bin_update(conf, pred == self.t, torch.ones_like(pred, dtype=torch.bool), nb)
@@ -136,40 +136,40 @@ class _Data:
         return float(math.exp(res.x))
 
 
-def check_level(su, level: str) -> None:
+def check_level(cfg, level: str) -> None:
     if level not in ("clip", "video"):
         raise ValueError(f"`level` must be 'clip' or 'video', got {level!r}")
-    if su.bins is not None:
+    if cfg.bins is not None:
         raise ValueError("fit_temperature needs every clip's logits: use exact mode (bins=None)")
-    if su.input != "logits":
+    if cfg.input != "logits":
         raise ValueError("fit_temperature scales logits: the suite has input='probs' (no logits to scale)")
     if level == "video":
-        if su.video_reduction is None:
+        if cfg.video_reduction is None:
             raise ValueError("fit_temperature(level='video') needs video_reduction; use level='clip'")
-        if su.video_reduction not in ("mean_logits", "mean_probs"):
+        if cfg.video_reduction not in ("mean_logits", "mean_probs"):
             raise ValueError(f"fit_temperature(level='video') applies T to the clip logits before the reduction: "
-                             f"defined for 'mean_logits' and 'mean_probs', not {su.video_reduction!r}")
+                             f"defined for 'mean_logits' and 'mean_probs', not {cfg.video_reduction!r}")
 
 
-def fit(su, rows: RowStore, t: Tensor, vid: Tensor, level: str = "video") -> TemperatureFit:
+def fit(cfg, rows: RowStore, t: Tensor, vid: Tensor, level: str = "video") -> TemperatureFit:
     """Fit ``T`` on the suite's kept rows (see the module doc)."""
-    check_level(su, level)
+    check_level(cfg, level)
     x = torch.cat([b for _, b in rows.blocks()]) if rows.n else torch.zeros(0, rows.c, device=t.device)  # once
-    data = _Data(su, x, t, vid, level, None)
+    data = _Data(cfg, x, t, vid, level, None)
     temp = data.fit()
     before_bins, after_bins = data.bins(1.0), data.bins(temp)
     # the two halves of the videos, by a hash of the video id (clips of a video stay together)
-    half = (_mix(vid.long()) & 1) == 0
-    cross = torch.zeros(3, su.calibration_bins, dtype=torch.float64, device=t.device)
+    half = (mix64(vid.long()) & 1) == 0
+    cross = torch.zeros(3, cfg.calibration_bins, dtype=torch.float64, device=t.device)
     temps = []
     for fit_on in (half, ~half):
-        a = _Data(su, x, t, vid, level, fit_on)
-        b = _Data(su, x, t, vid, level, ~fit_on)
+        a = _Data(cfg, x, t, vid, level, fit_on)
+        b = _Data(cfg, x, t, vid, level, ~fit_on)
         ta = a.fit()
         temps.append(ta)
         if b.n and a.n:
             cross += b.bins(ta)
-    edges = uniform_edges(su.calibration_bins, before_bins.device)
+    edges = uniform_edges(cfg.calibration_bins, before_bins.device)
     return TemperatureFit(level, float(temp), data.nll(1.0), data.nll(temp), float(calibration_error(before_bins)),
                           float(calibration_error(after_bins)),
                           float(calibration_error(cross)) if cross[0].sum() > 0 else float("nan"),

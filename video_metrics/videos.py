@@ -12,15 +12,15 @@ from torch import Tensor
 
 from .functional._checks import check_choice
 from .functional.aggregation import (REDUCTIONS, aggregate_blocks, duplicate_pairs, group_rows, rows_at, video_key,
-                                     video_probs, video_values)
+                                     video_probs, video_targets)
 from .levels import Level, RowStore, block_sizes
 
 __all__ = ["Coverage", "AggregatedVideos", "aggregate_videos", "check_reduction", "EvalContext", "kept_rows",
-           "same_rows_in"]
+           "same_rows_in", "missing_video_ids"]
 
 
-def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor,
-              same_rows: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> Tuple[Tensor, int]:
+def kept_rows(id_counts: Tuple[int, int, int], valid: Tensor, vid: Tensor, cid: Tensor,
+              same_rows: Optional[Callable[[Tensor, Tensor], Tensor]] = None, registry=None) -> Tuple[Tensor, int]:
     """``(keep, dropped)``: the valid rows, less repeated ``(video_id, clip_id)`` pairs (sampler
     padding; the first occurrence in row order is kept) when clip ids were given. The same
     decision on every process of a sync (the suite's full gather and its class shards).
@@ -29,11 +29,11 @@ def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor,
     target): padding duplicates are identical rows, so a repeated pair with different scores or
     targets means the ids are wrong, and raises (naming the count and the pair of the earliest such
     row). Only
-    the rows the de-duplication found are compared."""
-    n_clip_ids, n_total = int(su.n_with_clip_ids), int(su.n_seen)
+    the rows the de-duplication found are compared. ``id_counts``: ``(rows seen, rows with clip
+    ids, rows with video ids)`` (synced); ``registry``: names the video in the error."""
+    n_total, n_clip_ids, n_vid = id_counts
     if 0 < n_clip_ids < n_total:
         raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
-    n_vid = int(su.n_with_video_ids)
     if 0 < n_vid < n_total:
         raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
     if not n_clip_ids:
@@ -46,8 +46,7 @@ def kept_rows(su, valid: Tensor, vid: Tensor, cid: Tensor,
         if bad.numel():
             row = idx[dup[bad]].min()  # the earliest conflicting row
             v, c = int(vid[row]), int(cid[row])
-            reg = getattr(su, "id_registry", None)
-            name = repr(reg.name(v)) if reg is not None and v in reg else str(v)
+            name = repr(registry.name(v)) if registry is not None and v in registry else str(v)
             raise ValueError(f"{bad.numel()} row(s) repeat the (video_id, clip_id) of another row with different "
                              f"scores or targets (first: video {name}, clip {c}): rows repeated by a padding sampler "
                              "are identical, so different rows under one (video_id, clip_id) mean the ids are wrong; "
@@ -103,6 +102,12 @@ class AggregatedVideos:
     votes: Optional[Tensor] = None
 
 
+def missing_video_ids(expected: Tensor, seen: Tensor) -> Tensor:
+    """The expected video ids without any clip among ``seen`` (the one definition the suite, its
+    class shards and the bootstrap share)."""
+    return expected[~torch.isin(expected, seen)]
+
+
 def check_reduction(reduction, task, input, name: str = "reduction") -> None:
     check_choice(name, reduction, REDUCTIONS)
     if reduction == "mean_logits" and input == "probs":
@@ -124,21 +129,8 @@ def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_vid
     uniq, inverse, counts = group_rows(vid)
     v = uniq.numel()
     # one target per video: every clip must agree
-    if task == "multiclass":
-        vt, bad = video_values(t, inverse, v)
-        bad = int(bad)
-    else:  # uint8, block by block: no int64 copy of a (clips, classes) target matrix
-        c = t.shape[1]
-        tmin = torch.full((v, c), 2, dtype=torch.uint8, device=dev)
-        tmax = torch.zeros((v, c), dtype=torch.uint8, device=dev)
-        for lo in range(0, t.shape[0], rows.block_rows):
-            tb = t[lo:lo + rows.block_rows].to(torch.uint8)
-            idx = inverse[lo:lo + rows.block_rows, None].expand_as(tb)
-            tmin.scatter_reduce_(0, idx, tb, "amin")
-            tmax.scatter_reduce_(0, idx, tb, "amax")
-        bad = int((tmin != tmax).any(1).sum())
-        vt = tmax.bool()
-        del tmin, tmax
+    vt, differs = video_targets(t, inverse, v, rows.block_rows)
+    bad = int(differs.reshape(v, -1).any(1).sum())
     if bad:
         raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
     # a quarter of the row block at a time: the float64 copies of a block stay below the size that
@@ -151,8 +143,7 @@ def aggregate_videos(rows, t, vid, dropped, task, input, reduction, expected_vid
         key = video_key(rank, votes, task, input, reduction)
     missing_ids: List[int] = []
     if expected_video_ids is not None:
-        exp = expected_video_ids.to(uniq.device)
-        missing_ids = exp[~torch.isin(exp, uniq)].tolist()
+        missing_ids = missing_video_ids(expected_video_ids.to(uniq.device), uniq).tolist()
     fewer = int((counts < expected_clips).sum()) if expected_clips is not None else 0
     cov = Coverage(
         num_videos=v, num_clips=int(counts.sum()), duplicates_dropped=int(dropped),
@@ -168,13 +159,14 @@ class EvalContext:
     rows (``rows_mask``), and :meth:`clip_level` / :meth:`video_level` evaluate it as a fresh suite
     would."""
 
-    def __init__(self, suite, rows: RowStore, t: Tensor, vid: Tensor, clip_ids: Optional[Tensor], dropped: int,
+    def __init__(self, config, rows: RowStore, t: Tensor, vid: Tensor, clip_ids: Optional[Tensor], dropped: int,
                  has_video_ids: bool, clip: Level, video: Optional[Level] = None, video_ids: Optional[Tensor] = None,
                  groups: Optional[Tensor] = None) -> None:
-        self.suite, self.rows, self.t, self.vid, self.clip_ids = suite, rows, t, vid, clip_ids
+        self.config, self.rows, self.t, self.vid, self.clip_ids = config, rows, t, vid, clip_ids
         self.dropped, self.has_video_ids = dropped, has_video_ids
-        self._clip, self._video, self._video_ids = clip, video, video_ids
+        self.clip, self.video, self.video_ids = clip, video, video_ids
         self.groups = groups  # (kept rows, G) int64, or None
+        self.warned: set = set()  # warnings already given for this evaluation
 
     def subset_rows(self, rows_mask: Tensor) -> RowStore:
         """A :class:`RowStore` over the kept rows selected by ``rows_mask``."""
@@ -187,25 +179,21 @@ class EvalContext:
 
     def clip_level(self, rows_mask: Optional[Tensor] = None) -> Level:
         if rows_mask is None:
-            return self._clip
-        level = Level(self.suite, "clip", None, detail=True)
-        level.from_rows(self.subset_rows(rows_mask), self.t[rows_mask])
-        return level
+            return self.clip
+        return Level.of_rows(self.config, "clip", self.subset_rows(rows_mask), self.t[rows_mask])
 
     def missing_ids(self, seen: Tensor) -> Optional[Tensor]:
-        su = self.suite
-        if su.expected_video_ids is None or su.missing != "count_as_wrong":
+        cfg = self.config
+        if cfg.expected_video_ids is None or cfg.missing != "count_as_wrong":
             return None
-        exp = su.expected_video_ids.to(seen.device)
-        return exp[~torch.isin(exp, seen)]
+        return missing_video_ids(cfg.expected_ids(seen.device), seen)
 
     def video_level(self, rows_mask: Optional[Tensor] = None) -> Tuple[Level, Tensor, Optional[Tensor]]:
         """``(level, video ids, missing ids)``; a subset's videos have no missing ones."""
-        su = self.suite
+        cfg = self.config
         if rows_mask is None:
-            return self._video, self._video_ids, self.missing_ids(self._video_ids)
+            return self.video, self.video_ids, self.missing_ids(self.video_ids)
         t, vid = self.t[rows_mask], self.vid[rows_mask]
-        agg = aggregate_videos(self.subset_rows(rows_mask), t, vid, 0, su._task, su.input, su.video_reduction, full=False)
-        level = Level(su, "video", su.video_reduction, detail=True)
-        level.from_videos(agg)
-        return level, agg.video_ids, None
+        agg = aggregate_videos(self.subset_rows(rows_mask), t, vid, 0, cfg.row_task, cfg.input, cfg.video_reduction,
+                               full=False)
+        return Level.of_videos(cfg, cfg.video_reduction, agg), agg.video_ids, None

@@ -21,10 +21,10 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 
-from .bootstrap import _mix
-from .functional.aggregation import _log_probs, group_rows
+from .bootstrap import mix64
+from .functional.aggregation import group_rows, log_probabilities
 from .functional.classification import argmax_lowest
-from .levels import Level, _clean
+from .levels import Level, clean_json
 
 __all__ = ["ViewsReport", "views_report", "subset_rank"]
 
@@ -39,7 +39,7 @@ class ViewsReport:
     duplicate_views: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
-        return _clean({"views": self.views, "top1_random": self.top1_random, "top1_first": self.top1_first,
+        return clean_json({"views": self.views, "top1_random": self.top1_random, "top1_first": self.top1_first,
                        "draws": self.draws, "by_reduction": self.by_reduction, "duplicate_views": self.duplicate_views})
 
 
@@ -57,14 +57,14 @@ def subset_rank(vid: Tensor, key: Tensor, inverse: Tensor, num_videos: int) -> T
 
 def draw_key(vid: Tensor, cid: Tensor, seed: int, draw: int) -> Tensor:
     """The random order of the views of a draw (a hash: row order and world size do not matter)."""
-    base = _mix(_mix(torch.tensor(int(seed), dtype=torch.long)) + draw).to(vid.device)
-    return _mix(base ^ _mix(_mix(vid.long()) + cid.long()))
+    base = mix64(mix64(torch.tensor(int(seed), dtype=torch.long)) + draw).to(vid.device)
+    return mix64(base ^ mix64(mix64(vid.long()) + cid.long()))
 
 
-def _curve(su, x_blocks, t_video: Tensor, inverse: Tensor, pos: Tensor, v: int, k_max: int) -> List[float]:
+def _curve(cfg, x_blocks, t_video: Tensor, inverse: Tensor, pos: Tensor, v: int, k_max: int) -> List[float]:
     """Video top-1 for k = 1 .. k_max views (rows with ``pos < k``), rows added once each."""
-    c = su._c
-    red = su.video_reduction
+    c = cfg.columns
+    red = cfg.video_reduction
     dev = t_video.device
     acc = torch.zeros(v, c, dtype=torch.float64, device=dev)
     if red == "max":
@@ -82,10 +82,10 @@ def _curve(su, x_blocks, t_video: Tensor, inverse: Tensor, pos: Tensor, v: int, 
             if red == "mean_logits":
                 acc.index_add_(0, inv, xs.double())
             elif red == "max":  # the clip log-probabilities of the aggregation itself
-                lp = _log_probs(xs, "multiclass", su.input)
+                lp = log_probabilities(xs, "multiclass", cfg.input)
                 acc.scatter_reduce_(0, inv[:, None].expand_as(lp), lp, "amax")
             else:  # mean_probs, vote: the sum of the clip probabilities (float64, as the aggregation)
-                acc.index_add_(0, inv, _log_probs(xs, "multiclass", su.input).exp())
+                acc.index_add_(0, inv, log_probabilities(xs, "multiclass", cfg.input).exp())
                 if votes is not None:
                     votes.index_put_((inv, argmax_lowest(xs)), torch.ones(inv.numel(), dtype=torch.float64, device=dev),
                                      accumulate=True)
@@ -122,9 +122,9 @@ def _duplicates(x_blocks, inverse: Tensor, n: int, c: int, dev) -> int:
     return int(torch.unique(inverse[a[equal]]).numel())
 
 
-def views_report(su, ctx, draws: int = 5, seed: int = 0) -> Optional[ViewsReport]:
+def views_report(cfg, ctx, draws: int = 5, seed: int = 0) -> Optional[ViewsReport]:
     """The multi-view diagnostics of the suite's kept rows (multiclass with video ids)."""
-    if su._task != "multiclass" or su.video_reduction is None or ctx.clip_ids is None:
+    if cfg.row_task != "multiclass" or cfg.video_reduction is None or ctx.clip_ids is None:
         return None
     rows, vid, cid = ctx.rows, ctx.vid, ctx.clip_ids
     uniq, inverse, counts = group_rows(vid)
@@ -134,23 +134,22 @@ def views_report(su, ctx, draws: int = 5, seed: int = 0) -> Optional[ViewsReport
     k_max = int(counts.max())
     t_video = torch.zeros(v, dtype=torch.long, device=vid.device).scatter_(0, inverse, ctx.t)
 
-    first = _curve(su, rows.blocks, t_video, inverse, subset_rank(vid, cid.long(), inverse, v), v, k_max)
+    first = _curve(cfg, rows.blocks, t_video, inverse, subset_rank(vid, cid.long(), inverse, v), v, k_max)
     rand = [0.0] * k_max
     for d in range(draws):
         pos = subset_rank(vid, draw_key(vid, cid, seed, d), inverse, v)
-        for i, val in enumerate(_curve(su, rows.blocks, t_video, inverse, pos, v, k_max)):
+        for i, val in enumerate(_curve(cfg, rows.blocks, t_video, inverse, pos, v, k_max)):
             rand[i] += val / draws
     by_red: Dict[str, Dict[str, float]] = {}
     from .videos import aggregate_videos
 
     for red in ("mean_logits", "mean_probs", "max", "vote"):
-        if red == "mean_logits" and su.input != "logits":
+        if red == "mean_logits" and cfg.input != "logits":
             continue
-        agg = aggregate_videos(rows, ctx.t, vid, 0, "multiclass", su.input, red, full=False)
-        level = Level(su, "video", red, detail=False)
-        level.from_videos(agg)
+        agg = aggregate_videos(rows, ctx.t, vid, 0, "multiclass", cfg.input, red, full=False)
+        level = Level.of_videos(cfg, red, agg, detail=False)
         by_red[red] = {k: float(val) for k, val in level.scalars().items()}
-    dup = _duplicates(rows.blocks, inverse, rows.n, su._c, vid.device)
+    dup = _duplicates(rows.blocks, inverse, rows.n, cfg.columns, vid.device)
     if dup:
         warnings.warn(f"{dup} video(s) have two or more views with identical scores: the test pipeline may repeat "
                       "views (e.g. identical crops or clips); the multi-view numbers then overstate the views used",

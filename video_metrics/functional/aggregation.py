@@ -53,6 +53,27 @@ def video_values(values: Tensor, inverse: Tensor, num_videos: int) -> Tuple[Tens
     return hi, (lo != hi).sum(0)
 
 
+def video_targets(t: Tensor, inverse: Tensor, num_videos: int, block_rows: int = 1 << 16) -> Tuple[Tensor, Tensor]:
+    """One target per video from its clips' targets: ``(targets, differs)``. Multiclass ``t``
+    ``(N,)``: ``targets`` ``(V,)`` int64, ``differs`` ``(V,)`` (clips of the video disagree);
+    multilabel ``t`` ``(N, C)``: ``targets`` ``(V, C)`` bool, ``differs`` ``(V, C)`` (the clips
+    disagree on that class), read ``block_rows`` rows at a time as uint8 (no int64 copy of a
+    clips x classes matrix). The one agreement check of the suite and its class shards."""
+    if t.dim() == 1:
+        vt, _ = video_values(t, inverse, num_videos)
+        lo = torch.full((num_videos,), 2**62, dtype=torch.long, device=t.device).scatter_reduce_(0, inverse, t, "amin")
+        return vt, lo != vt
+    c = t.shape[1]
+    tmin = torch.full((num_videos, c), 2, dtype=torch.uint8, device=t.device)
+    tmax = torch.zeros((num_videos, c), dtype=torch.uint8, device=t.device)
+    for lo in range(0, t.shape[0], block_rows):
+        tb = t[lo:lo + block_rows].to(torch.uint8)
+        idx = inverse[lo:lo + block_rows, None].expand_as(tb)
+        tmin.scatter_reduce_(0, idx, tb, "amin")
+        tmax.scatter_reduce_(0, idx, tb, "amax")
+    return tmax.bool(), tmin != tmax
+
+
 def dedup_clips(video_ids: Tensor, clip_ids: Tensor) -> Tensor:
     """Indices of the first row (in row order) of every distinct ``(video_id, clip_id)`` pair,
     sorted by (video, clip). Rows repeated by a padding sampler are dropped. Two stable 1-D
@@ -127,7 +148,7 @@ def row_fingerprints(*columns: Tensor) -> Tensor:
     return out
 
 
-def _log_probs(x: Tensor, task: str, input: str) -> Tensor:
+def log_probabilities(x: Tensor, task: str, input: str) -> Tensor:
     xd = x.double()
     if task == "multiclass":
         return xd - xd.logsumexp(1, keepdim=True) if input == "logits" else xd.clamp_min(0).log()
@@ -162,7 +183,7 @@ def aggregate_blocks(blocks: Blocks, inverse: Tensor, counts: Tensor, num_classe
     if reduction == "vote" and task != "multiclass":
         raise ValueError("`reduction='vote'` is defined for task='multiclass' only")
     votes = None
-    lp = log_probs if log_probs is not None else (lambda x: _log_probs(x, task, input))
+    lp = log_probs if log_probs is not None else (lambda x: log_probabilities(x, task, input))
     if reduction == "mean_logits":
         rank = ws.zeros((v, c), torch.float64, dev)
         for start, x in blocks():

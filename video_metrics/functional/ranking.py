@@ -516,3 +516,67 @@ def pooled_ap_from_counts(q: Tensor, lt: Tensor, total: int):
     precision = torch.cat([prec[first], one])
     recall = torch.cat([(p - lt_pos[first]).double() / p, zero])
     return ap, precision, recall
+
+
+def block_ap_auroc(scores_t: Tensor, positive: Optional[Tensor] = None,
+                   pos_index: Optional[Tuple[Tensor, Tensor]] = None, ap_mode: str = "step",
+                   overwrite: bool = False) -> Tuple[Tensor, Tensor, Tensor]:
+    """AP, AUROC and positives of one block of classes: ``scores_t`` ``(k, n)`` ranking scores,
+    the positives as a ``(n, k)`` bool matrix or as ``pos_index = (class in block, row)``.
+
+    ``ap_mode``: ``"step"`` (sklearn's AP, from :func:`exact_ap_auroc`'s one sort; ``overwrite``
+    lets it sort ``scores_t`` in place), ``"interpolated"`` or ``"voc11"`` (from the block's ranking
+    curves; the block is then left as it was). The one class kernel of the levels, the class shards
+    and the bootstrap's point estimates."""
+    a, u, p = exact_ap_auroc(None, positive=positive, scores_t=scores_t, pos_index=pos_index,
+                             overwrite=overwrite and ap_mode == "step")
+    if ap_mode != "step":
+        if positive is None:
+            positive = torch.zeros(scores_t.shape[1], scores_t.shape[0], dtype=torch.bool, device=scores_t.device)
+            positive[pos_index[1], pos_index[0]] = True
+        a = average_precision(ranking_curves(scores_t.T, positive), ap_mode)
+    return a, u, p
+
+
+def class_pass(num_classes: int, block_classes: int, block, positives, ap_mode: str = "step",
+               overwrite: bool = False, rows: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per-class ``(ap, auroc, positives)`` over every class, a block of ``block_classes`` classes at a
+    time: ``block(c0, c1)`` gives the ``(c1 - c0, n)`` ranking scores of those classes and
+    ``positives(c0, c1)`` their positives (a ``(n, c1 - c0)`` bool matrix, or a ``(class - c0, row)``
+    index pair); ``rows`` restricts the ranking to those rows (Charades' ``empty_videos="exclude"``;
+    matrix positives only). See :func:`block_ap_auroc`."""
+    ap = auc = npos = None
+    for c0 in range(0, num_classes, max(block_classes, 1)):
+        c1 = min(num_classes, c0 + block_classes)
+        st, pos = block(c0, c1), positives(c0, c1)
+        if ap is None:
+            ap = torch.full((num_classes,), float("nan"), dtype=torch.float64, device=st.device)
+            auc = ap.clone()
+            npos = torch.zeros(num_classes, dtype=torch.long, device=st.device)
+        if rows is not None:
+            st, pos = st[:, rows].contiguous(), pos[rows]
+        if isinstance(pos, tuple):
+            ap[c0:c1], auc[c0:c1], npos[c0:c1] = block_ap_auroc(st, pos_index=pos, ap_mode=ap_mode, overwrite=overwrite)
+        else:
+            ap[c0:c1], auc[c0:c1], npos[c0:c1] = block_ap_auroc(st, positive=pos, ap_mode=ap_mode, overwrite=overwrite)
+    if ap is None:
+        ap = torch.zeros(0, dtype=torch.float64)
+        auc, npos = ap.clone(), torch.zeros(0, dtype=torch.long)
+    return ap, auc, npos
+
+
+def sorted_positives(target: Tensor, lo: int, hi: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Multiclass positives of classes ``[lo, hi)``: ``(class of each, row of each, starts)`` with
+    the rows sorted by class and ``starts[k - lo]`` where class ``k`` begins."""
+    order = torch.argsort(target, stable=True)
+    cls = target[order]
+    starts = torch.searchsorted(cls, torch.arange(lo, hi + 1, device=target.device))
+    return cls, order, starts
+
+
+def positive_index(cls: Tensor, rows: Tensor, starts: Tensor, lo: int):
+    """``positives(c0, c1)`` for :func:`class_pass` from :func:`sorted_positives` (classes from ``lo``)."""
+    def positives(c0: int, c1: int):
+        a0, a1 = int(starts[c0]), int(starts[c1])
+        return cls[a0:a1] - lo - c0, rows[a0:a1]
+    return positives

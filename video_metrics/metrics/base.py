@@ -36,12 +36,12 @@ from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 __all__ = ["VideoMetric", "NoDataError", "count_collectives"]
 
 # Counter that tests and benchmarks read to verify the number of collectives per sync.
-_COLLECTIVES = {"all_reduce": 0, "all_gather": 0}
+COLLECTIVES = {"all_reduce": 0, "all_gather": 0}
 
 
 def count_collectives() -> Dict[str, int]:
     """Collectives issued by video_metrics' packed sync in this process so far."""
-    return dict(_COLLECTIVES)
+    return dict(COLLECTIVES)
 
 
 
@@ -173,7 +173,7 @@ class VideoMetric(Metric):
             raise
         self.unsync(should_unsync=self._is_synced and should_unsync)
 
-    def _synced(self, fn: Callable[[], Any]) -> Any:
+    def synced(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the states synced across processes, as ``compute()`` does."""
         with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=True):
             return fn()
@@ -324,7 +324,7 @@ class VideoMetric(Metric):
         tensors = [getattr(self, n) for n in names]
         flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
-        _COLLECTIVES["all_reduce"] += 1
+        COLLECTIVES["all_reduce"] += 1
         offset = 0
         for name, t in zip(names, tensors):
             part = flat[offset : offset + t.numel()].view(t.shape)
@@ -349,7 +349,7 @@ class VideoMetric(Metric):
         sizes = torch.tensor(nbytes, dtype=torch.long, device=self.device)
         all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
         dist.all_gather(all_sizes, sizes, group=group)
-        _COLLECTIVES["all_gather"] += 1
+        COLLECTIVES["all_gather"] += 1
         table = torch.stack(all_sizes).cpu()
         padded = (table + 7) // 8 * 8
         width = int(padded.sum(1).max())
@@ -365,7 +365,7 @@ class VideoMetric(Metric):
         gathered = torch.empty(world * width, dtype=torch.uint8, device=self.device)
         gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
         gather_single(gathered, buf, group=group)
-        _COLLECTIVES["all_gather"] += 1
+        COLLECTIVES["all_gather"] += 1
         del buf, parts
         for i, name in enumerate(names):
             dtype, trailing = self._cat_specs[name]

@@ -118,4 +118,4 @@ class CalibrationError(ScoresMetric):
             self._check_rows()
             return reliability(*self._sums_edges())
 
-        return self._synced(run)
+        return self.synced(run)

@@ -264,7 +264,7 @@ class ConfusionMatrix(ScoresMetric):
         row-normalised, cell values up to 20 classes; ``(fig, ax)`` as torchmetrics."""
         from ._draw import draw_confusion, figure_and_axes
 
-        cm = self._synced(lambda: self.confmat.clone()) if val is None else val
+        cm = self.synced(lambda: self.confmat.clone()) if val is None else val
         size = min(14.0, 3.0 + 0.22 * cm.shape[0])
         fig, ax = figure_and_axes(ax, size + 1.5, size)
         draw_confusion(ax, cm, labels)
@@ -274,7 +274,7 @@ class ConfusionMatrix(ScoresMetric):
     def top_confusions(self, n: int = 10) -> List[Tuple[int, int, int]]:
         """The ``n`` largest off-diagonal cells as ``(true, predicted, count)``, count > 0,
         largest first, ties in row-major order."""
-        cm = self._synced(lambda: self.confmat.clone())
+        cm = self.synced(lambda: self.confmat.clone())
         return top_confusions(cm, n)
 
 

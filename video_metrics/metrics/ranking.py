@@ -298,7 +298,7 @@ class AUROC(_RankingMetric):
         positive-negative pairs that share a bin; 0 where no bin mixes them), synced."""
         if self.bins is None:
             raise ValueError("error_bound() is defined in histogram mode (bins=...) only; exact mode has no error")
-        return self._synced(lambda: hist_auroc_bound(self._hist(self.average)))
+        return self.synced(lambda: hist_auroc_bound(self._hist(self.average)))
 
     def compute(self) -> Tensor:
         if self.average == "samples":
