@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -136,6 +136,58 @@ def _mm_dtype(w: Tensor, total: float):
     return torch.float32 if float(w.max()) * total < 2 ** 24 else torch.float64
 
 
+class _ReplicateRanks:
+    """Per-class AP and AUROC of every replicate from the positives' per-unit counts, turned into
+    replicate values a batch of query columns at a time (one matrix product per table)."""
+
+    def __init__(self, w: Tensor, wall: Tensor, c: int, dt, auroc: bool) -> None:
+        b = w.shape[0]
+        dev = w.device
+        self.w, self.wd, self.wall, self.auroc = w, w.to(dt), wall, auroc
+        self.dt, self.b, self.c, self.dev = dt, b, c, dev
+        self.ap = torch.full((b, c), float("nan"), dtype=torch.float64, device=dev)
+        self.auc = self.ap.clone()
+        self.npos = torch.zeros(b, c, dtype=torch.float64, device=dev)
+        self.pending: List[Tuple] = []  # (class, query units, ge_all, gt_all, ge_pos, gt_pos)
+        self.size = 0
+
+    def add(self, k: int, qu: Tensor, ge_all: Tensor, gt_all: Tensor, ge_pos: Tensor, gt_pos: Tensor, budget: int) -> None:
+        self.pending.append((k, qu, ge_all, gt_all, ge_pos, gt_pos))
+        self.size += qu.numel()
+        if self.size >= budget:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, b, c, dev, dt, wd = self.pending, self.b, self.c, self.dev, self.dt, self.wd
+        cls = torch.cat([torch.full((p[1].numel(),), p[0], dtype=torch.long, device=dev) for p in pending])
+        qu = torch.cat([p[1] for p in pending])
+        mats = [torch.cat([p[k] for p in pending]) for k in range(2, 6)]
+        self.pending, self.size = [], 0
+        wq = self.w[:, qu].double()  # (B, Q)
+        a_ge = (wd @ mats[0].T.to(dt)).double()
+        p_ge = (wd @ mats[2].T.to(dt)).double()
+        # without ties, the rows strictly above a query are those at or above it but itself
+        a_gt = wq.neg().add_(a_ge) if bool(((mats[0] - mats[1]).sum(1) == 1).all()) else (wd @ mats[1].T.to(dt)).double()
+        p_gt = wq.neg().add_(p_ge) if bool(((mats[2] - mats[3]).sum(1) == 1).all()) else (wd @ mats[3].T.to(dt)).double()
+        on = wq > 0
+        wpos = torch.zeros(b, c, dtype=torch.float64, device=dev).index_add_(1, cls, wq)
+        prec = torch.where(on, p_ge / a_ge.clamp_min(1e-300), torch.zeros_like(a_ge))
+        ap_sum = torch.zeros(b, c, dtype=torch.float64, device=dev).index_add_(1, cls, wq * prec)
+        touched = torch.unique(cls)
+        self.npos[:, touched] = wpos[:, touched]
+        wp = wpos[:, touched]
+        self.ap[:, touched] = ap_sum[:, touched] / wp.clamp_min(1e-300)
+        if self.auroc:
+            wpos_q = wpos[:, cls]
+            below = (self.wall[:, None] - a_ge) - (wpos_q - p_ge)
+            tied = (a_ge - a_gt) - (p_ge - p_gt)
+            u_sum = torch.zeros(b, c, dtype=torch.float64, device=dev).index_add_(1, cls, wq * (below + 0.5 * tied))
+            wn = self.wall[:, None] - wp
+            self.auc[:, touched] = u_sum[:, touched] / (wp * wn).clamp_min(1e-300)
+
+
 def _weighted_ap_auroc(rank_t: Tensor, unit: Tensor, w: Tensor, positives, rows: Optional[Tensor] = None,
                        auroc: bool = True):
     """Per-class AP and AUROC of every replicate: ``(ap, auc, npos, nneg)``, each ``(B, C)``.
@@ -150,53 +202,15 @@ def _weighted_ap_auroc(rank_t: Tensor, unit: Tensor, w: Tensor, positives, rows:
     c, n = rank_t.shape
     b, nu = w.shape
     dev = rank_t.device
+    keep = None
     if rows is not None:
         keep = torch.zeros(n, dtype=torch.bool, device=dev)
         keep[rows] = True
-    else:
-        keep = None
     u_all = unit if keep is None else unit[keep]
     n_u = torch.zeros(nu, dtype=torch.float64, device=dev).index_add_(0, u_all, torch.ones_like(u_all, dtype=torch.float64))
     wall = w.double() @ n_u  # (B,)
-    dt = _mm_dtype(w, float(u_all.numel()))
-    wd = w.to(dt)
-    ap = torch.full((b, c), float("nan"), dtype=torch.float64, device=dev)
-    auc = ap.clone()
-    npos = torch.zeros(b, c, dtype=torch.float64, device=dev)
+    acc = _ReplicateRanks(w, wall, c, _mm_dtype(w, float(u_all.numel())), auroc)
     budget = max(1, (1 << 23) // max(nu, b))  # query columns per matrix product
-    pending = []  # (class, query units, ge_all, gt_all, ge_pos, gt_pos)
-    size = 0
-
-    def flush():
-        nonlocal pending, size
-        if not pending:
-            return
-        cls = torch.cat([torch.full((p[1].numel(),), p[0], dtype=torch.long, device=dev) for p in pending])
-        qu = torch.cat([p[1] for p in pending])
-        mats = [torch.cat([p[k] for p in pending]) for k in range(2, 6)]
-        pending, size = [], 0
-        wq = w[:, qu].double()  # (B, Q)
-        a_ge = (wd @ mats[0].T.to(dt)).double()
-        p_ge = (wd @ mats[2].T.to(dt)).double()
-        # without ties, the rows strictly above a query are those at or above it but itself
-        a_gt = wq.neg().add_(a_ge) if bool(((mats[0] - mats[1]).sum(1) == 1).all()) else (wd @ mats[1].T.to(dt)).double()
-        p_gt = wq.neg().add_(p_ge) if bool(((mats[2] - mats[3]).sum(1) == 1).all()) else (wd @ mats[3].T.to(dt)).double()
-        on = wq > 0
-        wpos = torch.zeros(b, c, dtype=torch.float64, device=dev).index_add_(1, cls, wq)
-        prec = torch.where(on, p_ge / a_ge.clamp_min(1e-300), torch.zeros_like(a_ge))
-        ap_sum = torch.zeros(b, c, dtype=torch.float64, device=dev).index_add_(1, cls, wq * prec)
-        touched = torch.unique(cls)
-        npos[:, touched] = wpos[:, touched]
-        wp = wpos[:, touched]
-        ap[:, touched] = ap_sum[:, touched] / wp.clamp_min(1e-300)
-        if auroc:
-            wpos_q = wpos[:, cls]
-            below = (wall[:, None] - a_ge) - (wpos_q - p_ge)
-            tied = (a_ge - a_gt) - (p_ge - p_gt)
-            u_sum = torch.zeros(b, c, dtype=torch.float64, device=dev).index_add_(1, cls, wq * (below + 0.5 * tied))
-            wn = wall[:, None] - wp
-            auc[:, touched] = u_sum[:, touched] / (wp * wn).clamp_min(1e-300)
-
     for k in range(c):
         pos_rows = positives(k)
         if keep is not None:
@@ -205,18 +219,14 @@ def _weighted_ap_auroc(rank_t: Tensor, unit: Tensor, w: Tensor, positives, rows:
             continue
         x = rank_t[k] if keep is None else rank_t[k][keep]
         xs, order = torch.sort(x)
-        us = u_all[order]
         q = rank_t[k][pos_rows]
-        ge_all, gt_all = counts_above(xs, us, q, nu)
+        ge_all, gt_all = counts_above(xs, u_all[order], q, nu)
         ps, po = torch.sort(q)
         qu = unit[pos_rows]
         ge_pos, gt_pos = counts_above(ps, qu[po], q, nu)
-        pending.append((k, qu, ge_all, gt_all, ge_pos, gt_pos))
-        size += q.numel()
-        if size >= budget:
-            flush()
-    flush()
-    return ap, auc, npos, wall[:, None] - npos
+        acc.add(k, qu, ge_all, gt_all, ge_pos, gt_pos, budget)
+    acc.flush()
+    return acc.ap, acc.auc, acc.npos, wall[:, None] - acc.npos
 
 
 def _weighted_pooled_ap(rank_t: Tensor, positive: Tensor, unit: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
@@ -259,79 +269,24 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
                    keys: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """The statistics :func:`~video_metrics.levels.level_scalars` reads, for every replicate.
 
-    ``level``: a :class:`~video_metrics.levels.Level` with its source set (``from_rows`` /
-    ``from_aggregated``); ``unit``: the unit (column of ``w``) of each of its rows; ``w``:
-    ``(B, U)`` replicate counts; ``missing``: ``(B,)`` weighted count of expected videos without
-    clips (video level, ``missing="count_as_wrong"``)."""
+    ``level``: a :class:`~video_metrics.levels.Level`; ``unit``: the unit (column of ``w``) of
+    each of its rows; ``w``: ``(B, U)`` replicate counts; ``missing``: ``(B,)`` weighted count of
+    expected videos without clips (video level, ``missing="count_as_wrong"``). Per-unit tables
+    come from one row pass (:func:`_unit_tables`), replicated by matrix products; AP and AUROC from
+    the weighted ranking (:func:`_ranking_stats`)."""
     cfg, task = level.config, level.task
     keys = keys_for(task, cfg.top_k, level.reduction) if keys is None else list(keys)
     c, n = level.c, level.n
     b, nu = w.shape
-    dev = w.device
-    t_all = level.target
-    need_cal = "ece" in keys or "mce" in keys
-    need_loss = "nll" in keys or "brier" in keys
-    nb = cfg.calibration_bins
-    mc = task == "multiclass"
-    n_u = torch.zeros(nu, dtype=torch.float64, device=dev).index_add_(0, unit, torch.ones(n, dtype=torch.float64, device=dev))
-    k = len(cfg.top_k)
-    if mc:
-        tabs = torch.zeros(k + 3, nu * c, dtype=torch.float64, device=dev)  # hits per k, tp, pc, support
-    else:
-        tabs = torch.zeros(4, nu, c, dtype=torch.float64, device=dev)  # tp, fp, fn, tn
-    bins = torch.zeros(3, nu * nb, dtype=torch.float64, device=dev)
-    loss = torch.zeros(2, nu, dtype=torch.float64, device=dev)
-    need_rank = any(k in _RANK_KEYS for k in keys)
-    # the level's own ranking matrix when it kept it unsorted (detail=True)
-    rank_t = level.rank_matrix if need_rank else None
-    # multiclass: the ranking scores are read a class block at a time, rebuilt from the rows
-    # (Level.class_rows), never as a whole (C, N) matrix; multilabel: the whole matrix
-    build = need_rank and rank_t is None and not mc
-    if build:
-        rank_t = torch.empty((c, n), dtype=level.rank_dtype, device=dev)
-    # clip-level multiclass logits: the rows' log-sum-exp gives the losses and the ranking scores
-    # (as in Level._blocked, so that the point estimates are the level's own)
-    fused = mc and level.is_rows and cfg.input == "logits"
-    for start, key, probs, rank in level.row_blocks(lazy_rank=fused):
-        m = key.shape[0]
-        t = t_all[start:start + m]
-        u = unit[start:start + m]
-        r = multiclass_rows(key, t, probs, rank, losses=need_cal or need_loss, k_max=max(cfg.top_k)) if mc else None
-        if build:
-            copy_transposed(rank_t[:, start:start + m], rank)
-        if mc:
-            pred = r.pred
-            at_t = u * c + t
-            for i, kk in enumerate(cfg.top_k):
-                tabs[i].index_add_(0, at_t, (r.rank < kk).double())
-            tabs[k].index_add_(0, at_t, (pred == t).double())
-            tabs[k + 1].index_add_(0, u * c + pred, torch.ones(m, dtype=torch.float64, device=dev))
-            tabs[k + 2].index_add_(0, at_t, torch.ones(m, dtype=torch.float64, device=dev))
-            if need_cal:
-                bi = u * nb + bin_index(r.conf, nb)
-                bins.index_add_(1, bi, torch.stack([torch.ones(m, dtype=torch.float64, device=dev), r.conf.double(),
-                                                    (pred == t).double()]))
-            if need_loss:
-                loss[0].index_add_(0, u, r.nll)
-                loss[1].index_add_(0, u, r.brier)
-        else:
-            pos = t.bool()
-            pred = probs > cfg.threshold
-            for j, v in enumerate((pred & pos, pred & ~pos, ~pred & pos, ~pred & ~pos)):
-                tabs[j].index_add_(0, u, v.double())
-            if need_cal:
-                p = probs.reshape(-1)
-                bi = u.repeat_interleave(c) * nb + bin_index(p, nb)
-                bins.index_add_(1, bi, torch.stack([torch.ones_like(p, dtype=torch.float64), p.double(),
-                                                    pos.reshape(-1).double()]))
-            if need_loss:  # binary
-                logit = level.logit[start:start + m, 0] if level.logit is not None else None
-                nll, brier = binary_losses(pos[:, 0], probs[:, 0], logit)
-                loss[0].index_add_(0, u, nll)
-                loss[1].index_add_(0, u, brier)
+    need = {"cal": "ece" in keys or "mce" in keys, "loss": "nll" in keys or "brier" in keys,
+            "rank": any(k in _RANK_KEYS for k in keys)}
+    n_u = torch.zeros(nu, dtype=torch.float64, device=w.device).index_add_(
+        0, unit, torch.ones(n, dtype=torch.float64, device=w.device))
+    tabs, bins, loss, rank_t = _unit_tables(level, unit, nu, need)
     wd = w.double()
     S: Dict[str, Any] = {"n": wd @ n_u, "missing": 0 if missing is None else missing}
-    if mc:
+    nb, k = cfg.calibration_bins, len(cfg.top_k)
+    if task == "multiclass":
         per = (wd @ tabs.view(k + 3, nu, c)).view(k + 3, b, c) if nu else torch.zeros(k + 3, b, c, dtype=torch.float64)
         S.update(hits=per[:k], tp=per[k], pc=per[k + 1], support=per[k + 2])
     else:
@@ -340,36 +295,113 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
             S.update(tp=per[0, :, 0], fp=per[1, :, 0], fn=per[2, :, 0], tn=per[3, :, 0])
         else:
             S.update(tp=per[0], fp=per[1], fn=per[2])
-    if need_cal:
+    if need["cal"]:
         S["bins"] = (wd @ bins.view(3, nu, nb).permute(1, 0, 2).reshape(nu, 3 * nb)).view(b, 3, nb)
-    if need_loss:
+    if need["loss"]:
         S["nll"], S["brier"] = wd @ loss[0], wd @ loss[1]
-    if need_rank:
+    if need["rank"]:
+        S.update(_ranking_stats(level, rank_t, unit, w, keys))
+    return S
+
+
+def _unit_tables(level, unit: Tensor, nu: int, need: Dict[str, bool]):
+    """One pass over the level's rows: per-unit tables ``(tabs, bins, loss, rank_t)`` — multiclass
+    top-k hits, tp, predicted and support by ``unit * C + class``; otherwise tp/fp/fn/tn by unit and
+    class; calibration bins and loss sums by unit; and, multilabel, the ``(C, N)`` ranking matrix
+    when the level did not keep one. The point estimates' own per-row kernel
+    (:func:`~video_metrics.functional.classification.multiclass_rows`)."""
+    cfg, task, c, n = level.config, level.task, level.c, level.n
+    dev, t_all = unit.device, level.target
+    nb, k = cfg.calibration_bins, len(cfg.top_k)
+    mc = task == "multiclass"
+    tabs = (torch.zeros(k + 3, nu * c, dtype=torch.float64, device=dev) if mc else
+            torch.zeros(4, nu, c, dtype=torch.float64, device=dev))  # hits per k, tp, pc, support | tp, fp, fn, tn
+    bins = torch.zeros(3, nu * nb, dtype=torch.float64, device=dev)
+    loss = torch.zeros(2, nu, dtype=torch.float64, device=dev)
+    # the level's own ranking matrix when it kept it unsorted (detail=True); multiclass ranking scores
+    # are read a class block at a time, rebuilt from the rows (Level.class_rows), never as a whole
+    rank_t = level.rank_matrix if need["rank"] else None
+    build = need["rank"] and rank_t is None and not mc
+    if build:
+        rank_t = torch.empty((c, n), dtype=level.rank_dtype, device=dev)
+    # clip-level multiclass logits: the rows' log-sum-exp gives the losses and the ranking scores
+    # (as in the level's own row pass, so that the point estimates are the level's own)
+    fused = mc and level.is_rows and cfg.input == "logits"
+    for start, key, probs, rank in level.row_blocks(lazy_rank=fused):
+        m = key.shape[0]
+        t, u = t_all[start:start + m], unit[start:start + m]
+        if build:
+            copy_transposed(rank_t[:, start:start + m], rank)
         if mc:
-            if rank_t is None:
-                rank_t = level.class_rows()
-            order = torch.argsort(t_all, stable=True)
-            starts = torch.searchsorted(t_all[order], torch.arange(c + 1, device=dev)).tolist()
-
-            def positives(j):
-                return order[starts[j]:starts[j + 1]]
+            r = multiclass_rows(key, t, probs, rank, losses=need["cal"] or need["loss"], k_max=max(cfg.top_k))
+            _add_multiclass(tabs, bins, loss, r, t, u, c, nb, cfg.top_k, need)
         else:
-            pos_t = t_all.bool().T.contiguous()
+            _add_multilabel(tabs, bins, loss, probs, t.bool(), u, c, nb, cfg.threshold, need,
+                            level.logit[start:start + m, 0] if level.logit is not None else None)
+    return tabs, bins, loss, rank_t
 
-            def positives(j):
-                return torch.nonzero(pos_t[j]).squeeze(1)
-        ap, auc, npos, nneg = _weighted_ap_auroc(rank_t, unit, w, positives)
-        S.update(ap=ap, auc=auc, npos=npos, nneg=nneg)
-        if task == "multilabel" and any(k.startswith("mAP") for k in keys):
-            S["ap_used"], S["npos_used"] = ap, npos
-            if cfg.empty_videos == "exclude":
-                has_pos = t_all.bool().any(1)
-                if not bool(has_pos.all()):
-                    rows = torch.nonzero(has_pos).squeeze(1)
-                    S["ap_used"], _, S["npos_used"], _ = _weighted_ap_auroc(rank_t, unit, w, positives, rows=rows,
-                                                                            auroc=False)
-            if "mAP_micro" in keys:
-                S["micro_ap"], S["micro_npos"] = _weighted_pooled_ap(rank_t, t_all.bool(), unit, w)
+
+def _add_multiclass(tabs, bins, loss, r, t: Tensor, u: Tensor, c: int, nb: int, top_k, need) -> None:
+    m, dev, k = t.shape[0], t.device, len(top_k)
+    ones = torch.ones(m, dtype=torch.float64, device=dev)
+    at_t = u * c + t
+    for i, kk in enumerate(top_k):
+        tabs[i].index_add_(0, at_t, (r.rank < kk).double())
+    tabs[k].index_add_(0, at_t, (r.pred == t).double())
+    tabs[k + 1].index_add_(0, u * c + r.pred, ones)
+    tabs[k + 2].index_add_(0, at_t, ones)
+    if need["cal"]:
+        bins.index_add_(1, u * nb + bin_index(r.conf, nb), torch.stack([ones, r.conf.double(), (r.pred == t).double()]))
+    if need["loss"]:
+        loss[0].index_add_(0, u, r.nll)
+        loss[1].index_add_(0, u, r.brier)
+
+
+def _add_multilabel(tabs, bins, loss, probs: Tensor, pos: Tensor, u: Tensor, c: int, nb: int, threshold: float, need,
+                    logit: Optional[Tensor]) -> None:
+    pred = probs > threshold
+    for j, v in enumerate((pred & pos, pred & ~pos, ~pred & pos, ~pred & ~pos)):
+        tabs[j].index_add_(0, u, v.double())
+    if need["cal"]:
+        p = probs.reshape(-1)
+        bi = u.repeat_interleave(c) * nb + bin_index(p, nb)
+        bins.index_add_(1, bi, torch.stack([torch.ones_like(p, dtype=torch.float64), p.double(),
+                                            pos.reshape(-1).double()]))
+    if need["loss"]:  # binary
+        nll, brier = binary_losses(pos[:, 0], probs[:, 0], logit)
+        loss[0].index_add_(0, u, nll)
+        loss[1].index_add_(0, u, brier)
+
+
+def _ranking_stats(level, rank_t: Optional[Tensor], unit: Tensor, w: Tensor, keys) -> Dict[str, Any]:
+    """Per-class AP/AUROC of every replicate (and the multilabel mAP's used rows and micro AP)."""
+    cfg, task, c, t_all = level.config, level.task, level.c, level.target
+    dev = w.device
+    if task == "multiclass":
+        if rank_t is None:
+            rank_t = level.class_rows()
+        order = torch.argsort(t_all, stable=True)
+        starts = torch.searchsorted(t_all[order], torch.arange(c + 1, device=dev)).tolist()
+
+        def positives(j):
+            return order[starts[j]:starts[j + 1]]
+    else:
+        pos_t = t_all.bool().T.contiguous()
+
+        def positives(j):
+            return torch.nonzero(pos_t[j]).squeeze(1)
+    ap, auc, npos, nneg = _weighted_ap_auroc(rank_t, unit, w, positives)
+    S = dict(ap=ap, auc=auc, npos=npos, nneg=nneg)
+    if task == "multilabel" and any(k.startswith("mAP") for k in keys):
+        S["ap_used"], S["npos_used"] = ap, npos
+        if cfg.empty_videos == "exclude":
+            has_pos = t_all.bool().any(1)
+            if not bool(has_pos.all()):
+                rows = torch.nonzero(has_pos).squeeze(1)
+                S["ap_used"], _, S["npos_used"], _ = _weighted_ap_auroc(rank_t, unit, w, positives, rows=rows,
+                                                                        auroc=False)
+        if "mAP_micro" in keys:
+            S["micro_ap"], S["micro_npos"] = _weighted_pooled_ap(rank_t, t_all.bool(), unit, w)
     return S
 
 

@@ -178,7 +178,7 @@ def write_action_report(scalars: Dict[str, float], info: Dict[str, object], out_
                         ) -> Dict[str, str]:
     """``metrics.json`` (``{"scalars": ..., "info": ...}``) and ``report.html`` in ``out_dir``,
     written to a temporary folder first and moved in complete."""
-    from .report import _CSS, REPORT_FILES, _fmt, report_folder
+    from .report import CSS, REPORT_FILES, fmt_value, report_folder
 
     out_dir = os.path.abspath(out_dir)
     clean = {k: (v if np.isfinite(v) else None) for k, v in scalars.items()}
@@ -189,7 +189,7 @@ def write_action_report(scalars: Dict[str, float], info: Dict[str, object], out_
         for sub, cols in _rows(scalars):
             prefix = "" if sub == "all" else sub + "/"
             for c in cols:
-                cells = "".join(f"<td>{_fmt(scalars.get(f'{prefix}{h}/{c}'))}</td>" for h in _HEADS)
+                cells = "".join(f"<td>{fmt_value(scalars.get(f'{prefix}{h}/{c}'))}</td>" for h in _HEADS)
                 body.append(f"<tr><td>{html.escape(sub)}</td><td>{html.escape(c)}</td>{cells}</tr>")
         rule = ("the product of the heads' probabilities" if info.get("action_scores") == "product"
                 else "the official script's softmax of the given scores")
@@ -199,7 +199,7 @@ def write_action_report(scalars: Dict[str, float], info: Dict[str, object], out_
                          "(as the official script, which evaluates the submitted segments only).")
         src = f"<p class=\"note\">source: <code>{html.escape(source)}</code></p>" if source else ""
         page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-                f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{src}"
+                f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>{src}"
                 + "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in notes)
                 + "<table id=\"actions\"><thead><tr><th>subset</th><th>metric</th><th>verb</th><th>noun</th>"
                   "<th>action</th></tr></thead><tbody>" + "".join(body) + "</tbody></table></body></html>")

@@ -61,8 +61,10 @@ class PredictionFile:
     has_video_ids: bool
     has_clip_ids: bool
     registry: IdRegistry = field(default_factory=IdRegistry)
-    _chunks: Optional[object] = None
-    _column: Optional[object] = None  # name -> the whole column (array-like) or None
+    #: the format's chunk reader: ``read_chunks(size)`` yields :class:`Chunk` objects
+    read_chunks: Optional[object] = None
+    #: the format's column reader: name -> the whole column (array-like) or None
+    read_column: Optional[object] = None
     #: per selected group column: the string of each integer code (None: the column holds integers)
     group_values: Dict[str, Optional[List[str]]] = field(default_factory=dict)
     _groups: Optional[Tensor] = None
@@ -71,7 +73,7 @@ class PredictionFile:
     rows_are: Optional[str] = None
 
     def chunks(self, size: int = 4096) -> Iterator[Chunk]:
-        for ch in self._chunks(size):
+        for ch in self.read_chunks(size):
             if not self.multilabel and getattr(self, "_as_multilabel", False):
                 hot = torch.zeros(ch.target.shape[0], self.num_classes, dtype=torch.long)
                 hot[torch.arange(ch.target.shape[0]), ch.target] = 1
@@ -86,7 +88,7 @@ class PredictionFile:
         (:attr:`group_values` maps the codes back)."""
         cols = []
         for name in names:
-            col = self._column(name) if self._column is not None else None
+            col = self.read_column(name) if self.read_column is not None else None
             if col is None:
                 raise PredictionFileError(f"{self.path}: no column {name!r} for --slices-from")
             vals = np.asarray(col.numpy() if isinstance(col, Tensor) else col)
@@ -174,7 +176,7 @@ def _open_pickled(path: str, class_names, format: str) -> PredictionFile:
             vids = torch.arange(row, row + sc.shape[0], dtype=torch.long)
             yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg.copy()), vids, None, row)
 
-    pf._chunks = chunks
+    pf.read_chunks = chunks
     return pf
 
 
@@ -299,7 +301,7 @@ def _open_npz(path: str, class_names) -> PredictionFile:
             raise PredictionFileError(f"{path}: {k!r} must be ({n},), got shape {m[k].shape}")
     names = class_names or (_names(path, m["class_names"].load(), c) if "class_names" in keys else None)
     pf = PredictionFile(path, n, c, multilabel, names, "video_ids" in keys, "clip_ids" in keys)
-    pf._column = lambda name: m[name].load() if name in m else None
+    pf.read_column = lambda name: m[name].load() if name in m else None
 
     def chunks(size: int) -> Iterator[Chunk]:
         vid_iter = m["video_ids"].rows(size) if "video_ids" in keys and m["video_ids"].dtype.kind != "U" else None
@@ -323,7 +325,7 @@ def _open_npz(path: str, class_names) -> PredictionFile:
             yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg), vids, cids, row)
             row += k
 
-    pf._chunks = chunks
+    pf.read_chunks = chunks
     return pf
 
 
@@ -357,7 +359,7 @@ def _open_pt(path: str, class_names) -> PredictionFile:
             raise PredictionFileError(f"{path}: {k!r} must have {n} entries, got {len(v)}")
     names = class_names or (_names(path, d["class_names"], c) if d.get("class_names") is not None else None)
     pf = PredictionFile(path, n, c, multilabel, names, vid is not None, cid is not None)
-    pf._column = lambda name: d.get(name) if name not in ("scores", "target") else None
+    pf.read_column = lambda name: d.get(name) if name not in ("scores", "target") else None
 
     def chunks(size: int) -> Iterator[Chunk]:
         for row in range(0, n, size):
@@ -373,7 +375,7 @@ def _open_pt(path: str, class_names) -> PredictionFile:
             ci = None if cid is None else _ids(path, cid[sl] if isinstance(cid, Tensor) else np.asarray(cid[sl]), pf.registry, "clip_ids", row)
             yield Chunk(torch.from_numpy(sc.copy()), torch.from_numpy(tg), v, ci, row)
 
-    pf._chunks = chunks
+    pf.read_chunks = chunks
     return pf
 
 
@@ -453,8 +455,8 @@ def _open_csv(path: str, class_names) -> PredictionFile:
             next(r)
             return [row[j] for row in r if row]
 
-    pf._chunks = chunks
-    pf._column = column
+    pf.read_chunks = chunks
+    pf.read_column = column
     return pf
 
 

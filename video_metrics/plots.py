@@ -16,11 +16,11 @@ from matplotlib.figure import Figure
 
 from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
     BAR_HEIGHT,
-    _heatmap,
-    _names,
-    _np,
-    _row_normalise,
-    _short,
+    draw_heatmap,
+    class_labels,
+    to_numpy,
+    row_normalise,
+    shorten,
     draw_bars,
     draw_pr_curves,
     draw_reliability,
@@ -44,7 +44,7 @@ def top_confusion_pairs(cm, n: int = 20) -> List[Tuple[int, int, int, float]]:
 
     from .metrics.classification import top_confusions
 
-    cm_t = torch.as_tensor(_np(cm)).long()
+    cm_t = torch.as_tensor(to_numpy(cm)).long()
     support = cm_t.sum(1).tolist()
     return [(t, p, n_, n_ / support[t]) for t, p, n_ in top_confusions(cm_t, n)]
 
@@ -55,15 +55,15 @@ def plot_confusion(cm, class_names: Optional[Sequence[str]] = None, max_classes:
     recall). Up to ``max_classes`` classes: the full heatmap with class names (cell values up to
     20 classes). Above that: a table of the ``top_n`` confusions (true, predicted, count, share of
     the true class) beside the row-normalised sub-matrix of the classes involved."""
-    cm = _np(cm).astype(np.int64)
+    cm = to_numpy(cm).astype(np.int64)
     c = cm.shape[0]
-    names = _names(class_names, c)
-    norm = _row_normalise(cm.astype(np.float64))
+    names = class_labels(class_names, c)
+    norm = row_normalise(cm.astype(np.float64))
     if c <= max_classes:
         size = min(14.0, 3.0 + 0.22 * c)
         fig = new_figure(size + 1.5, size)
         ax = fig.add_subplot(1, 1, 1)
-        _heatmap(ax, norm, list(range(c)), list(range(c)), names, text=c <= 20)
+        draw_heatmap(ax, norm, list(range(c)), list(range(c)), names, text=c <= 20)
         set_title(ax, f"{title} (row-normalised, {int(cm.sum())} samples)")
         fig.tight_layout()
         return fig
@@ -79,7 +79,7 @@ def plot_confusion(cm, class_names: Optional[Sequence[str]] = None, max_classes:
     ax_t.axis("off")
     ax_t.set_title(f"Top {len(pairs)} confusions of {c} classes")
     if pairs:
-        cells = [[_short(names[t]), _short(names[p]), str(n), f"{s:.1%}"] for t, p, n, s in pairs]
+        cells = [[shorten(names[t]), shorten(names[p]), str(n), f"{s:.1%}"] for t, p, n, s in pairs]
         table = ax_t.table(cellText=cells, colLabels=["true", "predicted", "count", "share of true"],
                            loc="upper center", cellLoc="left")
         table.auto_set_font_size(False)
@@ -89,7 +89,7 @@ def plot_confusion(cm, class_names: Optional[Sequence[str]] = None, max_classes:
         ax_t.text(0.5, 0.5, "no confusions", ha="center", va="center")
     ax_m = fig.add_subplot(1, 2, 2)
     if involved:
-        _heatmap(ax_m, norm, involved, involved, names, text=len(involved) <= 15)
+        draw_heatmap(ax_m, norm, involved, involved, names, text=len(involved) <= 15)
         set_title(ax_m, "Sub-matrix of the classes involved (row-normalised over all classes)")
     else:
         ax_m.axis("off")
@@ -117,7 +117,7 @@ def plot_pr_curves(curves, ap: Sequence[float], class_names: Optional[Sequence[s
     curve ``micro = (precision, recall, ap)``; AP in the legend."""
     ap_arr = np.asarray([np.nan if v is None else v for v in ap], dtype=np.float64)
     c = ap_arr.size
-    names = _names(class_names, c)
+    names = class_labels(class_names, c)
     defined = np.flatnonzero(np.isfinite(ap_arr))
     order = defined[np.argsort(ap_arr[defined], kind="stable")]
     worst = list(order[:n_worst])
@@ -125,11 +125,11 @@ def plot_pr_curves(curves, ap: Sequence[float], class_names: Optional[Sequence[s
     fig = new_figure(7, 6)
     ax = fig.add_subplot(1, 1, 1)
     shown = worst + best
-    draw_pr_curves(ax, curves, [f"{_short(names[i])} (AP {ap_arr[i]:.3f})" for i in shown], shown,
+    draw_pr_curves(ax, curves, [f"{shorten(names[i])} (AP {ap_arr[i]:.3f})" for i in shown], shown,
                    ["--"] * len(worst) + ["-"] * len(best))
     if micro is not None:
         p, r, m = micro
-        ax.plot(_np(r), _np(p), drawstyle="steps-post", color="black", linewidth=2, label=f"micro (AP {float(m):.3f})")
+        ax.plot(to_numpy(r), to_numpy(p), drawstyle="steps-post", color="black", linewidth=2, label=f"micro (AP {float(m):.3f})")
     set_title(ax, f"{title}: {len(worst)} worst (dashed), {len(best)} best classes by AP")
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
@@ -144,7 +144,7 @@ def plot_per_class(values: Sequence[float], support: Sequence[int], class_names:
     vals = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
     sup = np.asarray(support, dtype=np.int64)
     c = vals.size
-    names = _names(class_names, c)
+    names = class_labels(class_names, c)
     defined = np.flatnonzero(np.isfinite(vals))
     order = defined[np.argsort(vals[defined], kind="stable")]
     if order.size > max_bars:
@@ -219,7 +219,7 @@ def _forest(ax, labels: Sequence[str], values: Sequence[float], lows: Sequence[f
             ax.plot([l, h], [yi, yi], color=col, linewidth=2)
         ax.plot([vi], [yi], "o", color=col, markersize=4)
     ax.set_yticks(y)
-    ax.set_yticklabels([_short(x, 32) for x in labels], fontsize=7)
+    ax.set_yticklabels([shorten(x, 32) for x in labels], fontsize=7)
 
 
 def plot_intervals(scalars, intervals, ci: float, keys: Optional[Sequence[str]] = None,
@@ -267,7 +267,7 @@ def plot_class_deltas(comparison, max_bars: int = 30, title: Optional[str] = Non
     ax.barh(y, vals, color=colors, xerr=np.nan_to_num(err) if len(rows) else None, capsize=2, ecolor="black")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{_short(x.name)} (q={x.q_value:.2g})" for x in rows], fontsize=7)
+    ax.set_yticklabels([f"{shorten(x.name)} (q={x.q_value:.2g})" for x in rows], fontsize=7)
     metric = rows[0].metric if rows else "value"
     ax.set_xlabel(f"change of {metric}, b - a ({comparison.per_class_level} level)")
     set_title(ax, title or f"Per-class change of {metric}, worst first")

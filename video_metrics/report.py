@@ -27,7 +27,7 @@ __all__ = ["write_report", "REPORT_FILES", "write_comparison", "COMPARE_FILES", 
 REPORT_FILES = ("metrics.json", "report.html")
 COMPARE_FILES = ("compare.json", "compare.html")
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;color:#222;background:#fff}
 h1{font-size:24px;margin-bottom:4px} h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
@@ -58,7 +58,7 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
-def _fmt(v, digits: int = 4) -> str:
+def fmt_value(v, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     if isinstance(v, (int, np.integer)):
@@ -94,8 +94,8 @@ def _headline(report) -> str:
         for level in _levels(report):
             v = report.scalars.get(f"{level}/{n}")
             iv = getattr(report, "intervals", {}).get(f"{level}/{n}")
-            band = f" <span class=\"note\">[{_fmt(iv[0])}, {_fmt(iv[1])}]</span>" if iv is not None else ""
-            cells.append(f"<td>{_fmt(v, 0 if n.startswith(('num_', 'missing')) else 4)}{band}</td>")
+            band = f" <span class=\"note\">[{fmt_value(iv[0])}, {fmt_value(iv[1])}]</span>" if iv is not None else ""
+            cells.append(f"<td>{fmt_value(v, 0 if n.startswith(('num_', 'missing')) else 4)}{band}</td>")
         rows.append(f"<tr><td>{html.escape(n)}</td>{''.join(cells)}</tr>")
     if getattr(report, "rows", "clips") != "clips":
         video_head = f"video ({html.escape(report.rows)})"
@@ -117,7 +117,7 @@ def _per_class(report) -> str:
             for c in cols:
                 v = getattr(rep, c)[i]
                 dv = "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-                cells.append(f"<td data-v=\"{dv}\">{_fmt(v, 0 if c == 'support' else 3)}</td>")
+                cells.append(f"<td data-v=\"{dv}\">{fmt_value(v, 0 if c == 'support' else 3)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (f"<table class=\"sortable\" id=\"per-class\"><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
@@ -158,9 +158,9 @@ def _slices(report) -> str:
         for k in keys:
             v = sl.scalars.get(k)
             iv = sl.intervals.get(k)
-            band = f" <span class=\"note\">[{_fmt(iv[0], 3)}, {_fmt(iv[1], 3)}]</span>" if iv is not None else ""
+            band = f" <span class=\"note\">[{fmt_value(iv[0], 3)}, {fmt_value(iv[1], 3)}]</span>" if iv is not None else ""
             dv = "" if v is None or not math.isfinite(v) else v
-            cells.append(f"<td data-v=\"{dv}\">{_fmt(v, 4)}{band}</td>")
+            cells.append(f"<td data-v=\"{dv}\">{fmt_value(v, 4)}{band}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (f"<div class=\"scroll\"><table class=\"sortable\" id=\"slices\"><thead><tr>{head}</tr></thead><tbody>"
             f"{''.join(rows)}</tbody></table></div><p class=\"note\">Group slices: the videos with that value; class slices: class averages over "
@@ -274,7 +274,7 @@ def _img(images: Dict[str, str], tag: str, alt: str) -> str:
 def _html(report, images: Dict[str, str], title: str, source: Optional[str], notes: Sequence[str]) -> str:
     levels = _levels(report)
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body>",
+             f"<style>{CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p class=\"note\">{report.task}, "
              + ("positive class " + html.escape(report.class_names[0]) if report.task == "binary"
@@ -292,9 +292,9 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
     if getattr(report, "temperature", None):
         tf = report.temperature
         parts += ["<h2>Temperature scaling</h2>",
-                  f"<p id=\"temperature\">{html.escape(str(tf['level']))} level: T = {_fmt(tf['temperature'])}; NLL "
-                  f"{_fmt(tf['nll_before'])} &rarr; {_fmt(tf['nll_after'])}; ECE {_fmt(tf['ece_before'])} &rarr; "
-                  f"{_fmt(tf['ece_after'])} in-sample, <b>{_fmt(tf['ece_cross_fitted'])}</b> cross-fitted (T fitted on "
+                  f"<p id=\"temperature\">{html.escape(str(tf['level']))} level: T = {fmt_value(tf['temperature'])}; NLL "
+                  f"{fmt_value(tf['nll_before'])} &rarr; {fmt_value(tf['nll_after'])}; ECE {fmt_value(tf['ece_before'])} &rarr; "
+                  f"{fmt_value(tf['ece_after'])} in-sample, <b>{fmt_value(tf['ece_cross_fitted'])}</b> cross-fitted (T fitted on "
                   "half of the videos, ECE measured on the other half, both ways).</p>",
                   "<div class=\"figs wide\">", _img(images, "temperature", "reliability before/after temperature scaling"),
                   "</div>"]
@@ -303,7 +303,7 @@ def _html(report, images: Dict[str, str], title: str, source: Optional[str], not
         reds = list(vw.by_reduction)
         keys = [k for k in ("top1", "top5", "balanced_acc", "f1_macro", "auprc_macro", "ece", "nll")
                 if any(k in vw.by_reduction[r] for r in reds)]
-        rows = "".join(f"<tr><td>{html.escape(r)}</td>" + "".join(f"<td>{_fmt(vw.by_reduction[r].get(k))}</td>" for k in keys)
+        rows = "".join(f"<tr><td>{html.escape(r)}</td>" + "".join(f"<td>{fmt_value(vw.by_reduction[r].get(k))}</td>" for k in keys)
                        + "</tr>" for r in reds)
         parts += ["<h2>Views</h2>", "<div class=\"figs\">", _img(images, "views", "video top-1 vs views"), "</div>",
                   "<table id=\"by-reduction\"><thead><tr><th>video reduction</th>"
@@ -388,8 +388,8 @@ def _compare_slices(c) -> str:
             if d is None or d.delta != d.delta:
                 cells.append("<td data-v=\"\">–</td>")
                 continue
-            cells.append(f"<td data-v=\"{d.delta}\">{_fmt(d.delta)} <span class=\"note\">[{_fmt(d.low, 3)}, "
-                         f"{_fmt(d.high, 3)}] p {html.escape(format_p_value(d.p_value, c.bootstrap))}</span></td>")
+            cells.append(f"<td data-v=\"{d.delta}\">{fmt_value(d.delta)} <span class=\"note\">[{fmt_value(d.low, 3)}, "
+                         f"{fmt_value(d.high, 3)}] p {html.escape(format_p_value(d.p_value, c.bootstrap))}</span></td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return ("<h2>Slices: paired deltas</h2><div class=\"scroll\"><table class=\"sortable\" id=\"slice-deltas\"><thead>"
             f"<tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
@@ -402,30 +402,30 @@ def _compare_html(c, images: Dict[str, str], title: str, sources: Sequence[str],
 
     src = " vs ".join(f"<code>{html.escape(s)}</code>" for s in sources)
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class=\"note\">a = baseline, b = candidate{': ' + src if src else ''}; {c.num_videos} videos, "
              f"{c.bootstrap} paired bootstrap resamples of the videos, {c.ci:.0%} intervals.</p>"]
     for g in gates:
         parts.append(f"<p><b>{html.escape(g)}</b></p>")
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{_fmt(d.a)}</td><td>{_fmt(d.b)}</td>"
-        f"<td class=\"{'better' if (d.high < 0 if lower_is_better(k) else d.low > 0) else ''}\">{_fmt(d.delta)}</td><td>[{_fmt(d.low)}, {_fmt(d.high)}]</td>"
+        f"<tr><td>{html.escape(k)}</td><td>{fmt_value(d.a)}</td><td>{fmt_value(d.b)}</td>"
+        f"<td class=\"{'better' if (d.high < 0 if lower_is_better(k) else d.low > 0) else ''}\">{fmt_value(d.delta)}</td><td>[{fmt_value(d.low)}, {fmt_value(d.high)}]</td>"
         f"<td>{html.escape(format_p_value(d.p_value, c.bootstrap))}</td></tr>" for k, d in c.deltas.items())
     parts += ["<h2>Deltas</h2><table class=\"sortable\" id=\"deltas\"><thead><tr><th>key</th><th>a</th><th>b</th>"
               "<th>b - a</th><th>interval</th><th>p</th></tr></thead><tbody>" + rows + "</tbody></table>",
               "<div class=\"figs\">", _img(images, "deltas", "deltas with paired intervals"), "</div>"]
     if c.mcnemar:
         rows = "".join(f"<tr><td>{m.level}</td><td>{m.num_paired}</td><td>{m.a_right_b_wrong}</td><td>{m.a_wrong_b_right}"
-                       f"</td><td>{_fmt(m.p_value, 4)}</td></tr>" for m in c.mcnemar.values())
+                       f"</td><td>{fmt_value(m.p_value, 4)}</td></tr>" for m in c.mcnemar.values())
         parts.append("<h2>McNemar (top-1)</h2><table id=\"mcnemar\"><thead><tr><th>level</th><th>paired</th>"
                      "<th>a right, b wrong</th><th>a wrong, b right</th><th>exact p</th></tr></thead><tbody>"
                      + rows + "</tbody></table>")
     if c.per_class:
         rows = "".join(
-            f"<tr><td data-v=\"{html.escape(x.name)}\">{html.escape(x.name)}</td><td data-v=\"{x.a}\">{_fmt(x.a, 3)}</td>"
-            f"<td data-v=\"{x.b}\">{_fmt(x.b, 3)}</td><td data-v=\"{x.delta}\">{_fmt(x.delta, 3)}</td>"
-            f"<td>[{_fmt(x.low, 3)}, {_fmt(x.high, 3)}]</td><td data-v=\"{x.p_value}\">{html.escape(format_p_value(x.p_value, c.bootstrap))}</td>"
-            f"<td data-v=\"{x.q_value}\">{_fmt(x.q_value, 3)}</td></tr>" for x in c.per_class)
+            f"<tr><td data-v=\"{html.escape(x.name)}\">{html.escape(x.name)}</td><td data-v=\"{x.a}\">{fmt_value(x.a, 3)}</td>"
+            f"<td data-v=\"{x.b}\">{fmt_value(x.b, 3)}</td><td data-v=\"{x.delta}\">{fmt_value(x.delta, 3)}</td>"
+            f"<td>[{fmt_value(x.low, 3)}, {fmt_value(x.high, 3)}]</td><td data-v=\"{x.p_value}\">{html.escape(format_p_value(x.p_value, c.bootstrap))}</td>"
+            f"<td data-v=\"{x.q_value}\">{fmt_value(x.q_value, 3)}</td></tr>" for x in c.per_class)
         metric = c.per_class[0].metric
         parts += [f"<h2>Per class ({metric}, {c.per_class_level} level), worst first</h2>", "<div class=\"figs\">",
                   _img(images, "per_class_deltas", "per-class deltas"), "</div>",

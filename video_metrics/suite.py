@@ -375,98 +375,50 @@ class VideoClassificationMetrics(_ClipRows):
                  min_slice_size: int = 30, shard_classes: Any = "auto", **kwargs: Any) -> None:
         check_choice("preset", preset, (None,) + tuple(PRESETS))
         _bootstrap.check_bootstrap(bootstrap, ci, bootstrap_unit, seed)
-        if bootstrap and bins is not None:
-            raise ValueError("`bootstrap` resamples videos, which needs every clip's row: use exact mode (bins=None)")
-        if bootstrap and ap_mode != "step":
-            raise ValueError(f"`bootstrap` intervals are computed for step AP; `ap_mode={ap_mode!r}` has none")
-        self.bootstrap, self.ci, self.bootstrap_unit, self.seed = bootstrap, float(ci), bootstrap_unit, seed
         check_choice("shard_classes", shard_classes, ("auto", True, False))
-        self.shard_classes = shard_classes
         check_bins(bins, bin_range)
-        if preset is not None:
-            p = PRESETS[preset]
-            task = p.get("task", task)
-            top_k = p.get("top_k", top_k)
-            video_reduction = p.get("video_reduction", video_reduction) if video_reduction is None else video_reduction
-            missing = p.get("missing", missing)
-            empty_class = p.get("empty_class", empty_class)
-        if bins is not None and video_reduction is not None:
-            raise ValueError("`bins` (histogram mode) bounds the clip-level state only: video-level aggregation needs "
-                             "every clip's scores. Use bins with video_reduction=None, or exact mode (bins=None) with "
-                             f"video_reduction={video_reduction!r}")
-        if bins is not None and ap_mode != "step":
-            raise ValueError(f"`ap_mode={ap_mode!r}` needs exact mode; histogram mode (`bins`) computes step AP")
+        task, top_k, video_reduction, missing, empty_class = _apply_preset(preset, task, top_k, video_reduction,
+                                                                           missing, empty_class)
+        _check_exact_mode(bins, bootstrap, ap_mode, video_reduction)
         super().__init__(num_classes, task, input, expected_video_ids, missing, expected_clips, id_registry,
                          keep_rows=bins is None, **kwargs)
-        self.bins, self.bin_range = bins, float(bin_range)
+        self.bootstrap, self.ci, self.bootstrap_unit, self.seed = bootstrap, float(ci), bootstrap_unit, seed
+        self.shard_classes, self.bins, self.bin_range = shard_classes, bins, float(bin_range)
         self.slices, self.class_sets, self.min_slice_size = _slices.check_slices(
             task, self.num_classes, slices, class_frequency, frequency_thresholds, class_slices, min_slice_size, bins)
         if self.slices:
             self.add_cat_state("groups", torch.long, (len(self.slices),))
-        if compile_update and bins is None:
-            raise ValueError("`compile_update` needs histogram mode (bins=...): exact mode appends rows of varying "
-                             "number, which no graph can capture")
-        if compile_update is True:
-            compile_update = {}
-        elif isinstance(compile_update, str):
-            compile_update = {"mode": compile_update}
-        elif compile_update is not False and not isinstance(compile_update, dict):
-            raise ValueError(f"`compile_update` must be False, True, a torch.compile mode or a dict of torch.compile "
-                             f"options, got {compile_update!r}")
-        self.compile_update = compile_update
-        self._compiled = None
-        if top_k is None:  # default: top-1 and, when there are at least 5 classes, top-5
-            top_k = (1, 5) if self.num_classes >= 5 else (1,)
-        if isinstance(top_k, int) or any(isinstance(k, bool) or not isinstance(k, int) for k in top_k):
-            raise ValueError(f"`top_k` must be a sequence of positive ints, got {top_k!r}")
-        top_k = tuple(top_k)
-        if task == "multiclass" and (not top_k or any(k < 1 for k in top_k)):
-            raise ValueError(f"`top_k` must be positive ints, got {top_k!r}")
-        if task == "multiclass" and any(k > self.num_classes for k in top_k):
-            raise ValueError(f"`top_k`={top_k} has k larger than `num_classes`={self.num_classes}: top-k accuracy "
-                             "would count every sample as a hit")
-        self.top_k = top_k if task == "multiclass" else ()
-        if video_reduction is not None:
-            check_reduction(video_reduction, task, input, "video_reduction")
-        check_choice("empty_class", empty_class, ("skip", "nan", "zero"))
-        check_choice("ap_empty_class", ap_empty_class, (None, "skip", "nan", "zero"))
-        check_choice("auroc_empty_class", auroc_empty_class, (None, "skip", "nan", "zero"))
-        check_choice("predicted_absent", predicted_absent, ("ignore", "zero"))
-        check_choice("empty_videos", empty_videos, ("keep", "exclude"))
-        if empty_videos == "exclude" and task != "multilabel":
-            raise ValueError(f"`empty_videos='exclude'` (Charades) applies to task='multilabel' mAP, got task={task!r}")
-        check_probability("threshold", threshold)
+        self.compile_update, self._compiled = _compile_options(compile_update, bins), None
+        self.top_k = _check_top_k(top_k, task, self.num_classes)
+        _check_policies(task, input, video_reduction, empty_class, ap_empty_class, auroc_empty_class, predicted_absent,
+                        empty_videos, threshold, ap_mode, calibration_bins, class_names, self.num_classes)
         self.predicted_absent, self.empty_videos = predicted_absent, empty_videos
         self.ap_empty_class = ap_empty_class or empty_class
         self.auroc_empty_class = auroc_empty_class or empty_class
-        check_choice("ap_mode", ap_mode, ("step", "interpolated", "voc11"))
-        if not isinstance(calibration_bins, int) or calibration_bins < 1:
-            raise ValueError(f"`calibration_bins` must be a positive int, got {calibration_bins!r}")
-        n_names = 1 if task == "binary" else self.num_classes
-        if class_names is not None and len(class_names) != n_names:
-            what = "1 entry (the positive class) for task='binary'" if task == "binary" else f"num_classes={n_names} entries"
-            raise ValueError(f"`class_names` must have {what}, got {len(class_names)}")
         self.video_reduction, self.calibration_bins, self.empty_class = video_reduction, calibration_bins, empty_class
         self.ap_mode, self.preset = ap_mode, preset
         self.threshold = float(threshold)
         default_names = ["positive"] if task == "binary" else [str(i) for i in range(self.num_classes)]
         self.class_names = list(class_names) if class_names is not None else default_names
         if bins is not None:
-            c = self._c
-            self.add_sum_state("hist", hist_state(c, bins))
-            self.add_sum_state("cal", torch.zeros(3, calibration_bins, dtype=torch.float64))
-            if task == "multiclass":
-                self.add_sum_state("cm", torch.zeros(c, c, dtype=torch.long))
-                self.add_sum_state("topk_hits", torch.zeros(len(self.top_k), c, dtype=torch.long))
-            else:
-                self.add_sum_state("ml_counts", torch.zeros(3, c, dtype=torch.long))
-            if task != "multilabel":
-                self.add_sum_state("loss_sums", torch.zeros(2, dtype=torch.float64))  # nll, brier
+            self._add_histogram_states(bins, calibration_bins)
         self.config = SuiteConfig(
             task, self.num_classes, input, self.top_k, video_reduction, calibration_bins, self.threshold, ap_mode,
             self.ap_empty_class, self.auroc_empty_class, predicted_absent, empty_videos, preset, self.missing,
             _id_tuple(self.expected_video_ids), expected_clips, bootstrap, self.ci, bootstrap_unit, seed, self.slices,
             self.class_sets, self.min_slice_size, bins, self.bin_range, tuple(self.class_names))
+
+    def _add_histogram_states(self, bins: int, calibration_bins: int) -> None:
+        c = self._c
+        self.add_sum_state("hist", hist_state(c, bins))
+        self.add_sum_state("cal", torch.zeros(3, calibration_bins, dtype=torch.float64))
+        if self.task == "multiclass":
+            self.add_sum_state("cm", torch.zeros(c, c, dtype=torch.long))
+            self.add_sum_state("topk_hits", torch.zeros(len(self.top_k), c, dtype=torch.long))
+        else:
+            self.add_sum_state("ml_counts", torch.zeros(3, c, dtype=torch.long))
+        if self.task != "multilabel":
+            self.add_sum_state("loss_sums", torch.zeros(2, dtype=torch.float64))  # nll, brier
 
     def _stream_step(self, scores: Tensor, target: Tensor) -> None:
         """Histogram mode: validate on the device and add the batch to the summed states. Pure
@@ -629,3 +581,74 @@ class VideoClassificationMetrics(_ClipRows):
         names += ["loss_sums"] if self.task != "multilabel" else []
         return {k: getattr(self, k) for k in names}
 
+
+def _apply_preset(preset, task, top_k, video_reduction, missing, empty_class):
+    """The options a preset fixes (an explicit ``video_reduction`` wins)."""
+    if preset is None:
+        return task, top_k, video_reduction, missing, empty_class
+    p = PRESETS[preset]
+    return (p.get("task", task), p.get("top_k", top_k),
+            p.get("video_reduction", video_reduction) if video_reduction is None else video_reduction,
+            p.get("missing", missing), p.get("empty_class", empty_class))
+
+
+def _check_exact_mode(bins, bootstrap: int, ap_mode: str, video_reduction) -> None:
+    if bootstrap and bins is not None:
+        raise ValueError("`bootstrap` resamples videos, which needs every clip's row: use exact mode (bins=None)")
+    if bootstrap and ap_mode != "step":
+        raise ValueError(f"`bootstrap` intervals are computed for step AP; `ap_mode={ap_mode!r}` has none")
+    if bins is not None and video_reduction is not None:
+        raise ValueError("`bins` (histogram mode) bounds the clip-level state only: video-level aggregation needs "
+                         "every clip's scores. Use bins with video_reduction=None, or exact mode (bins=None) with "
+                         f"video_reduction={video_reduction!r}")
+    if bins is not None and ap_mode != "step":
+        raise ValueError(f"`ap_mode={ap_mode!r}` needs exact mode; histogram mode (`bins`) computes step AP")
+
+
+def _compile_options(compile_update, bins):
+    if compile_update and bins is None:
+        raise ValueError("`compile_update` needs histogram mode (bins=...): exact mode appends rows of varying "
+                         "number, which no graph can capture")
+    if compile_update is True:
+        return {}
+    if isinstance(compile_update, str):
+        return {"mode": compile_update}
+    if compile_update is not False and not isinstance(compile_update, dict):
+        raise ValueError(f"`compile_update` must be False, True, a torch.compile mode or a dict of torch.compile "
+                         f"options, got {compile_update!r}")
+    return compile_update
+
+
+def _check_top_k(top_k, task: str, num_classes: int) -> Tuple[int, ...]:
+    if top_k is None:  # default: top-1 and, when there are at least 5 classes, top-5
+        top_k = (1, 5) if num_classes >= 5 else (1,)
+    if isinstance(top_k, int) or any(isinstance(k, bool) or not isinstance(k, int) for k in top_k):
+        raise ValueError(f"`top_k` must be a sequence of positive ints, got {top_k!r}")
+    top_k = tuple(top_k)
+    if task == "multiclass" and (not top_k or any(k < 1 for k in top_k)):
+        raise ValueError(f"`top_k` must be positive ints, got {top_k!r}")
+    if task == "multiclass" and any(k > num_classes for k in top_k):
+        raise ValueError(f"`top_k`={top_k} has k larger than `num_classes`={num_classes}: top-k accuracy "
+                         "would count every sample as a hit")
+    return top_k if task == "multiclass" else ()
+
+
+def _check_policies(task, input, video_reduction, empty_class, ap_empty_class, auroc_empty_class, predicted_absent,
+                    empty_videos, threshold, ap_mode, calibration_bins, class_names, num_classes) -> None:
+    if video_reduction is not None:
+        check_reduction(video_reduction, task, input, "video_reduction")
+    check_choice("empty_class", empty_class, ("skip", "nan", "zero"))
+    check_choice("ap_empty_class", ap_empty_class, (None, "skip", "nan", "zero"))
+    check_choice("auroc_empty_class", auroc_empty_class, (None, "skip", "nan", "zero"))
+    check_choice("predicted_absent", predicted_absent, ("ignore", "zero"))
+    check_choice("empty_videos", empty_videos, ("keep", "exclude"))
+    if empty_videos == "exclude" and task != "multilabel":
+        raise ValueError(f"`empty_videos='exclude'` (Charades) applies to task='multilabel' mAP, got task={task!r}")
+    check_probability("threshold", threshold)
+    check_choice("ap_mode", ap_mode, ("step", "interpolated", "voc11"))
+    if not isinstance(calibration_bins, int) or calibration_bins < 1:
+        raise ValueError(f"`calibration_bins` must be a positive int, got {calibration_bins!r}")
+    n_names = 1 if task == "binary" else num_classes
+    if class_names is not None and len(class_names) != n_names:
+        what = "1 entry (the positive class) for task='binary'" if task == "binary" else f"num_classes={n_names} entries"
+        raise ValueError(f"`class_names` must have {what}, got {len(class_names)}")

@@ -319,7 +319,7 @@ def transpose_rows(chunks, num_classes: int, fn=None, block: int = 4096) -> Tens
     return out
 
 
-_POOL = None  # (pid, executor): a pool made before a fork has no threads in the child
+_POOL = None  # (pid, executor, workers): a pool made before a fork has no threads in the child
 
 
 def _pool(threads: int):
@@ -330,8 +330,8 @@ def _pool(threads: int):
     from concurrent.futures import ThreadPoolExecutor
 
     pid = os.getpid()
-    if _POOL is None or _POOL[0] != pid or _POOL[1]._max_workers < threads:
-        _POOL = (pid, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort"))
+    if _POOL is None or _POOL[0] != pid or _POOL[2] < threads:
+        _POOL = (pid, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="video_metrics_sort"), threads)
     return _POOL[1]
 
 

@@ -43,7 +43,7 @@ def save_png(fig: Figure, path) -> None:
     fig.savefig(path, format="png")
 
 
-def _np(x) -> np.ndarray:
+def to_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu()
         if x.dtype.is_floating_point:
@@ -52,29 +52,29 @@ def _np(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def _names(class_names: Optional[Sequence[str]], c: int) -> List[str]:
+def class_labels(class_names: Optional[Sequence[str]], c: int) -> List[str]:
     return list(class_names) if class_names is not None else [str(i) for i in range(c)]
 
 
-def _short(name: str, n: int = 24) -> str:
+def shorten(name: str, n: int = 24) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
-def _row_normalise(cm: np.ndarray) -> np.ndarray:
+def row_normalise(cm: np.ndarray) -> np.ndarray:
     support = cm.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(support > 0, cm / np.maximum(support, 1), 0.0)
 
 
-def _heatmap(ax, norm: np.ndarray, rows: Sequence[int], cols: Sequence[int], names: List[str], text: bool) -> None:
+def draw_heatmap(ax, norm: np.ndarray, rows: Sequence[int], cols: Sequence[int], names: List[str], text: bool) -> None:
     sub = norm[np.ix_(rows, cols)]
     im = ax.imshow(sub, vmin=0.0, vmax=1.0, cmap="Blues", interpolation="nearest", aspect="auto")
     k = len(rows)
     fs = max(4, min(9, int(220 / max(k, 1))))
     ax.set_xticks(range(len(cols)))
     ax.set_yticks(range(k))
-    ax.set_xticklabels([_short(names[i], 18) for i in cols], rotation=90, fontsize=fs)
-    ax.set_yticklabels([_short(names[i], 18) for i in rows], fontsize=fs)
+    ax.set_xticklabels([shorten(names[i], 18) for i in cols], rotation=90, fontsize=fs)
+    ax.set_yticklabels([shorten(names[i], 18) for i in rows], fontsize=fs)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if text:
@@ -106,11 +106,11 @@ def set_title(ax, text: str, fontsize: float = 12.0) -> None:
 def draw_confusion(ax, cm, class_names: Optional[Sequence[str]] = None, normalize: bool = True,
                    text: Optional[bool] = None) -> None:
     """Heatmap of a confusion matrix (rows true, columns predicted), row-normalised by default."""
-    cm = _np(cm).astype(np.float64)
+    cm = to_numpy(cm).astype(np.float64)
     c = cm.shape[0]
-    names = _names(class_names, c)
-    norm = _row_normalise(cm) if normalize else cm / max(cm.max(), 1.0)
-    _heatmap(ax, norm, list(range(c)), list(range(c)), names, text=c <= 20 if text is None else text)
+    names = class_labels(class_names, c)
+    norm = row_normalise(cm) if normalize else cm / max(cm.max(), 1.0)
+    draw_heatmap(ax, norm, list(range(c)), list(range(c)), names, text=c <= 20 if text is None else text)
 
 
 def draw_reliability(ax, rel, title: str = "Reliability diagram", ax_hist=None) -> None:
@@ -119,14 +119,14 @@ def draw_reliability(ax, rel, title: str = "Reliability diagram", ax_hist=None) 
     hides the other; the diagonal dashed; ECE/MCE in the title, the legend below the axes (it covers
     no bar). With ``ax_hist``, the share of samples per bin above it, the overall accuracy and mean
     confidence as vertical lines named in its title."""
-    edges = _np(rel.edges).astype(np.float64)
-    acc = _np(rel.accuracy).astype(np.float64)
-    conf = _np(rel.confidence).astype(np.float64)
-    count = _np(rel.count).astype(np.float64)
+    edges = to_numpy(rel.edges).astype(np.float64)
+    acc = to_numpy(rel.accuracy).astype(np.float64)
+    conf = to_numpy(rel.confidence).astype(np.float64)
+    count = to_numpy(rel.count).astype(np.float64)
     lo, width = edges[:-1], np.diff(edges)
     total = max(count.sum(), 1.0)
     filled = count > 0
-    ece, mce = float(_np(rel.ece)), float(_np(rel.mce))
+    ece, mce = float(to_numpy(rel.ece)), float(to_numpy(rel.mce))
     head = f"{title}\nECE {ece:.4f}   MCE {mce:.4f}   n = {int(count.sum())}"
     if ax_hist is not None:
         ax_hist.bar(lo, count / total, width=width, align="edge", color="tab:gray", edgecolor="black", linewidth=0.5)
@@ -157,7 +157,7 @@ def draw_reliability(ax, rel, title: str = "Reliability diagram", ax_hist=None) 
 def draw_pr_curves(ax, curves, labels: Sequence[str], classes: Sequence[int], styles: Optional[Sequence[str]] = None) -> None:
     """Step PR curves (recall on x, precision on y, as scikit-learn draws them) of ``classes``."""
     for j, i in enumerate(classes):
-        p, r = _np(curves.precision[i]), _np(curves.recall[i])
+        p, r = to_numpy(curves.precision[i]), to_numpy(curves.recall[i])
         ax.plot(r, p, drawstyle="steps-post", linestyle=(styles[j] if styles else "-"), label=labels[j])
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
@@ -174,15 +174,15 @@ def draw_bars(ax, values, class_names: Optional[Sequence[str]] = None, metric: s
               support: Optional[Sequence[int]] = None, shown: Optional[Sequence[int]] = None) -> None:
     """Horizontal bars of a per-class value (``shown``: which classes, in that order; default all,
     undefined ones left out); the mean of the defined values as a dashed line."""
-    vals = np.asarray([np.nan if v is None else v for v in _np(values).tolist()], dtype=np.float64).reshape(-1)
+    vals = np.asarray([np.nan if v is None else v for v in to_numpy(values).tolist()], dtype=np.float64).reshape(-1)
     c = vals.size
-    names = _names(class_names, c)
+    names = class_labels(class_names, c)
     if shown is None:
         shown = [i for i in range(c) if np.isfinite(vals[i])]
     y = np.arange(len(shown))
     ax.barh(y, vals[list(shown)] if len(shown) else [], color="tab:blue")
     ax.set_yticks(y)
-    lab = [_short(names[i]) + (f" (n={support[i]})" if support is not None else "") for i in shown]
+    lab = [shorten(names[i]) + (f" (n={support[i]})" if support is not None else "") for i in shown]
     ax.set_yticklabels(lab, fontsize=BAR_LABEL_SIZE)
     ax.set_xlim(0, 1)
     ax.set_xlabel(metric)
