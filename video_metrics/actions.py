@@ -35,13 +35,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .functional._checks import INPUTS, check_choice, check_device, check_ids, check_scores, check_target
+from .functional.checks import INPUTS, check_choice, check_device, check_ids, check_scores, check_target
 from .functional.actions import action_id, first_match, pair_topk
 from .functional.aggregation import video_values
 from .functional.classification import prepare_rows, target_rank
 from .ids import id_tensor
 from .metrics.base import VideoMetric
-from .videos import aggregate_videos, check_reduction, kept_rows, same_rows_in
+from .functional.aggregation import aggregate_rows, check_reduction, kept_rows, same_rows_in
 
 __all__ = ["ActionMetrics", "ACTION_SCORES"]
 
@@ -172,8 +172,9 @@ class ActionMetrics(VideoMetric):
             self.n_prob_like += like
         self._count_rows(valid, (~target_ok).sum(), (target_ok & ~valid).sum())
 
-    def _target_rule(self) -> str:
-        return f"verb indices must be in [0, {self.num_verbs}) and noun indices in [0, {self.num_nouns})"
+    def _value_rules(self) -> Tuple[str, str]:
+        return (f"verb indices must be in [0, {self.num_verbs}) and noun indices in [0, {self.num_nouns})",
+                super()._value_rules()[1])
 
     # ------------------------------------------------------------------------------ compute
     def compute(self) -> Dict[str, Tensor]:
@@ -202,8 +203,8 @@ class ActionMetrics(VideoMetric):
             return sv, sn, combine, tv, tn, groups
         vid = vid[idx]
         red = self.video_reduction
-        av = aggregate_videos(sv, tv, vid, dropped, "multiclass", self.input, red, full=False)
-        an = aggregate_videos(sn, tn, vid, dropped, "multiclass", self.input, red, full=False)
+        av = aggregate_rows(sv, tv, vid, dropped, "multiclass", self.input, red, full=False)
+        an = aggregate_rows(sn, tn, vid, dropped, "multiclass", self.input, red, full=False)
         rv, rn = av.rank, an.rank  # per-segment log-probabilities
         if not by_product and red != "mean_logits":  # the script softmaxes the segment's probabilities
             rv, rn = rv.exp(), rn.exp()

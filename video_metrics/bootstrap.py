@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .functional._checks import check_choice, check_probability
+from .functional.checks import check_choice, check_probability
 from .functional.calibration import bin_index
 from .functional.classification import binary_losses, multiclass_rows
 from .functional.ranking import copy_transposed

@@ -16,10 +16,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .functional.aggregation import video_key, video_probs
-from .functional.calibration import ReliabilityData, bin_update, calibration_error, reliability, uniform_edges
+from .functional.aggregation import RowStore, video_key, video_probs
+from .functional.calibration import ReliabilityData, bin_update, binned_calibration_error, binned_reliability, uniform_edges
 from .functional.classification import (
-    balanced_accuracy,
+    balanced_accuracy_from_counts,
     binary_losses,
     confusion_counts,
     counts_from_threshold_hist,
@@ -28,7 +28,7 @@ from .functional.classification import (
     multiclass_rows,
     threshold_hist,
     multilabel_counts,
-    precision_recall_f1,
+    prf_from_counts,
     probabilities,
     scatter_count,
     threshold_counts,
@@ -37,7 +37,7 @@ from .functional.workspace import Workspace
 from .functional.histogram import hist_ap_auroc, hist_pr_curves, hist_view
 from .functional.ranking import (
     PRCurveData,
-    average_precision,
+    curves_average_precision,
     class_pass,
     copy_transposed,
     exact_ap_auroc,
@@ -50,9 +50,9 @@ from .functional.ranking import (
     sorted_positives,
     sub_transposed,
 )
-from .metrics.classification import top_confusions
+from .functional.classification import top_confusions
 
-__all__ = ["keys_for", "LevelReport", "Level", "HistLevel", "RowStore", "block_sizes", "level_scalars",
+__all__ = ["keys_for", "LevelReport", "Level", "HistLevel", "block_sizes", "level_scalars",
            "add_challenge_score", "add_video_counts", "clean_json", "ClassRows"]
 
 _CALIBRATION_KEYS = {"ece", "mce", "nll", "brier"}
@@ -132,7 +132,7 @@ def _prf_scalars(tp: Tensor, pc: Tensor, support: Tensor, averages: Sequence[str
     """``precision_macro``, ``recall_macro``, ``f1_macro`` and ``f1_<avg>`` for the other averages."""
     out: Dict[str, Tensor] = {}
     for avg in averages:
-        prf = precision_recall_f1(tp, pc, support, avg, labels)
+        prf = prf_from_counts(tp, pc, support, avg, labels)
         if avg == "macro":
             out["precision_macro"], out["recall_macro"], out["f1_macro"] = prf["precision"], prf["recall"], prf["f1"]
         else:
@@ -164,9 +164,9 @@ def level_scalars(cfg, task: str, keys: Sequence[str], S: Dict[str, Any], classe
         tp, fp, fn, tn = (S[k] for k in ("tp", "fp", "fn", "tn"))
         out["acc"] = (tp + tn).double() / den
         # the mean recall of the classes with a target, as multiclass (class 1 = positive, 0 = negative)
-        out["balanced_acc"] = balanced_accuracy(torch.stack([tp, tn], -1), torch.stack([tp + fp, tn + fn], -1),
+        out["balanced_acc"] = balanced_accuracy_from_counts(torch.stack([tp, tn], -1), torch.stack([tp + fp, tn + fn], -1),
                                                 torch.stack([tp + fn, tn + fp], -1))
-        prf = precision_recall_f1(tp[..., None], (tp + fp)[..., None], (tp + fn)[..., None], "macro")
+        prf = prf_from_counts(tp[..., None], (tp + fp)[..., None], (tp + fn)[..., None], "macro")
         out["precision"], out["recall"], out["f1"] = prf["precision"], prf["recall"], prf["f1"]
         if "ap" in keys or "auroc" in keys:
             npos, nneg = S["npos"][..., 0], S["nneg"][..., 0]
@@ -176,9 +176,9 @@ def level_scalars(cfg, task: str, keys: Sequence[str], S: Dict[str, Any], classe
         tp, pc, support = cls(S["tp"]), cls(S["pc"]), cls(S["support"])
         for i, k in enumerate(cfg.top_k):
             out[f"top{k}"] = S["hits"][i].sum(-1).double() / den
-            out[f"mean_class_top{k}"] = balanced_accuracy(cls(S["hits"][i]), pc, support,
+            out[f"mean_class_top{k}"] = balanced_accuracy_from_counts(cls(S["hits"][i]), pc, support,
                                                           cfg.predicted_absent if k == 1 else "ignore")
-        out["balanced_acc"] = balanced_accuracy(tp, pc, support, cfg.predicted_absent)
+        out["balanced_acc"] = balanced_accuracy_from_counts(tp, pc, support, cfg.predicted_absent)
         out.update(_prf_scalars(tp, pc, support, ("macro", "micro", "weighted"), (support > 0) | (pc > 0)))
         if "auroc_macro" in keys or "auprc_macro" in keys:
             npos = cls(S["npos"])
@@ -199,9 +199,9 @@ def level_scalars(cfg, task: str, keys: Sequence[str], S: Dict[str, Any], classe
         if "mAP_micro" in keys:
             out["mAP_micro"] = reduce_pooled(S["micro_ap"], S["micro_npos"] > 0, cfg.ap_empty_class)
     if "ece" in keys:
-        out["ece"] = calibration_error(S["bins"], "l1")
+        out["ece"] = binned_calibration_error(S["bins"], "l1")
         if "mce" in keys:
-            out["mce"] = calibration_error(S["bins"], "max")
+            out["mce"] = binned_calibration_error(S["bins"], "max")
     if "nll" in keys:
         out["nll"] = S["nll"].double() / n
         out["brier"] = S["brier"].double() / n
@@ -222,38 +222,6 @@ def add_video_counts(cfg, out: Dict[str, Any], num_videos: int, num_clips: int, 
     if cfg.expected_video_ids is not None:
         out["video/missing_videos"] = torch.tensor(float(missing), dtype=torch.float64)
     add_challenge_score(cfg, out)
-
-
-class RowStore:
-    """The kept rows of a ``(N, C)`` score matrix, held as the metric stores them: row chunks
-    (the state's list, or the one gathered tensor after a sync) and a mask of the rows to keep
-    (valid rows, first occurrence of each ``(video, clip)``). Rows are read block by block; no
-    copy of every row is made."""
-
-    def __init__(self, chunks, keep: Optional[Tensor], num_classes: int, block_rows: int) -> None:
-        self.chunks = [x for x in chunks if x.shape[0]]
-        #: the mask over every stored row (None: all kept), for the analyses that subset the rows
-        self.mask = keep
-        self.keep = None if keep is None or bool(keep.all()) else keep
-        self.c = num_classes
-        self.block_rows = max(1, block_rows)
-        self.n = int(keep.sum()) if keep is not None else sum(x.shape[0] for x in self.chunks)
-
-    def blocks(self, columns: Optional[slice] = None) -> Iterator[Tuple[int, Tensor]]:
-        """``(start, rows)``: consecutive kept rows, ``start`` their index among the kept rows;
-        ``columns``: only those columns of them (a view, or a copy of the kept rows' columns)."""
-        pos = off = 0
-        for x in self.chunks:
-            for part in (x.split(self.block_rows) if x.shape[0] > self.block_rows else (x,)):
-                b = part.shape[0]
-                if columns is not None:
-                    part = part[:, columns]
-                if self.keep is not None:
-                    part = part[self.keep[off:off + b]]
-                off += b
-                if part.shape[0]:
-                    yield pos, part
-                    pos += part.shape[0]
 
 
 #: values in one block of rows; above it, classes are taken an eighth at a time (tests lower it)
@@ -615,8 +583,8 @@ class Level:
     def report(self, max_points: int = 200) -> LevelReport:
         scalars = {k: float(v) for k, v in self.scalars().items()}
         cfg = self.config
-        avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
-        rel = reliability(self.bins, uniform_edges(cfg.calibration_bins, self.bins.device)) if hasattr(self, "bins") else None
+        avg = prf_from_counts(self.tp, self.pc, self.support, "none")
+        rel = binned_reliability(self.bins, uniform_edges(cfg.calibration_bins, self.bins.device)) if hasattr(self, "bins") else None
         if self.task == "binary":
             curves = _downsample(pr_curves(ranking_curves(self.rank.float(), self.pos)), max_points)
             ap = self.ap
@@ -663,7 +631,7 @@ class Level:
             out.recall += part.recall
             out.thresholds += part.thresholds
             if getattr(self, "ap", None) is None:
-                aps.append(average_precision(curves, self.config.ap_mode))
+                aps.append(curves_average_precision(curves, self.config.ap_mode))
         ap = self.ap if getattr(self, "ap", None) is not None else torch.cat(aps)
         return out, ap
 
@@ -712,9 +680,9 @@ class HistLevel:
     def report(self, max_points: int = 200) -> LevelReport:
         cfg, st = self.config, self.states
         scalars = {k: float(v) for k, v in self.scalars().items()}
-        avg = precision_recall_f1(self.tp, self.pc, self.support, "none")
+        avg = prf_from_counts(self.tp, self.pc, self.support, "none")
         ap = torch.where(self.npos > 0, self.ap, torch.full_like(self.ap, float("nan")))
-        rel = reliability(st["cal"], uniform_edges(cfg.calibration_bins, st["cal"].device))
+        rel = binned_reliability(st["cal"], uniform_edges(cfg.calibration_bins, st["cal"].device))
         curves = _downsample(hist_pr_curves(self.hist, cfg.bin_range), max_points)
         rep = LevelReport("clip", scalars, self.support.tolist(), avg["precision"].tolist(), avg["recall"].tolist(),
                           avg["f1"].tolist(), ap.tolist(), rel, pr_curves=curves)

@@ -14,7 +14,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.figure import Figure
 
-from .metrics._draw import (  # noqa: F401 (figure helpers re-exported here)
+from .metrics.draw import (  # noqa: F401 (figure helpers re-exported here)
     BAR_HEIGHT,
     draw_heatmap,
     class_labels,
@@ -39,10 +39,10 @@ __all__ = [
 
 def top_confusion_pairs(cm, n: int = 20) -> List[Tuple[int, int, int, float]]:
     """The ``n`` largest off-diagonal cells as ``(true, predicted, count, share of the true class)``
-    (order as :func:`video_metrics.metrics.classification.top_confusions`)."""
+    (order as :func:`video_metrics.functional.classification.top_confusions`)."""
     import torch
 
-    from .metrics.classification import top_confusions
+    from .functional.classification import top_confusions
 
     cm_t = torch.as_tensor(to_numpy(cm)).long()
     support = cm_t.sum(1).tolist()

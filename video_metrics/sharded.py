@@ -65,7 +65,7 @@ from .functional.ranking import (
 )
 from .levels import add_video_counts, block_sizes, keys_for, level_scalars
 from .metrics.base import COLLECTIVES
-from .videos import kept_rows, missing_video_ids
+from .functional.aggregation import kept_rows, missing_video_ids
 
 __all__ = ["AUTO_BYTES", "should_shard", "evaluate", "shard_bounds", "RankRows"]
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .functional._checks import (
+from .functional.checks import (
     INPUTS,
     TASKS,
     check_binary,
@@ -51,16 +51,17 @@ from .functional.classification import (
 )
 from .functional.histogram import DEFAULT_RANGE, hist_state, hist_update, to_logit
 from .ids import IdRegistry, id_tensor
-from .levels import HistLevel, Level, LevelReport, RowStore, add_video_counts, block_sizes, clean_json, keys_for  # noqa: F401 (keys_for: re-exported)
+from .levels import HistLevel, Level, LevelReport, add_video_counts, block_sizes, clean_json, keys_for  # noqa: F401 (keys_for: re-exported)
 from . import bootstrap as _bootstrap
 from . import sharded as _sharded
 from . import slices as _slices
 from . import views as _views
 from .config import SuiteConfig
 from .metrics.base import VideoMetric
-from .videos import (AggregatedVideos, Coverage, EvalContext, aggregate_videos, check_reduction, kept_rows,  # noqa: F401
-                     same_rows_in)
-from .metrics.ranking import check_bins
+from .functional.aggregation import (AggregatedVideos, Coverage, RowStore, aggregate_rows, check_reduction, kept_rows,
+                                     same_rows_in)
+from .videos import EvalContext
+from .functional.rank_metrics import check_bins
 
 __all__ = ["VideoAggregator", "AggregatedVideos", "Coverage", "VideoClassificationMetrics", "SuiteReport", "LevelReport",
            "PRESETS"]
@@ -177,7 +178,7 @@ class _ClipRows(VideoMetric):
 
     def _aggregate(self, rows: RowStore, t: Tensor, vid: Tensor, dropped: int, reduction: str,
                    full: bool = True, workspace=None) -> "AggregatedVideos":
-        return aggregate_videos(rows, t, vid, dropped, self._task, self.input, reduction, self.expected_video_ids,
+        return aggregate_rows(rows, t, vid, dropped, self._task, self.input, reduction, self.expected_video_ids,
                                 self.expected_clips, full=full, workspace=workspace)
 
 
@@ -214,7 +215,7 @@ class VideoAggregator(_ClipRows):
     def plot(self, val: Optional[AggregatedVideos] = None, ax: Any = None):
         """Histogram of the video-level confidence (the top score of each video), right and wrong
         videos stacked: how sure the aggregated predictions are. ``(fig, ax)`` as torchmetrics."""
-        from .metrics._draw import figure_and_axes
+        from .metrics.draw import figure_and_axes
 
         agg = self.compute() if val is None else val
         fig, ax = figure_and_axes(ax, 6.4, 4.8)

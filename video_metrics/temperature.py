@@ -25,8 +25,9 @@ from torch import Tensor
 
 from .bootstrap import mix64
 from .functional.aggregation import aggregate_blocks, group_rows
-from .functional.calibration import ReliabilityData, bin_update, calibration_error, fit_temperature, reliability, uniform_edges
-from .levels import RowStore, block_sizes, clean_json
+from .functional.calibration import ReliabilityData, bin_update, binned_calibration_error, fit_temperature, binned_reliability, uniform_edges
+from .functional.aggregation import RowStore
+from .levels import block_sizes, clean_json
 
 __all__ = ["TemperatureFit", "fit"]
 
@@ -170,7 +171,7 @@ def fit(cfg, rows: RowStore, t: Tensor, vid: Tensor, level: str = "video") -> Te
         if b.n and a.n:
             cross += b.bins(ta)
     edges = uniform_edges(cfg.calibration_bins, before_bins.device)
-    return TemperatureFit(level, float(temp), data.nll(1.0), data.nll(temp), float(calibration_error(before_bins)),
-                          float(calibration_error(after_bins)),
-                          float(calibration_error(cross)) if cross[0].sum() > 0 else float("nan"),
-                          (temps[0], temps[1]), data.n, reliability(before_bins, edges), reliability(after_bins, edges))
+    return TemperatureFit(level, float(temp), data.nll(1.0), data.nll(temp), float(binned_calibration_error(before_bins)),
+                          float(binned_calibration_error(after_bins)),
+                          float(binned_calibration_error(cross)) if cross[0].sum() > 0 else float("nan"),
+                          (temps[0], temps[1]), data.n, binned_reliability(before_bins, edges), binned_reliability(after_bins, edges))

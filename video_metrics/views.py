@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .bootstrap import mix64
-from .functional.aggregation import group_rows, log_probabilities
+from .functional.aggregation import aggregate_rows, group_rows, log_probabilities
 from .functional.classification import argmax_lowest
 from .levels import Level, clean_json
 
@@ -141,12 +141,10 @@ def views_report(cfg, ctx, draws: int = 5, seed: int = 0) -> Optional[ViewsRepor
         for i, val in enumerate(_curve(cfg, rows.blocks, t_video, inverse, pos, v, k_max)):
             rand[i] += val / draws
     by_red: Dict[str, Dict[str, float]] = {}
-    from .videos import aggregate_videos
-
     for red in ("mean_logits", "mean_probs", "max", "vote"):
         if red == "mean_logits" and cfg.input != "logits":
             continue
-        agg = aggregate_videos(rows, ctx.t, vid, 0, "multiclass", cfg.input, red, full=False)
+        agg = aggregate_rows(rows, ctx.t, vid, 0, "multiclass", cfg.input, red, full=False)
         level = Level.of_videos(cfg, red, agg, detail=False)
         by_red[red] = {k: float(val) for k, val in level.scalars().items()}
     dup = _duplicates(rows.blocks, inverse, rows.n, cfg.columns, vid.device)

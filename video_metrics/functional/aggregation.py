@@ -24,14 +24,18 @@ are ``(videos, classes)`` (one or two of them) plus one block.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
+from .checks import Layout, check_choice, check_ids
 from .workspace import Workspace
 
 REDUCTIONS = ("mean_logits", "mean_probs", "max", "vote")
+#: values in one block of rows read by the aggregation (the suite's own blocks: :func:`video_metrics.levels.block_sizes`)
+ROW_BLOCK_VALUES = 1 << 22
 
 Blocks = Callable[[], Iterator[Tuple[int, Tensor]]]
 
@@ -230,3 +234,206 @@ def video_key(rank: Tensor, votes: Optional[Tensor], task: str, input: str, redu
     if reduction == "vote":
         return votes + video_probs(rank, task, input, reduction) / 2
     return rank
+
+
+class RowStore:
+    """The kept rows of a ``(N, C)`` score matrix, held as the metric stores them: row chunks
+    (the state's list, or the one gathered tensor after a sync) and a mask of the rows to keep
+    (valid rows, first occurrence of each ``(video, clip)``). Rows are read block by block; no
+    copy of every row is made."""
+
+    def __init__(self, chunks, keep: Optional[Tensor], num_classes: int, block_rows: int) -> None:
+        self.chunks = [x for x in chunks if x.shape[0]]
+        #: the mask over every stored row (None: all kept), for the analyses that subset the rows
+        self.mask = keep
+        self.keep = None if keep is None or bool(keep.all()) else keep
+        self.c = num_classes
+        self.block_rows = max(1, block_rows)
+        self.n = int(keep.sum()) if keep is not None else sum(x.shape[0] for x in self.chunks)
+
+    def blocks(self, columns: Optional[slice] = None) -> Iterator[Tuple[int, Tensor]]:
+        """``(start, rows)``: consecutive kept rows, ``start`` their index among the kept rows;
+        ``columns``: only those columns of them (a view, or a copy of the kept rows' columns)."""
+        pos = off = 0
+        for x in self.chunks:
+            for part in (x.split(self.block_rows) if x.shape[0] > self.block_rows else (x,)):
+                b = part.shape[0]
+                if columns is not None:
+                    part = part[:, columns]
+                if self.keep is not None:
+                    part = part[self.keep[off:off + b]]
+                off += b
+                if part.shape[0]:
+                    yield pos, part
+                    pos += part.shape[0]
+
+
+def kept_rows(id_counts: Tuple[int, int, int], valid: Tensor, vid: Tensor, cid: Tensor,
+              same_rows: Optional[Callable[[Tensor, Tensor], Tensor]] = None, registry=None) -> Tuple[Tensor, int]:
+    """``(keep, dropped)``: the valid rows, less repeated ``(video_id, clip_id)`` pairs (sampler
+    padding; the first occurrence in row order is kept) when clip ids were given. The same
+    decision on every process of a sync (the suite's full gather and its class shards).
+
+    ``same_rows(rows, firsts)`` says which repeated rows equal the row they repeat (scores and
+    target): padding duplicates are identical rows, so a repeated pair with different scores or
+    targets means the ids are wrong, and raises (naming the count and the pair of the earliest such
+    row). Only
+    the rows the de-duplication found are compared. ``id_counts``: ``(rows seen, rows with clip
+    ids, rows with video ids)`` (synced); ``registry``: names the video in the error."""
+    n_total, n_clip_ids, n_vid = id_counts
+    if 0 < n_clip_ids < n_total:
+        raise ValueError("`clip_ids` were given for some batches only: pass them for every batch or for none")
+    if 0 < n_vid < n_total:
+        raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
+    if not n_clip_ids:
+        return valid, 0
+    idx = torch.nonzero(valid).squeeze(1)
+    first, dup, dup_first = duplicate_pairs(vid[idx], cid[idx])
+    if dup.numel() and same_rows is not None:
+        same = same_rows(idx[dup], idx[dup_first])
+        bad = torch.nonzero(~same).squeeze(1)
+        if bad.numel():
+            row = idx[dup[bad]].min()  # the earliest conflicting row
+            v, c = int(vid[row]), int(cid[row])
+            name = repr(registry.name(v)) if registry is not None and v in registry else str(v)
+            raise ValueError(f"{bad.numel()} row(s) repeat the (video_id, clip_id) of another row with different "
+                             f"scores or targets (first: video {name}, clip {c}): rows repeated by a padding sampler "
+                             "are identical, so different rows under one (video_id, clip_id) mean the ids are wrong; "
+                             "clip_id must tell the clips of a video apart")
+    keep = torch.zeros_like(valid)
+    keep[idx[first]] = True
+    return keep, idx.numel() - first.numel()
+
+
+def same_rows_in(chunks: Sequence[Tensor], *columns: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """``same_rows`` for :func:`kept_rows` over stored score ``chunks`` and whole row ``columns``
+    (targets): exact comparison of the repeated rows and the rows they repeat."""
+    def same(a: Tensor, b: Tensor) -> Tensor:
+        eq = (rows_at(chunks, a) == rows_at(chunks, b)).reshape(a.numel(), -1).all(1)
+        for col in columns:
+            eq &= (col[a] == col[b]).reshape(a.numel(), -1).all(1)
+        return eq
+    return same
+
+
+@dataclass
+class Coverage:
+    """How complete the video-level evaluation is. ``duplicates_dropped``: rows whose
+    ``(video_id, clip_id)`` was already seen (sampler padding); ``missing_videos``: expected ids
+    with no clip; ``videos_with_fewer_clips``: videos with fewer than ``expected_clips`` clips."""
+
+    num_videos: int
+    num_clips: int
+    duplicates_dropped: int
+    min_clips: int
+    max_clips: int
+    missing_videos: int = 0
+    missing_video_ids: List[int] = field(default_factory=list)
+    videos_with_fewer_clips: int = 0
+
+
+@dataclass
+class AggregatedVideos:
+    """Result of :class:`VideoAggregator`: one row per video, ids ascending.
+
+    ``scores``: video probabilities (float64; for ``vote``, the mean clip probabilities);
+    ``rank``: scores ordering videos as ``scores`` without fp saturation (log-probabilities or
+    logits); ``key``: what the video prediction is the argmax of (for ``vote``: votes + mean
+    probability / 2); ``votes``: clip-argmax counts (``vote`` only); ``num_clips`` per video."""
+
+    video_ids: Tensor
+    scores: Tensor
+    rank: Tensor
+    key: Tensor
+    target: Tensor
+    num_clips: Tensor
+    coverage: Coverage
+    votes: Optional[Tensor] = None
+
+
+def missing_video_ids(expected: Tensor, seen: Tensor) -> Tensor:
+    """The expected video ids without any clip among ``seen`` (the one definition the suite, its
+    class shards and the bootstrap share)."""
+    return expected[~torch.isin(expected, seen)]
+
+
+def check_reduction(reduction, task, input, name: str = "reduction") -> None:
+    check_choice(name, reduction, REDUCTIONS)
+    if reduction == "mean_logits" and input == "probs":
+        raise ValueError(f"`{name}='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")
+    if reduction == "vote" and task != "multiclass":
+        raise ValueError(f"`{name}='vote'` is defined for task='multiclass' only (task={task!r}: use 'mean_probs', "
+                         "'mean_logits' or 'max')")
+
+
+def aggregate_rows(rows, t, vid, dropped, task, input, reduction, expected_video_ids=None, expected_clips=None,
+                   full: bool = True, workspace=None) -> AggregatedVideos:
+    """Aggregate the kept clip rows (a :class:`RowStore`, or one ``(N, C)`` tensor) into videos.
+    ``full=False`` (the suite) leaves ``scores`` and ``key`` to be derived block by block from
+    ``rank`` (and ``votes``), so that only one ``(videos, classes)`` float64 array is kept;
+    ``workspace`` (a :class:`~video_metrics.functional.workspace.Workspace`): memory to carve it from."""
+    if isinstance(rows, Tensor):
+        rows = RowStore([rows], None, rows.shape[1], max(16, ROW_BLOCK_VALUES // max(rows.shape[1], 1)))
+    uniq, inverse, counts = group_rows(vid)
+    v = uniq.numel()
+    # one target per video: every clip must agree
+    vt, differs = video_targets(t, inverse, v, rows.block_rows)
+    bad = int(differs.reshape(v, -1).any(1).sum())
+    if bad:
+        raise ValueError(f"{bad} video(s) have clips with different targets; every clip of a video must share its target")
+    # a quarter of the row block at a time: the float64 copies of a block stay below the size that
+    # the allocator maps fresh (and page-faults) on every call
+    small = RowStore(rows.chunks, rows.mask, rows.c, max(1, rows.block_rows // 4))
+    rank, votes = aggregate_blocks(small.blocks, inverse, counts, rows.c, task, input, reduction, workspace=workspace)
+    probs = key = None
+    if full:
+        probs = video_probs(rank, task, input, reduction)
+        key = video_key(rank, votes, task, input, reduction)
+    missing_ids: List[int] = []
+    if expected_video_ids is not None:
+        missing_ids = missing_video_ids(expected_video_ids.to(uniq.device), uniq).tolist()
+    fewer = int((counts < expected_clips).sum()) if expected_clips is not None else 0
+    cov = Coverage(
+        num_videos=v, num_clips=int(counts.sum()), duplicates_dropped=int(dropped),
+        min_clips=int(counts.min()) if v else 0, max_clips=int(counts.max()) if v else 0,
+        missing_videos=len(missing_ids), missing_video_ids=missing_ids, videos_with_fewer_clips=fewer,
+    )
+    return AggregatedVideos(uniq, probs, rank, key, vt, counts, cov, votes)
+
+
+def aggregate_videos(scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids: Optional[Tensor] = None,
+                     num_classes: Optional[int] = None, task: str = "multiclass", reduction: str = "mean_probs",
+                     input: str = "logits", expected_video_ids: Optional[Sequence[int]] = None,
+                     expected_clips: Optional[int] = None) -> AggregatedVideos:
+    """Clip rows to video rows, the twin of :class:`~video_metrics.suite.VideoAggregator`:
+    rows repeated under one ``(video_id, clip_id)`` count once (and must be identical), every clip
+    of a video must share its target, and ``reduction`` is ``mean_logits``, ``mean_probs``,
+    ``max`` or ``vote`` (see the module doc). Videos come out in ascending id order.
+
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 3.0]])
+    >>> agg = aggregate_videos(logits, torch.tensor([0, 0, 1, 1]), torch.tensor([7, 7, 9, 9]),
+    ...                        clip_ids=torch.tensor([0, 1, 0, 0]), num_classes=2)
+    >>> agg.video_ids.tolist(), agg.num_clips.tolist(), agg.coverage.duplicates_dropped
+    ([7, 9], [2, 1], 1)
+    >>> agg.scores.argmax(1).tolist()
+    [0, 1]
+    """
+    from .classification import valid_rows
+
+    layout = Layout.of(num_classes, task, input)
+    check_reduction(reduction, task, input)
+    s, t = layout.batch(scores, target)
+    for name, ids in (("video_ids", video_ids), ("clip_ids", clip_ids)):
+        check_ids(ids, s.shape[0], s.device, name)
+    if expected_clips is not None and (isinstance(expected_clips, bool) or not isinstance(expected_clips, int)
+                                       or expected_clips < 1):
+        raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
+    _, _, valid = valid_rows(layout, scores, target, "aggregate_videos", count_prob_like=True)
+    rows = s.float()
+    t = t.long() if layout.rows_task == "multiclass" else (t if t.dtype == torch.bool else t != 0)
+    n, vid = rows.shape[0], video_ids.long()
+    cid = clip_ids.long() if clip_ids is not None else torch.zeros_like(vid)
+    keep, dropped = kept_rows((n, n if clip_ids is not None else 0, n), valid, vid, cid, same_rows_in([rows], t))
+    store = RowStore([rows], keep, layout.columns, max(16, ROW_BLOCK_VALUES // max(layout.columns, 1)))
+    expected = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
+    return aggregate_rows(store, t[keep], vid[keep], dropped, layout.rows_task, input, reduction, expected, expected_clips)

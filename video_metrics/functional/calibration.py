@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .checks import Layout, check_choice
+from .classification import argmax_lowest, probabilities, valid_rows
 
 
 def uniform_edges(n_bins: int, device=None) -> Tensor:
@@ -97,7 +101,7 @@ class ReliabilityData:
     mce: Tensor
 
 
-def reliability(sums: Tensor, edges: Tensor) -> ReliabilityData:
+def binned_reliability(sums: Tensor, edges: Tensor) -> ReliabilityData:
     count = sums[0]
     nonempty = count > 0
     den = count.clamp_min(1e-300)
@@ -105,11 +109,11 @@ def reliability(sums: Tensor, edges: Tensor) -> ReliabilityData:
     acc = torch.where(nonempty, sums[2] / den, torch.full_like(count, float("nan")))
     return ReliabilityData(
         confidence=conf, accuracy=acc, count=count.round().long(), edges=edges.double(),
-        ece=calibration_error(sums, "l1"), mce=calibration_error(sums, "max"),
+        ece=binned_calibration_error(sums, "l1"), mce=binned_calibration_error(sums, "max"),
     )
 
 
-def calibration_error(sums: Tensor, norm: str = "l1") -> Tensor:
+def binned_calibration_error(sums: Tensor, norm: str = "l1") -> Tensor:
     """ECE (``l1``), RMS calibration error (``l2``) or MCE (``max``) from ``(3, M)`` bin sums
     (count, confidence sum, accuracy sum); leading dimensions (bootstrap replicates) are kept.
     NaN when no sample was binned."""
@@ -205,3 +209,80 @@ def fit_temperature(logits: Tensor, target: Tensor, task: str = "multiclass", bo
             break
         beta = nxt
     return 1.0 / beta
+
+
+# ------------------------------------------------- the calibration metric and its functional API
+def calibration_layout(num_classes, task, n_bins, norm, binning, input, ignore_index) -> Layout:
+    """The options of :class:`~video_metrics.metrics.CalibrationError` and :func:`calibration_error`."""
+    layout = Layout.of(num_classes, task, input, ignore_index)
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
+    check_choice("norm", norm, ("l1", "l2", "max"))
+    check_choice("binning", binning, ("uniform", "quantile"))
+    return layout
+
+
+def confidence_and_correct(s: Tensor, t: Tensor, task: str, input: str, raw: Optional[Tensor] = None,
+                           valid: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Multiclass: top-label confidence and whether the top-1 prediction is right. Multilabel:
+    the probability of every (sample, label) pair and whether the label is positive.
+
+    ``raw``: the scores as given; when they are float64 the confidences are computed from them
+    in float64 (``s`` is the fp32 copy, which decides the prediction), so that a probability
+    given in float64 is binned as given."""
+    if raw is not None and raw.dtype == torch.float64:
+        keep = valid[:, None] if valid is not None else torch.ones((), dtype=torch.bool, device=raw.device)
+        p = probabilities(torch.where(keep, raw, torch.zeros((), dtype=raw.dtype, device=raw.device)), task, input)
+    else:
+        p = probabilities(s, task, input)
+    if task == "multiclass":
+        pred = argmax_lowest(s)
+        return p.gather(1, pred[:, None]).squeeze(1), pred == t
+    return p, t.bool()
+
+
+def calibration_rows(layout: Layout, scores: Tensor, s: Tensor, t: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(confidence, correct, weight)`` of a checked batch (``scores`` as given, ``s, t, valid``
+    from :func:`~video_metrics.functional.classification.prepare_rows`): what the bins count."""
+    raw = scores[:, None] if layout.task == "binary" else scores
+    conf, correct = confidence_and_correct(s, t, layout.rows_task, layout.input, raw=raw, valid=valid)
+    return conf, correct, (valid if layout.rows_task == "multiclass" else valid[:, None].expand_as(conf))
+
+
+def _binned(scores: Tensor, target: Tensor, num_classes, task, n_bins, norm, binning, input, ignore_index, owner):
+    layout = calibration_layout(num_classes, task, n_bins, norm, binning, input, ignore_index)
+    s, t, valid = valid_rows(layout, scores, target, owner, count_prob_like=True)
+    conf, correct, w = calibration_rows(layout, scores, s, t, valid)
+    if binning == "uniform":
+        return bin_update(conf, correct, w, n_bins), uniform_edges(n_bins, conf.device)
+    return quantile_bins(conf[w.bool()].reshape(-1), correct[w.bool()].reshape(-1), n_bins)
+
+
+def calibration_error(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, task: str = "multiclass",
+                      n_bins: int = 15, norm: str = "l1", binning: str = "uniform", input: str = "logits",
+                      ignore_index: Optional[int] = None) -> Tensor:
+    """ECE (``norm="l1"``), RMS (``"l2"``) or MCE (``"max"``) of all rows, the twin of
+    :class:`~video_metrics.metrics.CalibrationError` (a confidence exactly on an edge ``m/M``
+    falls in bin ``m``; ``binning="quantile"``: equal-mass bins).
+
+    >>> p = torch.tensor([0.9, 0.8, 0.3, 0.6])  # bins (0, 0.5] and (0.5, 1]: gaps 0.3 and 0.1
+    >>> calibration_error(p, torch.tensor([1, 1, 0, 0]), task="binary", n_bins=2, input="probs")
+    tensor(0.1500, dtype=torch.float64)
+    """
+    sums, _ = _binned(scores, target, num_classes, task, n_bins, norm, binning, input, ignore_index, "calibration_error")
+    return binned_calibration_error(sums, norm)
+
+
+def reliability(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, task: str = "multiclass",
+                n_bins: int = 15, binning: str = "uniform", input: str = "logits",
+                ignore_index: Optional[int] = None) -> ReliabilityData:
+    """Reliability-diagram data of all rows (per-bin confidence, accuracy, count, edges, ECE,
+    MCE), the twin of :meth:`~video_metrics.metrics.CalibrationError.reliability`.
+
+    >>> rel = reliability(torch.tensor([0.9, 0.8, 0.3, 0.6]), torch.tensor([1, 1, 0, 0]), task="binary",
+    ...                   n_bins=2, input="probs")
+    >>> rel.count.tolist(), [round(x, 3) for x in rel.confidence.tolist()]
+    ([1, 3], [0.3, 0.767])
+    """
+    return binned_reliability(*_binned(scores, target, num_classes, task, n_bins, "l1", binning, input, ignore_index,
+                                       "reliability"))

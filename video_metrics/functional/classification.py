@@ -13,10 +13,13 @@ Conventions (shared by every metric in the package):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .checks import Layout, check_choice, check_probability, check_row_counts, probabilities_warning
 
 
 def prepare_rows(
@@ -294,7 +297,7 @@ def _nanaverage(v: Tensor, w: Tensor) -> Tensor:
     return torch.where(use.any(-1), mean, torch.full_like(mean, float("nan")))
 
 
-def precision_recall_f1(
+def prf_from_counts(
     tp: Tensor, pred_count: Tensor, support: Tensor, average: str, labels_mask: Optional[Tensor] = None,
     beta: float = 1.0, zero_division: float = 0.0,
 ) -> dict:
@@ -337,7 +340,7 @@ def precision_recall_f1(
     return {"precision": _nanaverage(p, w), "recall": _nanaverage(r, w), "f1": _nanaverage(f, w)}
 
 
-def balanced_accuracy(tp: Tensor, pred_count: Tensor, support: Tensor, predicted_absent: str = "ignore") -> Tensor:
+def balanced_accuracy_from_counts(tp: Tensor, pred_count: Tensor, support: Tensor, predicted_absent: str = "ignore") -> Tensor:
     """Mean per-class recall.
 
     ``"ignore"``: over the classes present in the targets (sklearn ``balanced_accuracy_score``).
@@ -391,3 +394,226 @@ def threshold_counts(probs: Tensor, positive: Tensor, num_thresholds: int) -> Te
     ``p >= t / (T - 1)``, ``t = 0..T-1``. One scatter-add histogram per class and a reverse
     cumulative sum: O(N*C + C*T), no (N, C, T) tensor."""
     return counts_from_threshold_hist(threshold_hist(probs, positive, num_thresholds))
+
+
+# ------------------------------------------------------- the label metrics and their functional API
+# Each metric class of :mod:`video_metrics.metrics.classification` checks its options with the
+# ``*_layout`` function below, counts a batch with the same update kernel and reduces its synced
+# counts with the same reduction as the functional twin here does for all rows at once.
+
+def valid_rows(layout: Layout, scores: Tensor, target: Tensor, owner: str, count_prob_like: bool = False):
+    """A functional metric's rows: the free checks of :meth:`Layout.batch`, the value checks of
+    :func:`prepare_rows`, and the error of a metric class's ``compute()`` (bad rows, no valid row)
+    raised at once. Returns ``(scores_f32, target_safe, valid)`` in the kernels' layout."""
+    s, t = layout.batch(scores, target)
+    count = count_prob_like and layout.input == "logits"
+    s, t, valid, bad_t, bad_s, prob_like = prepare_rows(s, t, layout.rows_task, layout.input, layout.columns,
+                                                        layout.ignore_index, count_prob_like=count)
+    n = int(valid.sum())
+    check_row_counts(owner, layout.rules(), int(bad_t), int(bad_s), n, functional=True)
+    if count and int(prob_like) == n:
+        warnings.warn(probabilities_warning(owner, n, layout.task), UserWarning, stacklevel=3)
+    return s, t, valid
+
+
+def top_k_layout(num_classes, k, average, ignore_index, task, input) -> Layout:
+    """The options of :class:`~video_metrics.metrics.TopKAccuracy` and :func:`top_k_accuracy`."""
+    if task == "multilabel":
+        raise ValueError("TopKAccuracy does not support task='multilabel': top-k accuracy has no single "
+                         "multi-label definition. Use MeanAveragePrecision (ranking quality) or "
+                         "PrecisionRecallF1(task='multilabel') (thresholded labels) instead")
+    layout = Layout.of(num_classes, task, input, ignore_index, "two_class", ("multiclass", "binary"))
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"`k` must be a positive int, got {k!r}")
+    if task == "binary" and k != 1:
+        raise ValueError(f"`k` must be 1 for task='binary' (two classes), got {k}")
+    if k > layout.num_classes:
+        raise ValueError(f"`k`={k} is larger than `num_classes`={layout.num_classes}: every sample would be a hit")
+    check_choice("average", average, ("micro", "macro"))
+    return layout
+
+
+def top_k_counts(s: Tensor, t: Tensor, valid: Tensor, k: int, num_classes: int) -> Tuple[Tensor, Tensor]:
+    """``(hits, support)`` per target class, int64 (no host sync): the update of top-k accuracy.
+    ``k = 1``: the first maximum is the target (ties to the lower index, as :func:`target_rank`)."""
+    hit = ((argmax_lowest(s) == t) if k == 1 else (target_rank(s, t) < k)) & valid
+    return scatter_count(t, hit, num_classes), scatter_count(t, valid, num_classes)
+
+
+def top_k_value(hits: Tensor, support: Tensor, average: str) -> Tensor:
+    """Micro: hits over rows; macro: the mean per-class hit rate over the classes with a row."""
+    if average == "micro":
+        return safe_div(hits.sum(), support.sum())
+    return safe_div(hits, support)[support > 0].mean()
+
+
+def top_k_accuracy(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, k: int = 1,
+                   average: str = "micro", ignore_index: Optional[int] = None, task: str = "multiclass",
+                   input: str = "logits") -> Tensor:
+    """Top-k accuracy of all rows at once: the twin of :class:`~video_metrics.metrics.TopKAccuracy`
+    (same options, ties to the lower class index, ``average="macro"`` over the classes present).
+
+    >>> scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    >>> top_k_accuracy(scores, torch.tensor([1, 2, 0]), num_classes=3, input="probs")
+    tensor(0.3333, dtype=torch.float64)
+    >>> top_k_accuracy(scores, torch.tensor([1, 2, 0]), num_classes=3, k=2, input="probs")
+    tensor(0.6667, dtype=torch.float64)
+    """
+    layout = top_k_layout(num_classes, k, average, ignore_index, task, input)
+    s, t, valid = valid_rows(layout, scores, target, "top_k_accuracy")
+    return top_k_value(*top_k_counts(s, t, valid, k, layout.columns), average)
+
+
+def label_counts(s: Tensor, t: Tensor, valid: Tensor, task: str, input: str, threshold: float,
+                 num_classes: int) -> Tensor:
+    """``(3, C)`` int64 true positives, predicted and support per class (no host sync): from the
+    top-1 prediction (multiclass) or from ``p > threshold`` (multilabel, one-label binary)."""
+    if task == "multiclass":
+        pred = argmax_lowest(s)
+        return torch.stack([scatter_count(t, valid & (pred == t), num_classes), scatter_count(pred, valid, num_classes),
+                            scatter_count(t, valid, num_classes)])
+    tp, fp, fn = multilabel_counts(probabilities(s, task, input) > threshold, t, valid)
+    return torch.stack([tp, tp + fp, tp + fn])
+
+
+def prf_layout(num_classes, task, average, threshold, input, ignore_index, beta, zero_division) -> Layout:
+    """The options of :class:`~video_metrics.metrics.PrecisionRecallF1` and :func:`precision_recall_f1`."""
+    check_choice("average", average, ("macro", "micro", "weighted", "none"))
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+        raise ValueError(f"`beta` must be a number >= 0 (inf for recall), got {beta!r}")
+    if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)) or not (
+            zero_division in (0, 1) or zero_division != zero_division):
+        raise ValueError(f"`zero_division` must be 0, 1 or float('nan') (as scikit-learn), got {zero_division!r}")
+    check_probability("threshold", threshold)
+    return Layout.of(num_classes, task, input, ignore_index)
+
+
+def prf_value(counts: Tensor, rows_task: str, average: str, beta: float, zero_division: float) -> dict:
+    """Precision, recall and F-beta from :func:`label_counts` (multiclass: the macro mean over the
+    classes present in the targets or the predictions, as scikit-learn)."""
+    tp, pc, su = counts[0], counts[1], counts[2]
+    labels = (su > 0) | (pc > 0) if rows_task == "multiclass" else None
+    return prf_from_counts(tp, pc, su, average, labels, float(beta), float(zero_division))
+
+
+def precision_recall_f1(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, task: str = "multiclass",
+                        average: str = "macro", threshold: float = 0.5, input: str = "logits",
+                        ignore_index: Optional[int] = None, beta: float = 1.0, zero_division: float = 0.0) -> dict:
+    """``{"precision", "recall", "f1"}`` of all rows: the twin of
+    :class:`~video_metrics.metrics.PrecisionRecallF1` (multiclass: the top-1 prediction; multilabel
+    and binary: ``p > threshold``; scikit-learn's ``precision_recall_fscore_support``).
+
+    >>> scores = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0], [0.0, 2.0]])
+    >>> out = precision_recall_f1(scores, torch.tensor([0, 0, 0, 1]), num_classes=2)
+    >>> [round(float(out[k]), 4) for k in ("precision", "recall", "f1")]
+    [0.75, 0.8333, 0.7333]
+    """
+    layout = prf_layout(num_classes, task, average, threshold, input, ignore_index, beta, zero_division)
+    s, t, valid = valid_rows(layout, scores, target, "precision_recall_f1", count_prob_like=layout.rows_task != "multiclass")
+    counts = label_counts(s, t, valid, layout.rows_task, input, float(threshold), layout.columns)
+    return prf_value(counts, layout.rows_task, average, beta, zero_division)
+
+
+def precision(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, **options) -> Tensor:
+    """Precision (the options of :func:`precision_recall_f1`), the twin of :class:`~video_metrics.metrics.Precision`.
+
+    >>> precision(torch.tensor([0.9, 0.8, 0.2]), torch.tensor([1, 0, 0]), task="binary", input="probs")
+    tensor(0.5000, dtype=torch.float64)
+    """
+    return precision_recall_f1(scores, target, num_classes, **options)["precision"]
+
+
+def recall(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, **options) -> Tensor:
+    """Recall (the options of :func:`precision_recall_f1`), the twin of :class:`~video_metrics.metrics.Recall`.
+
+    >>> recall(torch.tensor([0.9, 0.8, 0.2]), torch.tensor([1, 0, 1]), task="binary", input="probs")
+    tensor(0.5000, dtype=torch.float64)
+    """
+    return precision_recall_f1(scores, target, num_classes, **options)["recall"]
+
+
+def f1_score(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, **options) -> Tensor:
+    """F-beta (``beta=1``: F1; the options of :func:`precision_recall_f1`), the twin of
+    :class:`~video_metrics.metrics.F1Score`.
+
+    >>> f1_score(torch.tensor([0.9, 0.8, 0.2]), torch.tensor([1, 0, 1]), task="binary", input="probs")
+    tensor(0.5000, dtype=torch.float64)
+    """
+    return precision_recall_f1(scores, target, num_classes, **options)["f1"]
+
+
+def balanced_layout(num_classes, predicted_absent, ignore_index, task, input) -> Layout:
+    """The options of :class:`~video_metrics.metrics.BalancedAccuracy` and :func:`balanced_accuracy`."""
+    check_choice("predicted_absent", predicted_absent, ("ignore", "zero"))
+    if task == "multilabel":
+        raise ValueError("BalancedAccuracy does not support task='multilabel' (mean class accuracy of a top-1 "
+                         "prediction); use PrecisionRecallF1(task='multilabel', average='macro') for mean recall")
+    return Layout.of(num_classes, task, input, ignore_index, "two_class", ("multiclass", "binary"))
+
+
+def balanced_accuracy(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, predicted_absent: str = "ignore",
+                      ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits") -> Tensor:
+    """Mean per-class recall of the top-1 prediction, the twin of
+    :class:`~video_metrics.metrics.BalancedAccuracy` (``"ignore"``: scikit-learn's
+    ``balanced_accuracy_score``; ``"zero"``: mmaction2's ``mean_class_accuracy``).
+
+    >>> s = torch.eye(5)[[2, 2, 2, 4]]
+    >>> balanced_accuracy(s, torch.tensor([2, 2, 2, 3]), num_classes=5, input="probs")
+    tensor(0.5000, dtype=torch.float64)
+    >>> balanced_accuracy(s, torch.tensor([2, 2, 2, 3]), num_classes=5, predicted_absent="zero", input="probs")
+    tensor(0.3333, dtype=torch.float64)
+    """
+    layout = balanced_layout(num_classes, predicted_absent, ignore_index, task, input)
+    s, t, valid = valid_rows(layout, scores, target, "balanced_accuracy")
+    counts = label_counts(s, t, valid, "multiclass", input, 0.5, layout.columns)
+    return balanced_accuracy_from_counts(counts[0], counts[1], counts[2], predicted_absent)
+
+
+def confusion_layout(num_classes, normalize, ignore_index, task, input) -> Layout:
+    """The options of :class:`~video_metrics.metrics.ConfusionMatrix` and :func:`confusion_matrix`."""
+    if task == "multilabel":
+        raise ValueError("ConfusionMatrix does not support task='multilabel' (one C x C matrix of top-1 "
+                         "predictions); use PrecisionRecallF1(task='multilabel', average='none') for per-label counts")
+    check_choice("normalize", normalize, (None, "true", "pred", "all"))
+    return Layout.of(num_classes, task, input, ignore_index, "two_class", ("multiclass", "binary"))
+
+
+def normalize_confusion(cm: Tensor, normalize: Optional[str]) -> Tensor:
+    """int64 counts (``None``), or float64 over true classes (rows, ``"true"``), predicted classes
+    (columns, ``"pred"``) or everything (``"all"``), 0 where a row or column is empty (as sklearn)."""
+    if normalize is None:
+        return cm.clone()
+    if normalize == "true":
+        return safe_div(cm, cm.sum(1, keepdim=True).expand_as(cm))
+    if normalize == "pred":
+        return safe_div(cm, cm.sum(0, keepdim=True).expand_as(cm))
+    return safe_div(cm, cm.sum().expand_as(cm))
+
+
+def top_confusions(cm: Tensor, n: int) -> list:
+    """The ``n`` largest off-diagonal cells as ``(true, predicted, count)``, count > 0, largest
+    first, ties in row-major order.
+
+    >>> top_confusions(torch.tensor([[5, 2, 0], [3, 4, 2], [0, 0, 1]]), 2)
+    [(1, 0, 3), (0, 1, 2)]
+    """
+    c = cm.shape[0]
+    off = cm.clone()
+    off.fill_diagonal_(0)
+    flat = off.reshape(-1)
+    order = torch.argsort(-flat, stable=True)[:min(int(n), flat.numel())]  # stable: row-major among ties
+    return [(i // c, i % c, int(k)) for i, k in zip(order.tolist(), flat[order].tolist()) if k > 0]
+
+
+def confusion_matrix(scores: Tensor, target: Tensor, num_classes: Optional[int] = None, normalize: Optional[str] = None,
+                     ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits") -> Tensor:
+    """``(C, C)`` confusion matrix of the top-1 prediction (rows true, columns predicted), the twin
+    of :class:`~video_metrics.metrics.ConfusionMatrix`.
+
+    >>> confusion_matrix(torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]]), torch.tensor([0, 0, 1]), num_classes=2)
+    tensor([[1, 1],
+            [1, 0]])
+    """
+    layout = confusion_layout(num_classes, normalize, ignore_index, task, input)
+    s, t, valid = valid_rows(layout, scores, target, "confusion_matrix")
+    return normalize_confusion(confusion_counts(argmax_lowest(s), t, valid, layout.columns), normalize)

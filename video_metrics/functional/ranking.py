@@ -122,7 +122,7 @@ def _envelope(precision: Tensor, curves: RankingCurves) -> Tensor:
     return env
 
 
-def average_precision(curves: RankingCurves, mode: str = "step") -> Tensor:
+def curves_average_precision(curves: RankingCurves, mode: str = "step") -> Tensor:
     """(C,) float64 AP per class; NaN where a class has no positive."""
     c = curves.positives.numel()
     pos = curves.positives.double()
@@ -149,7 +149,7 @@ def average_precision(curves: RankingCurves, mode: str = "step") -> Tensor:
     return torch.where(curves.positives > 0, ap, torch.full_like(ap, float("nan")))
 
 
-def auroc(curves: RankingCurves) -> Tensor:
+def curves_auroc(curves: RankingCurves) -> Tensor:
     """(C,) float64 AUROC per class; NaN where a class has no positive or no negative."""
     c = curves.positives.numel()
     d_fp = curves.fp - _prev(curves.fp, curves.first)
@@ -534,7 +534,7 @@ def block_ap_auroc(scores_t: Tensor, positive: Optional[Tensor] = None,
         if positive is None:
             positive = torch.zeros(scores_t.shape[1], scores_t.shape[0], dtype=torch.bool, device=scores_t.device)
             positive[pos_index[1], pos_index[0]] = True
-        a = average_precision(ranking_curves(scores_t.T, positive), ap_mode)
+        a = curves_average_precision(ranking_curves(scores_t.T, positive), ap_mode)
     return a, u, p
 
 

@@ -33,6 +33,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities.data import dim_zero_cat, dim_zero_sum
 
+from ..functional.checks import NoDataError, check_row_counts, probabilities_warning, value_rules
+
 __all__ = ["VideoMetric", "NoDataError", "count_collectives"]
 
 # Counter that tests and benchmarks read to verify the number of collectives per sync.
@@ -43,10 +45,6 @@ def count_collectives() -> Dict[str, int]:
     """Collectives issued by video_metrics' packed sync in this process so far."""
     return dict(COLLECTIVES)
 
-
-
-class NoDataError(ValueError):
-    """``compute()`` found no valid row on any process (raised on every rank alike)."""
 
 class VideoMetric(Metric):
     """Base class: see the module docstring. Subclasses declare states with
@@ -100,22 +98,8 @@ class VideoMetric(Metric):
 
     def _check_rows(self) -> None:
         """Raise, after the sync and so on every rank alike, for bad rows or no data."""
-        bad_t, bad_s, n = int(self.n_bad_target), int(self.n_bad_score), int(self.n_rows)
-        if bad_t or bad_s:
-            parts = []
-            if bad_t:
-                parts.append(f"{bad_t} row(s) with a `target` outside the valid labels ({self._target_rule()})")
-            if bad_s:
-                parts.append(f"{bad_s} row(s) with invalid `scores` ({self._score_rule()})")
-            raise ValueError(
-                f"{type(self).__name__}: " + " and ".join(parts) + " were passed to update(); they were left out "
-                f"({n} valid row(s) kept). Fix the inputs, or call reset()."
-            )
-        if n == 0:
-            raise NoDataError(
-                f"{type(self).__name__}.compute() was called with no valid data (no rows on any process). "
-                "Call update() with at least one valid row first."
-            )
+        n = int(self.n_rows)
+        check_row_counts(type(self).__name__, self._value_rules(), int(self.n_bad_target), int(self.n_bad_score), n)
         if "n_prob_like" in self._defaults:  # metrics whose value depends on input="logits"
             self._warn_if_probabilities(int(self.n_prob_like), n)
 
@@ -124,13 +108,8 @@ class VideoMetric(Metric):
         (the input is never guessed: this only points at a likely mistake)."""
         if n_rows > 0 and n_prob_like == n_rows and not getattr(self, "_warned_probs", False):
             self._warned_probs = True
-            warnings.warn(
-                f"{type(self).__name__}: every one of the {n_rows} valid row(s) lies in [0, 1]"
-                + (" and sums to 1" if getattr(self, "task", "") == "multiclass" else "")
-                + ", which looks like probabilities, but input='logits' (the default) applies a softmax/sigmoid to "
-                "them. If these are probabilities, pass input=\"probs\".",
-                UserWarning, stacklevel=4,
-            )
+            warnings.warn(probabilities_warning(type(self).__name__, n_rows, getattr(self, "task", "")),
+                          UserWarning, stacklevel=4)
 
     def _copy_state_dict(self) -> Dict[str, Any]:
         """The states as they are, for torchmetrics to put back later (its cache before a sync,
@@ -178,18 +157,10 @@ class VideoMetric(Metric):
         with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=True):
             return fn()
 
-    def _target_rule(self) -> str:
-        task = getattr(self, "task", "multiclass")
-        if task == "multilabel":
-            return "multilabel targets must be 0 or 1"
-        if task == "binary":
-            return "binary targets must be 0 or 1"
-        return f"class indices must be in [0, {getattr(self, 'num_classes', '?')})"
-
-    def _score_rule(self) -> str:
-        if getattr(self, "input", "logits") == "probs":
-            return "NaN, inf, or a probability outside [0, 1]"
-        return "NaN or inf"
+    def _value_rules(self) -> Tuple[str, str]:
+        """What a valid target and valid scores are, for the errors of :meth:`_check_rows`."""
+        return value_rules(getattr(self, "task", "multiclass"), getattr(self, "num_classes", "?"),
+                           getattr(self, "input", "logits"))
 
     # ------------------------------------------------------------------- rejected batches
     def _wrap_update(self, update: Callable) -> Callable:
@@ -288,7 +259,7 @@ class VideoMetric(Metric):
     def _plot(self, val: Any, ax: Any = None) -> Tuple[Any, Any]:
         from torchmetrics.utilities.plot import plot_single_or_multi_val
 
-        from ._draw import draw_bars, figure_and_axes
+        from .draw import draw_bars, figure_and_axes
 
         fig, ax = figure_and_axes(ax, 6.4, 4.8)
         if isinstance(val, Tensor) and val.numel() > 1 and val.ndim == 1:

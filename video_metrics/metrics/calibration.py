@@ -6,39 +6,19 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..functional._checks import check_choice
 from ..functional.calibration import (
     ReliabilityData,
     bin_update,
-    calibration_error,
+    binned_calibration_error,
+    binned_reliability,
+    calibration_layout,
+    calibration_rows,
     quantile_bins,
-    reliability,
     uniform_edges,
 )
-from ..functional.classification import argmax_lowest, probabilities
-from ._inputs import ScoresMetric
+from .inputs import ScoresMetric
 
 __all__ = ["CalibrationError"]
-
-
-def confidence_and_correct(s: Tensor, t: Tensor, task: str, input: str, raw: Optional[Tensor] = None,
-                           valid: Optional[Tensor] = None):
-    """Multiclass: top-label confidence and whether the top-1 prediction is right. Multilabel:
-    the probability of every (sample, label) pair and whether the label is positive.
-
-    ``raw``: the scores as given; when they are float64 the confidences are computed from them
-    in float64 (``s`` is the fp32 copy, which decides the prediction), so that a probability
-    given in float64 is binned as given."""
-    if raw is not None and raw.dtype == torch.float64:
-        keep = valid[:, None] if valid is not None else torch.ones((), dtype=torch.bool, device=raw.device)
-        p = probabilities(torch.where(keep, raw, torch.zeros((), dtype=raw.dtype, device=raw.device)), task, input)
-    else:
-        p = probabilities(s, task, input)
-    if task == "multiclass":
-        pred = argmax_lowest(s)
-        conf = p.gather(1, pred[:, None]).squeeze(1)
-        return conf, (pred == t)
-    return p, t.bool()
 
 
 class CalibrationError(ScoresMetric):
@@ -61,11 +41,8 @@ class CalibrationError(ScoresMetric):
 
     def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", n_bins: int = 15, norm: str = "l1",
                  binning: str = "uniform", input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
+        calibration_layout(num_classes, task, n_bins, norm, binning, input, ignore_index)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-            raise ValueError(f"`n_bins` must be a positive int, got {n_bins!r}")
-        check_choice("norm", norm, ("l1", "l2", "max"))
-        check_choice("binning", binning, ("uniform", "quantile"))
         self.n_bins, self.norm, self.binning = n_bins, norm, binning
         if binning == "uniform":
             self.add_sum_state("bins", torch.zeros(3, n_bins, dtype=torch.float64))
@@ -77,10 +54,8 @@ class CalibrationError(ScoresMetric):
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        raw = scores[:, None] if self.task == "binary" else scores
-        conf, correct = confidence_and_correct(s, t, self._task, self.input, raw=raw, valid=valid)
+        conf, correct, w = calibration_rows(self._layout, scores, s, t, valid)
         if self.binning == "uniform":
-            w = valid if self._task == "multiclass" else valid[:, None].expand_as(conf)
             self.bins += bin_update(conf, correct, w, self.n_bins)
         else:
             self.conf.append(conf.double())
@@ -97,14 +72,14 @@ class CalibrationError(ScoresMetric):
     def compute(self) -> Tensor:
         self._check_rows()
         sums, _ = self._sums_edges()
-        return calibration_error(sums, self.norm)
+        return binned_calibration_error(sums, self.norm)
 
     def plot(self, val: Any = None, ax: Any = None) -> Tuple[Any, Any]:
         """The reliability diagram (``val=None`` or a :class:`ReliabilityData`), or, for a
         value or a list of values of ``compute()``, torchmetrics' scalar plot."""
         if val is not None and not isinstance(val, ReliabilityData):
             return self._plot(val, ax)
-        from ._draw import draw_reliability, figure_and_axes
+        from .draw import draw_reliability, figure_and_axes
 
         rel = self.reliability() if val is None else val
         fig, ax = figure_and_axes(ax, 6, 5)
@@ -116,6 +91,6 @@ class CalibrationError(ScoresMetric):
 
         def run():
             self._check_rows()
-            return reliability(*self._sums_edges())
+            return binned_reliability(*self._sums_edges())
 
         return self.synced(run)

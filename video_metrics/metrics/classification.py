@@ -6,19 +6,22 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..functional._checks import check_choice, check_probability
 from ..functional.classification import (
-    argmax_lowest,
-    balanced_accuracy,
+    balanced_accuracy_from_counts,
+    balanced_layout,
     confusion_counts,
-    multilabel_counts,
-    precision_recall_f1,
-    probabilities,
-    safe_div,
-    scatter_count,
-    target_rank,
+    confusion_layout,
+    argmax_lowest,
+    label_counts,
+    normalize_confusion,
+    prf_layout,
+    prf_value,
+    top_confusions,
+    top_k_counts,
+    top_k_layout,
+    top_k_value,
 )
-from ._inputs import ScoresMetric
+from .inputs import ScoresMetric
 
 __all__ = ["TopKAccuracy", "PrecisionRecallF1", "Precision", "Recall", "F1Score", "BalancedAccuracy", "ConfusionMatrix"]
 
@@ -49,40 +52,22 @@ class TopKAccuracy(ScoresMetric):
     def __init__(self, num_classes: Optional[int] = None, k: int = 1, average: str = "micro",
                  ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits",
                  **kwargs: Any) -> None:
-        if task == "multilabel":
-            raise ValueError("TopKAccuracy does not support task='multilabel': top-k accuracy has no single "
-                             "multi-label definition. Use MeanAveragePrecision (ranking quality) or "
-                             "PrecisionRecallF1(task='multilabel') (thresholded labels) instead")
+        top_k_layout(num_classes, k, average, ignore_index, task, input)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be a positive int, got {k!r}")
-        if task == "binary" and k != 1:
-            raise ValueError(f"`k` must be 1 for task='binary' (two classes), got {k}")
-        if k > self.num_classes:
-            raise ValueError(f"`k`={k} is larger than `num_classes`={self.num_classes}: every sample would be a hit")
-        check_choice("average", average, ("micro", "macro"))
-        self.k = k
-        self.average = average
+        self.k, self.average = k, average
         self.add_sum_state("hits", torch.zeros(self._c, dtype=torch.long))
         self.add_sum_state("support", torch.zeros(self._c, dtype=torch.long))
 
-    def _score_rule(self) -> str:
-        return "NaN or inf" if self.input == "logits" else "NaN, inf, or a probability outside [0, 1]"
-
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        # k = 1: the first maximum is the target (ties to the lower index, as target_rank)
-        hit = ((argmax_lowest(s) == t) if self.k == 1 else (target_rank(s, t) < self.k)) & valid
-        self.hits += scatter_count(t, hit, self._c)
-        self.support += scatter_count(t, valid, self._c)
+        hits, support = top_k_counts(s, t, valid, self.k, self._c)
+        self.hits += hits
+        self.support += support
         self._count_rows(*counts)
 
     def compute(self) -> Tensor:
         self._check_rows()
-        if self.average == "micro":
-            return safe_div(self.hits.sum(), self.support.sum())
-        present = self.support > 0
-        return safe_div(self.hits, self.support)[present].mean()
+        return top_k_value(self.hits, self.support, self.average)
 
 
 class _ClassCounts(ScoresMetric):
@@ -91,9 +76,8 @@ class _ClassCounts(ScoresMetric):
 
     def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", threshold: float = 0.5,
                  input: str = "logits", ignore_index: Optional[int] = None, **kwargs: Any) -> None:
-        threshold = check_probability("threshold", threshold)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
-        self.threshold = threshold
+        self.threshold = float(threshold)
         self.add_sum_state("counts", torch.zeros(3, self._c, dtype=torch.long))
 
     def _state_class(self) -> type:
@@ -106,29 +90,8 @@ class _ClassCounts(ScoresMetric):
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         s, t, valid, counts = self._prepare(scores, target)
-        c = self._c
-        if self._task == "multiclass":
-            pred = argmax_lowest(s)
-            tp = scatter_count(t, valid & (pred == t), c)
-            pc = scatter_count(pred, valid, c)
-            su = scatter_count(t, valid, c)
-            self.counts += torch.stack([tp, pc, su])
-        else:
-            pred = probabilities(s, self._task, self.input) > self.threshold
-            tp, fp, fn = multilabel_counts(pred, t, valid)
-            self.counts += torch.stack([tp, tp + fp, tp + fn])
+        self.counts += label_counts(s, t, valid, self._task, self.input, self.threshold, self._c)
         self._count_rows(*counts)
-
-    def _tp_pred_support(self) -> Tuple[Tensor, Tensor, Tensor]:
-        return self.counts[0], self.counts[1], self.counts[2]
-
-
-def _check_beta_zero_division(beta, zero_division) -> None:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-        raise ValueError(f"`beta` must be a number >= 0 (inf for recall), got {beta!r}")
-    if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)) or not (
-            zero_division in (0, 1) or zero_division != zero_division):
-        raise ValueError(f"`zero_division` must be 0, 1 or float('nan') (as scikit-learn), got {zero_division!r}")
 
 
 class PrecisionRecallF1(_ClassCounts):
@@ -155,16 +118,13 @@ class PrecisionRecallF1(_ClassCounts):
     def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", average: str = "macro",
                  threshold: float = 0.5, input: str = "logits", ignore_index: Optional[int] = None, beta: float = 1.0,
                  zero_division: float = 0.0, **kwargs: Any) -> None:
-        check_choice("average", average, ("macro", "micro", "weighted", "none"))
-        _check_beta_zero_division(beta, zero_division)
+        prf_layout(num_classes, task, average, threshold, input, ignore_index, beta, zero_division)
         super().__init__(num_classes, task=task, threshold=threshold, input=input, ignore_index=ignore_index, **kwargs)
         self.average, self.beta, self.zero_division = average, float(beta), float(zero_division)
 
     def _values(self) -> Dict[str, Tensor]:
         self._check_rows()
-        tp, pc, su = self._tp_pred_support()
-        labels = (su > 0) | (pc > 0) if self._task == "multiclass" else None
-        return precision_recall_f1(tp, pc, su, self.average, labels, self.beta, self.zero_division)
+        return prf_value(self.counts, self._task, self.average, self.beta, self.zero_division)
 
     def compute(self) -> Dict[str, Tensor]:
         return self._values()
@@ -210,17 +170,13 @@ class BalancedAccuracy(_ClassCounts):
     def __init__(self, num_classes: Optional[int] = None, predicted_absent: str = "ignore",
                  ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits",
                  **kwargs: Any) -> None:
-        check_choice("predicted_absent", predicted_absent, ("ignore", "zero"))
-        if task == "multilabel":
-            raise ValueError("BalancedAccuracy does not support task='multilabel' (mean class accuracy of a top-1 "
-                             "prediction); use PrecisionRecallF1(task='multilabel', average='macro') for mean recall")
+        balanced_layout(num_classes, predicted_absent, ignore_index, task, input)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         self.predicted_absent = predicted_absent
 
     def compute(self) -> Tensor:
         self._check_rows()
-        tp, pc, su = self._tp_pred_support()
-        return balanced_accuracy(tp, pc, su, self.predicted_absent)
+        return balanced_accuracy_from_counts(self.counts[0], self.counts[1], self.counts[2], self.predicted_absent)
 
 
 class ConfusionMatrix(ScoresMetric):
@@ -240,10 +196,7 @@ class ConfusionMatrix(ScoresMetric):
     def __init__(self, num_classes: Optional[int] = None, normalize: Optional[str] = None,
                  ignore_index: Optional[int] = None, task: str = "multiclass", input: str = "logits",
                  **kwargs: Any) -> None:
-        if task == "multilabel":
-            raise ValueError("ConfusionMatrix does not support task='multilabel' (one C x C matrix of top-1 "
-                             "predictions); use PrecisionRecallF1(task='multilabel', average='none') for per-label counts")
-        check_choice("normalize", normalize, (None, "true", "pred", "all"))
+        confusion_layout(num_classes, normalize, ignore_index, task, input)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         self.normalize = normalize
         self.add_sum_state("confmat", torch.zeros(self._c, self._c, dtype=torch.long))
@@ -262,7 +215,7 @@ class ConfusionMatrix(ScoresMetric):
     def plot(self, val: Optional[Tensor] = None, ax: Any = None, labels: Optional[List[str]] = None) -> Tuple[Any, Any]:
         """The matrix as a heatmap (rows true, columns predicted) with class names (``labels``),
         row-normalised, cell values up to 20 classes; ``(fig, ax)`` as torchmetrics."""
-        from ._draw import draw_confusion, figure_and_axes
+        from .draw import draw_confusion, figure_and_axes
 
         cm = self.synced(lambda: self.confmat.clone()) if val is None else val
         size = min(14.0, 3.0 + 0.22 * cm.shape[0])
@@ -276,29 +229,3 @@ class ConfusionMatrix(ScoresMetric):
         largest first, ties in row-major order."""
         cm = self.synced(lambda: self.confmat.clone())
         return top_confusions(cm, n)
-
-
-def normalize_confusion(cm: Tensor, normalize: Optional[str]) -> Tensor:
-    if normalize is None:
-        return cm.clone()
-    if normalize == "true":
-        return safe_div(cm, cm.sum(1, keepdim=True).expand_as(cm))
-    if normalize == "pred":
-        return safe_div(cm, cm.sum(0, keepdim=True).expand_as(cm))
-    return safe_div(cm, cm.sum().expand_as(cm))
-
-
-def top_confusions(cm: Tensor, n: int) -> List[Tuple[int, int, int]]:
-    c = cm.shape[0]
-    off = cm.clone()
-    off.fill_diagonal_(0)
-    flat = off.reshape(-1)
-    k = min(int(n), flat.numel())
-    # stable: among equal counts, row-major order
-    order = torch.argsort(-flat, stable=True)[:k]
-    out = []
-    for idx, cnt in zip(order.tolist(), flat[order].tolist()):
-        if cnt <= 0:
-            break
-        out.append((idx // c, idx % c, int(cnt)))
-    return out

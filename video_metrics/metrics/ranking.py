@@ -18,63 +18,38 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..functional._checks import check_choice
-from ..functional.classification import (
-    check_row_values,
-    multilabel_target_ok,
-    log_softmax_rows,
-    ranking_scores,
-    ranking_to_probability,
+from ..functional.histogram import DEFAULT_RANGE, hist_auroc_bound, hist_pr_curves, hist_state, hist_update, hist_view, to_logit
+from ..functional.rank_metrics import (
+    exact_auroc,
+    exact_map,
+    hist_value,
+    keep_valid,
+    positive_matrix,
+    rank_rows_t,
+    ranking_layout,
+    samples_mean,
+    samples_values,
+    stored_target,
 )
-from ..functional.histogram import (
-    DEFAULT_RANGE,
-    hist_ap_auroc,
-    hist_auroc_bound,
-    hist_pr_curves,
-    hist_state,
-    hist_update,
-    hist_view,
-    to_logit,
-)
-from ..functional.ranking import (
-    PRCurveData,
-    average_precision,
-    exact_ap_auroc,
-    per_row_ap_auroc,
-    transpose_rows,
-    pr_curves,
-    ranking_curves,
-    reduce_classes,
-    reduce_pooled,
-)
-from ._inputs import ScoresMetric
+from ..functional.ranking import PRCurveData, pr_curves, ranking_curves
+from ..functional.classification import ranking_to_probability
+from .inputs import ScoresMetric
 
 __all__ = ["MeanAveragePrecision", "AUROC", "PRCurve"]
-
-AVERAGES = ("macro", "micro", "weighted", "none", "samples")
-EMPTY = ("skip", "nan", "zero")
-AP_MODES = ("step", "interpolated", "voc11")
-
-
-def check_bins(bins: Optional[int], bin_range: float) -> None:
-    if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 2):
-        raise ValueError(f"`bins` must be None (exact) or an int >= 2, got {bins!r}")
-    if not (isinstance(bin_range, (int, float)) and bin_range > 0 and bin_range == bin_range):
-        raise ValueError(f"`bin_range` must be a positive number, got {bin_range!r}")
 
 
 class _RankingMetric(ScoresMetric):
     """Exact (rows kept) or, with ``bins``, histogram mode (see
-    :mod:`video_metrics.functional.histogram`): ``(C, bins, 2)`` int64 counts, one ``all_reduce``."""
+    :mod:`video_metrics.functional.histogram`): ``(C, bins, 2)`` int64 counts, one ``all_reduce``.
+    The options, the row checks and the reductions are those of the functional twins
+    (:mod:`video_metrics.functional.rank_metrics`)."""
+
+    _kind = "pr_curve"
 
     def __init__(self, num_classes: Optional[int], task: str, input: str, ignore_index: Optional[int],
                  bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, average: str = "macro",
-                 **kwargs: Any) -> None:
-        check_bins(bins, bin_range)
-        check_choice("average", average, AVERAGES)
-        if average == "samples" and task != "multilabel":
-            raise ValueError(f"`average='samples'` (per-sample value over labels, then the mean over samples) needs "
-                             f"task='multilabel', got task={task!r}")
+                 empty_class: str = "skip", ap_mode: str = "step", **kwargs: Any) -> None:
+        ranking_layout(self._kind, num_classes, task, input, ignore_index, bins, bin_range, average, empty_class, ap_mode)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, **kwargs)
         self.bins, self.bin_range, self.average = bins, float(bin_range), average
         if average == "samples":
@@ -95,12 +70,13 @@ class _RankingMetric(ScoresMetric):
             return
         s, t, valid, counts = self._prepare(scores, target)
         if self.average == "samples":
-            value, defined = self._per_sample(s, t.bool())
+            value, defined = samples_values(s, t.bool(), self._task, self.input, self._kind)
             use = defined & valid
             self.sample_sum += torch.where(use, value, torch.zeros_like(value)).sum()
             self.sample_counts += torch.stack([use.sum(), (valid & ~defined).sum()])
         else:
-            hist_update(self.hist, to_logit(s, self._task, self.input), self._positive(s, t), valid, self.bin_range)
+            hist_update(self.hist, to_logit(s, self._task, self.input), positive_matrix(s, t, self._task), valid,
+                        self.bin_range)
         self._count_rows(*counts)
 
     def _append_rows(self, scores: Tensor, target: Tensor) -> None:
@@ -110,84 +86,38 @@ class _RankingMetric(ScoresMetric):
         target is stored as bool."""
         x = scores.float()
         self.scores.append(x.clone() if x is scores else x)
-        n = scores.shape[0]
-        if self._task == "multiclass":
-            self.target.append(target.long().clone() if target.dtype == torch.long else target.long())
-            self.valid.append(torch.ones(n, dtype=torch.bool, device=scores.device))
-        else:
-            self.target.append(target.clone() if target.dtype == torch.bool else target != 0)
-            self.valid.append(multilabel_target_ok(target))
+        t, label_ok = stored_target(target, self._task)
+        self.target.append(t.clone() if t is target else t)
+        self.valid.append(label_ok)
 
-    def _samples_mean(self) -> Tensor:
-        """``average="samples"``: the mean of the per-sample values; samples where the value is
-        undefined follow ``empty_class`` (skip / NaN / count as 0)."""
-        n_def, n_undef = self.sample_counts[0], self.sample_counts[1]
-        if self.empty_class == "nan" and int(n_undef) > 0:
-            return torch.tensor(float("nan"), dtype=torch.float64, device=self.sample_sum.device)
-        den = n_def + (n_undef if self.empty_class == "zero" else 0)
-        if int(den) == 0:
-            return torch.tensor(float("nan"), dtype=torch.float64, device=self.sample_sum.device)
-        return self.sample_sum / den.double()
-
-    def _hist(self, average: str = "macro") -> Tensor:
-        h = hist_view(self.hist, self._c, self.bins)
-        return h.sum(0, keepdim=True) if average == "micro" else h
-
-    def _rows(self):
-        """Valid rows after the sync: ``(ranking scores (N, C), targets)`` — targets are class
-        indices (multiclass) or a (N, C) bool matrix (multilabel)."""
-        st, t = self._rows_t()
-        return st.T, t
+    def _hist(self) -> Tensor:
+        return hist_view(self.hist, self._c, self.bins)
 
     def _rows_t(self):
-        """Exact mode, after the sync: check every row's values at once (the counts go to the
-        same states, and :meth:`_check_rows` raises as for every metric), then return the valid
-        rows as ``(ranking scores (C, N) contiguous, targets)``. The ranking kernels sort each
-        class's column; transposing batch by batch is ~3x faster on CPU than concatenating the
-        rows and transposing the result."""
-        label_ok = self._cat("valid")
-        t = self._cat("target")
-        mc_logits = self._task == "multiclass" and self.input == "logits"
-        stats = []
-
-        def ranking_rows(x: Tensor) -> Tensor:
-            # multiclass logits: value checks on the rows as given (the row's min and max see NaN
-            # and +-inf; the sum is for the probabilities warning), then the ranking scores, the
-            # log-softmax of each row (ranking_scores)
-            if x.shape[1]:
-                stats.append((x.amin(1), x.amax(1), x.sum(1)))
-            return log_softmax_rows(x)
-
+        """Exact mode, after the sync: every row's values checked at once (the counts go to the
+        same states, and :meth:`_check_rows` raises as for every metric), then the valid rows as
+        ``(ranking scores (C, N) contiguous, targets)``."""
         chunks = self.scores if isinstance(self.scores, list) else [self.scores]
-        st = transpose_rows(chunks, self._c, ranking_rows if mc_logits else None)
-        if st.device != self.device:
-            st = st.to(self.device)
-        n = st.shape[1]
-        row_sum = None
-        if stats:
-            lo, hi = torch.cat([a for a, _, _ in stats]), torch.cat([b for _, b, _ in stats])
-            row_sum = torch.cat([c for _, _, c in stats])
-        elif n and self._c and not mc_logits:
-            lo, hi = st.amin(0), st.amax(0)  # the rows are the columns of st
-        else:
-            lo = hi = row_sum = torch.zeros(n, device=st.device)
-        valid, self.n_bad_target, self.n_bad_score, prob_like = check_row_values(
-            lo, hi, t, self._task, self.input, self._c, self.ignore_index, label_ok, row_sum,
-            count_prob_like=self.input == "logits")
+        t = self._cat("target")
+        st, valid, self.n_bad_target, self.n_bad_score, prob_like = rank_rows_t(
+            chunks, t, self._cat("valid"), self._layout, self.device)
         self.n_rows = valid.sum()
         if self.input == "logits":
             self.n_prob_like = prob_like
         self._check_rows()
-        if not bool(valid.all()):
-            st, t = st[:, valid].contiguous(), t[valid]
-        return st, t
+        return keep_valid(st, t, valid)
 
-    def _positive(self, s, t):
-        if self._task == "multilabel":
-            return t.bool()
-        pos = torch.zeros(s.shape, dtype=torch.bool, device=s.device)
-        pos[torch.arange(t.numel(), device=s.device), t] = True
-        return pos
+    def compute(self) -> Tensor:
+        if self.average == "samples":
+            self._check_rows()
+            return samples_mean(self.sample_sum, self.sample_counts[0], self.sample_counts[1], self.empty_class)
+        if self.bins is not None:
+            self._check_rows()
+            return hist_value(self._hist(), self._kind, self.average, self.empty_class)
+        st, t = self._rows_t()
+        if self._kind == "ap":
+            return exact_map(st, t, self._task, self.average, self.empty_class, self.ap_mode)
+        return exact_auroc(st, t, self._task, self.average, self.empty_class)
 
 
 class MeanAveragePrecision(_RankingMetric):
@@ -212,58 +142,15 @@ class MeanAveragePrecision(_RankingMetric):
     NaN otherwise; with ``"samples"``, a sample without a positive label follows the same policy.
     """
 
+    _kind = "ap"
+
     def __init__(self, num_classes: Optional[int] = None, task: str = "multilabel", average: str = "macro",
                  empty_class: str = "skip", input: str = "logits", ap_mode: str = "step",
                  ignore_index: Optional[int] = None, bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE,
                  **kwargs: Any) -> None:
-        check_choice("empty_class", empty_class, EMPTY)
-        check_choice("ap_mode", ap_mode, AP_MODES)
-        if bins is not None and ap_mode != "step":
-            raise ValueError(f"`ap_mode={ap_mode!r}` needs exact mode; histogram mode (`bins`) computes step AP")
-        if average == "samples" and ap_mode != "step":
-            raise ValueError(f"`average='samples'` computes step AP; `ap_mode={ap_mode!r}` is not available with it")
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
-                         bin_range=bin_range, average=average, **kwargs)
+                         bin_range=bin_range, average=average, empty_class=empty_class, ap_mode=ap_mode, **kwargs)
         self.empty_class, self.ap_mode = empty_class, ap_mode
-
-    def _per_sample(self, s: Tensor, pos: Tensor):
-        ap, _, defined_ap, _ = per_row_ap_auroc(ranking_scores(s, self._task, self.input), pos)
-        return ap, defined_ap
-
-    def compute(self) -> Tensor:
-        if self.average == "samples":
-            self._check_rows()
-            return self._samples_mean()
-        if self.bins is not None:
-            self._check_rows()
-            ap, _, positives, _ = hist_ap_auroc(self._hist(self.average))
-            if self.average == "micro":
-                return reduce_pooled(ap[0], bool(positives[0] > 0), self.empty_class)
-            weights = positives if self.average == "weighted" else None
-            return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
-        st, t = self._rows_t()
-        if self._task == "multiclass" and self.average != "micro" and self.ap_mode == "step":
-            ap, _, positives = exact_ap_auroc(None, target=t, scores_t=st, overwrite=True)
-            weights = positives if self.average == "weighted" else None
-            return reduce_classes(ap, positives > 0, self.average, self.empty_class, weights)
-        return mean_average_precision(st.T, self._positive(st.T, t), self.average, self.empty_class, self.ap_mode,
-                                      scores_t=st)
-
-
-def mean_average_precision(s: Tensor, pos: Tensor, average: str, empty_class: str, ap_mode: str = "step",
-                           scores_t: Optional[Tensor] = None) -> Tensor:
-    """``s`` (N, C) ranking scores (``scores_t``: the same transposed, (C, N) contiguous, if at hand)."""
-    if average == "micro":
-        s, pos, scores_t = s.reshape(-1, 1), pos.reshape(-1, 1), None
-    if ap_mode == "step":
-        ap, _, positives = exact_ap_auroc(s, pos, scores_t=scores_t, overwrite=scores_t is not None)
-    else:
-        curves = ranking_curves(s, pos)
-        ap, positives = average_precision(curves, ap_mode), curves.positives
-    if average == "micro":
-        return reduce_pooled(ap[0], bool(positives[0] > 0), empty_class)
-    weights = positives if average == "weighted" else None
-    return reduce_classes(ap, positives > 0, average, empty_class, weights)
 
 
 class AUROC(_RankingMetric):
@@ -281,53 +168,22 @@ class AUROC(_RankingMetric):
     0 or all 1. ``task="binary"``: scores ``(N,)``, the AUROC of the positive class.
     """
 
+    _kind = "auroc"
+
     def __init__(self, num_classes: Optional[int] = None, task: str = "multiclass", average: str = "macro",
                  empty_class: str = "skip", input: str = "logits", ignore_index: Optional[int] = None,
                  bins: Optional[int] = None, bin_range: float = DEFAULT_RANGE, **kwargs: Any) -> None:
-        check_choice("empty_class", empty_class, EMPTY)
         super().__init__(num_classes, task=task, input=input, ignore_index=ignore_index, bins=bins,
-                         bin_range=bin_range, average=average, **kwargs)
+                         bin_range=bin_range, average=average, empty_class=empty_class, **kwargs)
         self.empty_class = empty_class
-
-    def _per_sample(self, s: Tensor, pos: Tensor):
-        _, auc, _, defined_auc = per_row_ap_auroc(ranking_scores(s, self._task, self.input), pos)
-        return auc, defined_auc
 
     def error_bound(self) -> Tensor:
         """Histogram mode: per-class bound on ``|AUROC - exact AUROC|`` (half the share of
         positive-negative pairs that share a bin; 0 where no bin mixes them), synced."""
         if self.bins is None:
             raise ValueError("error_bound() is defined in histogram mode (bins=...) only; exact mode has no error")
-        return self.synced(lambda: hist_auroc_bound(self._hist(self.average)))
-
-    def compute(self) -> Tensor:
-        if self.average == "samples":
-            self._check_rows()
-            return self._samples_mean()
-        if self.bins is not None:
-            self._check_rows()
-            _, auc, positives, negatives = hist_ap_auroc(self._hist(self.average))
-            if self.average == "micro":
-                return reduce_pooled(auc[0], bool((positives[0] > 0) & (negatives[0] > 0)), self.empty_class)
-            weights = positives if self.average == "weighted" else None
-            return reduce_classes(auc, (positives > 0) & (negatives > 0), self.average, self.empty_class, weights)
-        st, t = self._rows_t()
-        if self._task == "multiclass" and self.average != "micro":
-            return mean_auroc(st.T, None, self.average, self.empty_class, target=t, scores_t=st)
-        return mean_auroc(st.T, self._positive(st.T, t), self.average, self.empty_class, scores_t=st)
-
-
-def mean_auroc(s: Tensor, pos: Optional[Tensor], average: str, empty_class: str, target: Optional[Tensor] = None,
-               scores_t: Optional[Tensor] = None) -> Tensor:
-    if average == "micro":
-        s, pos, scores_t = s.reshape(-1, 1), pos.reshape(-1, 1), None
-    _, auc, positives = exact_ap_auroc(s, pos, target=target, scores_t=scores_t, overwrite=scores_t is not None)
-    if average == "micro":
-        return reduce_pooled(auc[0], bool((positives[0] > 0) & (positives[0] < s.shape[0])), empty_class)
-    n = s.shape[0]
-    defined = (positives > 0) & (positives < n)
-    weights = positives if average == "weighted" else None
-    return reduce_classes(auc, defined, average, empty_class, weights)
+        return self.synced(lambda: hist_auroc_bound(self._hist().sum(0, keepdim=True) if self.average == "micro"
+                                                     else self._hist()))
 
 
 class PRCurve(_RankingMetric):
@@ -347,7 +203,7 @@ class PRCurve(_RankingMetric):
              max_curves: int = 10) -> Tuple[Any, Any]:
         """Step PR curves (recall on x, precision on y) of up to ``max_curves`` classes, as
         torchmetrics' ``PrecisionRecallCurve.plot``; ``labels`` names the classes."""
-        from ._draw import draw_pr_curves, figure_and_axes
+        from .draw import draw_pr_curves, figure_and_axes
 
         curves = self.compute() if val is None else val
         k = min(len(curves.precision), max_curves)
@@ -362,5 +218,7 @@ class PRCurve(_RankingMetric):
         if self.bins is not None:
             self._check_rows()
             return hist_pr_curves(self._hist(), self.bin_range)
-        s, t = self._rows()
-        return pr_curves(ranking_curves(s, self._positive(s, t)), lambda v: ranking_to_probability(v, self._task, self.input))
+        st, t = self._rows_t()
+        s = st.T
+        return pr_curves(ranking_curves(s, positive_matrix(s, t, self._task)),
+                         lambda v: ranking_to_probability(v, self._task, self.input))

@@ -1,4 +1,4 @@
-"""Argument handling shared by the metric classes (free checks only, see functional._checks).
+"""Argument handling shared by the metric classes (free checks only, see functional.checks).
 
 ``task="binary"``: scores ``(N,)`` (one logit or probability of the positive class per row) and
 targets ``(N,)`` in {0, 1}. Internally a binary batch takes one of two layouts, chosen by the
@@ -19,22 +19,14 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from ..functional._checks import (
-    INPUTS,
-    TASKS,
-    check_binary,
-    check_choice,
-    check_device,
-    check_num_classes,
-    check_scores,
-    check_target,
-)
+from ..functional.checks import TASKS, Layout, check_device
 from ..functional.classification import prepare_rows
 from .base import VideoMetric
 
 
 class ScoresMetric(VideoMetric):
-    """A metric fed with ``update(scores, target)``; owns ``num_classes``, ``task``, ``input``."""
+    """A metric fed with ``update(scores, target)``; owns ``num_classes``, ``task``, ``input``
+    (read through a :class:`~video_metrics.functional.checks.Layout`, as its functional twin)."""
 
     tasks = TASKS
     binary_layout = "one_label"
@@ -51,34 +43,16 @@ class ScoresMetric(VideoMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_choice("task", task, self.tasks)
-        check_choice("input", input, INPUTS)
-        self.num_classes = check_num_classes(num_classes, task)
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-            raise ValueError(f"`ignore_index` must be None or an int, got {ignore_index!r}")
-        if ignore_index is not None and task != "multiclass":
-            raise ValueError(f"`ignore_index` is only supported for task='multiclass', got task={task!r}")
-        self.task = task
-        self.input = input
-        self.ignore_index = ignore_index
-        # the layout the kernels see
-        if task == "binary":
-            self._task = "multiclass" if self.binary_layout == "two_class" else "multilabel"
-            self._c = 2 if self.binary_layout == "two_class" else 1
-        else:
-            self._task, self._c = task, self.num_classes
+        self._layout = Layout.of(num_classes, task, input, ignore_index, self.binary_layout, self.tasks)
+        self.num_classes, self.task, self.input, self.ignore_index = self._layout.num_classes, task, input, ignore_index
+        self._task, self._c = self._layout.rows_task, self._layout.columns  # the layout the kernels see
         if self.uses_probabilities and input == "logits":
             self.add_sum_state("n_prob_like", torch.zeros((), dtype=torch.long))
 
     def _check_batch(self, scores: Tensor, target: Tensor):
         """Free (shape, dtype, device) checks, raised at once; returns the batch in the kernels'
-        layout (binary: see :meth:`_binary_rows`)."""
-        if self.task == "binary":
-            check_binary(scores, target)
-            check_device(scores, self)
-            return self._binary_rows(scores, target)
-        check_scores(scores, self.num_classes)
-        check_target(target, scores, self.task)
+        layout (see :class:`~video_metrics.functional.checks.Layout`)."""
+        scores, target = self._layout.batch(scores, target)
         check_device(scores, self)
         return scores, target
 
@@ -92,12 +66,3 @@ class ScoresMetric(VideoMetric):
         if count:
             self.n_prob_like += prob_like
         return s, t, valid, (valid, bad_t, bad_s)
-
-    def _binary_rows(self, scores: Tensor, target: Tensor):
-        """(N,) scores and targets in the layout of :attr:`binary_layout`."""
-        if self.binary_layout == "one_label":
-            return scores[:, None], target[:, None]
-        x = scores
-        first = torch.zeros_like(x) if self.input == "logits" else 1 - x
-        return torch.stack([first, x], 1), target.long()
-
