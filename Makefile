@@ -4,7 +4,8 @@
 # a CPU-only machine gets the CPU build by installing it into .venv first (the README says how),
 # and constraints.txt then keeps that torch so that no dependency pulls another build.
 # `make demo` installs the package (editable) with the demo extra only (TensorBoard); `make test`
-# adds the test extras (scikit-learn, W&B, MLflow, transformers, ...).
+# adds the test extra (scikit-learn, W&B, MLflow, transformers, MkDocs, ...) and runs the
+# tests, the docstring examples (doctests) and the strict build of the API reference (`make docs`).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ BASE := $(VENV)/.video-metrics-base
 DEMO := $(VENV)/.video-metrics-demo
 TEST := $(VENV)/.video-metrics-test
 
-.PHONY: demo test bench clean
+.PHONY: demo test docs bench clean
 
 $(BASE): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,9 +33,14 @@ demo: $(DEMO)
 
 test: $(TEST)
 	$(PY) -m pytest
+	$(MAKE) docs
+
+# the API reference in site/; --strict: a reference to a name that does not exist fails the build
+docs: $(TEST)
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 bench: $(TEST)
 	$(PY) benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

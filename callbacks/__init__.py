@@ -10,8 +10,9 @@ pyproject.toml).
   (TensorBoard, W&B, MLflow, CSV, others as PNG files); :func:`register_figure_handler` adds a
   logger type.
 """
-from .figures import log_figure, log_pr_curves, register_figure_handler, scalar_step
+from .figures import log_figure, log_pr_curves, log_video, register_figure_handler, scalar_step
 from .explain import ExplainCallback
 from .metrics import VideoMetricsCallback
 
-__all__ = ["VideoMetricsCallback", "ExplainCallback", "log_figure", "log_pr_curves", "register_figure_handler", "scalar_step"]
+__all__ = ["VideoMetricsCallback", "ExplainCallback", "log_figure", "log_video", "log_pr_curves", "register_figure_handler",
+           "scalar_step"]

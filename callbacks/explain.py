@@ -79,6 +79,11 @@ class ExplainCallback(Callback):
     * Runs on global rank zero only, with the unwrapped module, every ``every_n_epochs`` epochs,
       never in the sanity check; works in ``fit`` (no_grad) and ``trainer.validate()``
       (inference mode: the clips are cloned and grad re-enabled locally).
+
+    >>> from video_metrics.callbacks import ExplainCallback
+    >>> callback = ExplainCallback(num_clips=2, select="confident_errors", clip_key="clip", class_names=["a", "b"])
+    >>> callback.method, callback.num_clips, callback.select
+    ('auto', 2, 'confident_errors')
     """
 
     def __init__(self, method: str = "auto", target_layer: Optional[Union[nn.Module, str]] = None,
@@ -125,15 +130,18 @@ class ExplainCallback(Callback):
                 and trainer.current_epoch % self.every_n_epochs == 0)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        """Forget the previous epoch's confident errors (``select="confident_errors"`` picks this epoch's own)."""
         self._errors = []
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        # pathway lists are read before the step: SlowFast models (pytorchvideo, PySlowFast) write their
-        # features into the list they are given
+        """Keep the batch's pathway list before the step: SlowFast models (pytorchvideo, PySlowFast) write their
+        features into the list they are given."""
         clips = _get(batch, self.clip_key)
         self._pathways = tuple(clips) if isinstance(clips, list) else None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """Keep candidate clips on rank 0: the first ``num_clips`` clips (``select="fixed"``), or the
+        ``num_clips`` most confident wrong predictions of the epoch (``"confident_errors"``)."""
         if not trainer.is_global_zero or dataloader_idx != 0:
             return
         clips = _require(batch, self.clip_key, "clip_key")
@@ -209,6 +217,7 @@ class ExplainCallback(Callback):
         rank_zero_info(f"ExplainCallback: {method} at layer {params['explain/layer']} ({reading}; {reason})")
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Explain the kept clips and log their overlays (and animations, pointing-game scores) to every logger."""
         if not self._due(trainer):
             return
         items = self._fixed if self.select == "fixed" else [e[2] for e in sorted(self._errors, reverse=True)]

@@ -114,7 +114,18 @@ _WARNED: set = set()
 
 def register_figure_handler(logger_class_name: str, handler: Callable[[Any, str, np.ndarray, int], None]) -> None:
     """Teach :func:`log_figure` a logger type: ``handler(logger, tag, rgb_uint8_hwc, step)``.
-    Looked up by class name along the logger's MRO."""
+    Looked up by class name along the logger's MRO.
+
+    >>> import numpy as np
+    >>> from video_metrics.callbacks import log_figure, register_figure_handler
+    >>> class MyLogger:
+    ...     pass
+    >>> seen = []
+    >>> register_figure_handler("MyLogger", lambda logger, tag, rgb, step: seen.append((tag, rgb.shape, step)))
+    >>> log_figure([MyLogger()], "val/fig", np.zeros((4, 6, 3), np.uint8), step=1)
+    >>> seen
+    [('val/fig', (4, 6, 3), 1)]
+    """
     _HANDLERS[logger_class_name] = lambda lg, tag, fig, step: handler(lg, tag, fig.rgb, step)
 
 
@@ -126,6 +137,7 @@ def _handler_for(logger):
 
 
 def loggers_of(trainer_or_loggers) -> List[Any]:
+    """The loggers of a ``Trainer`` (its ``loggers``), or the given logger or list of loggers."""
     if hasattr(trainer_or_loggers, "loggers"):
         return list(trainer_or_loggers.loggers)
     if isinstance(trainer_or_loggers, (list, tuple)):
@@ -134,7 +146,13 @@ def loggers_of(trainer_or_loggers) -> List[Any]:
 
 
 def scalar_step(trainer) -> int:
-    """The step at which Lightning logs epoch-end scalars (so figures line up with them)."""
+    """The step at which Lightning logs epoch-end scalars (so figures line up with them).
+
+    >>> from types import SimpleNamespace
+    >>> from video_metrics.callbacks import scalar_step
+    >>> scalar_step(SimpleNamespace(global_step=7))  # a trainer without Lightning's fit loop
+    7
+    """
     try:
         return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
     except AttributeError:
@@ -143,7 +161,17 @@ def scalar_step(trainer) -> int:
 
 def log_figure(trainer_or_loggers, tag: str, figure, step: int) -> None:
     """Log ``figure`` (a matplotlib ``Figure`` or an ``(H, W, 3)`` uint8 array) as ``tag`` at
-    ``step`` to every logger of a trainer (or to the given loggers). Call on global rank zero."""
+    ``step`` to every logger of a trainer (or to the given loggers). Call on global rank zero.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from lightning.pytorch.loggers import CSVLogger
+    >>> from video_metrics.callbacks import log_figure
+    >>> folder = tempfile.mkdtemp()
+    >>> log_figure(CSVLogger(folder, name="run"), "val/fig", np.zeros((4, 6, 3), np.uint8), step=3)
+    >>> os.listdir(os.path.join(folder, "run", "version_0", "figures", "val", "fig"))
+    ['step_0000003.png']
+    """
     fig = _Rendered(figure, None) if isinstance(figure, Figure) else _Rendered(None, np.asarray(figure, dtype=np.uint8))
     for logger in loggers_of(trainer_or_loggers):
         handler = _handler_for(logger)
@@ -164,7 +192,19 @@ def log_pr_curves(trainer_or_loggers, tag: str, counts, classes: Sequence[int], 
                   step: int) -> None:
     """TensorBoard's native PR curves (``add_pr_curve_raw``) for the given classes from
     ``counts`` ``(C, T, 4)`` = ``tp, fp, tn, fn`` at ``T`` thresholds ascending (see
-    :attr:`video_metrics.suite.LevelReport.pr_counts`). Other loggers get the PR figure only."""
+    :attr:`video_metrics.suite.LevelReport.pr_counts`). Other loggers get the PR figure only.
+
+    >>> import os, tempfile
+    >>> import torch
+    >>> from lightning.pytorch.loggers import TensorBoardLogger
+    >>> from video_metrics.callbacks import log_pr_curves
+    >>> logger = TensorBoardLogger(tempfile.mkdtemp(), name="tb")
+    >>> counts = torch.tensor([[[2, 2, 0, 0], [1, 0, 2, 1], [0, 0, 2, 2]]])  # one class, 3 thresholds
+    >>> log_pr_curves(logger, "val/pr", counts, classes=[0], class_names=["dog"], step=0)
+    >>> logger.experiment.flush()
+    >>> any(name.startswith("events.out") for name in os.listdir(logger.log_dir))
+    True
+    """
     counts = counts.detach().cpu().double().numpy() if hasattr(counts, "detach") else np.asarray(counts, dtype=np.float64)
     t = counts.shape[1]
     for logger in loggers_of(trainer_or_loggers):
@@ -192,7 +232,17 @@ def _has_loggers_class(logger, name: str) -> bool:
 def log_video(trainer_or_loggers, tag: str, frames, step: int, fps: float = 4.0) -> List[str]:
     """Log an animation ``frames`` ``(T, H, W, 3)`` uint8 as ``tag`` at ``step`` to every logger
     (see the module docstring for what each gets). Returns the GIF files written. Call on global
-    rank zero."""
+    rank zero.
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from lightning.pytorch.loggers import CSVLogger
+    >>> from video_metrics.callbacks import log_video
+    >>> folder = tempfile.mkdtemp()
+    >>> written = log_video(CSVLogger(folder, name="run"), "val/clip", np.zeros((3, 8, 8, 3), np.uint8), step=0)
+    >>> [os.path.relpath(w, folder) for w in written]
+    ['run/version_0/videos/val/clip/step_0000000.gif']
+    """
     frames = np.asarray(frames, dtype=np.uint8)
     written: List[str] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -65,6 +65,15 @@ class VideoMetricsCallback(Callback):
     the suite drops them, so the numbers equal a single-process run (see the README).
     ``bins=...`` (histogram mode, clip level only, bounded memory) keeps no rows, so there the
     padding duplicates are counted.
+
+    >>> from video_metrics.callbacks import VideoMetricsCallback
+    >>> callback = VideoMetricsCallback(num_classes=5, video_reduction="mean_logits", bootstrap=200)
+    >>> callback.stages, callback.prefix
+    (('validate', 'test'), '{stage}/')
+
+    Pass it to ``Trainer(callbacks=[callback])``; the validation step returns its scores,
+    targets and ids (see the class description), e.g.
+    ``return {"scores": logits, "target": y, "video_ids": vid, "clip_ids": cid}``.
     """
 
     def __init__(self, num_classes: int, task: str = "multiclass", top_k: Sequence[int] = (1, 5),
@@ -123,7 +132,8 @@ class VideoMetricsCallback(Callback):
         return self.suites[key]
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        # Lightning fakes pl_module.device as the root device here, so .to() is right
+        """Build the stage's suite on the module's device (Lightning gives the root device here, so ``.to()`` is
+        right)."""
         for s in self._stages_for(stage):
             self._suite(s, 0, pl_module)
 
@@ -260,21 +270,27 @@ class VideoMetricsCallback(Callback):
                 log_pr_curves(trainer, f"{prefix}{level}/pr_curve", rep.pr_counts, classes, report.class_names, step)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        """Reset the validation suite (a new epoch evaluates its own rows)."""
         self._epoch_start("validate")
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
+        """Reset the test suite."""
         self._epoch_start("test")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """Feed the step's scores, targets and ids (read from ``outputs`` and ``batch``) to the validation suite."""
         self._batch_end("validate", trainer, pl_module, outputs, batch, dataloader_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        """Feed the step's scores, targets and ids to the test suite."""
         self._batch_end("test", trainer, pl_module, outputs, batch, dataloader_idx)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        """Compute on every rank (the sync is collective), log the keys under ``val/`` and the figures, and reset."""
         self._epoch_end("validate", trainer, pl_module)
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
+        """Compute, log the keys under ``test/`` and the figures, and reset."""
         self._epoch_end("test", trainer, pl_module)
 
 

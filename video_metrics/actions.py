@@ -78,7 +78,18 @@ class ActionMetrics(VideoMetric):
     processes in one packed sync.
 
     Ties: a head ranks ties to the lower class index; pairs with equal scores rank by their verb's
-    rank, then their noun's (the official script leaves ties to NumPy's unstable sort)."""
+    rank, then their noun's (the official script leaves ties to NumPy's unstable sort).
+
+    >>> import torch
+    >>> from video_metrics import ActionMetrics
+    >>> metric = ActionMetrics(num_verbs=3, num_nouns=4, top_k=(1,))
+    >>> verbs = torch.tensor([[2.0, 0.1, 0.0], [0.0, 1.0, 0.2], [0.3, 0.2, 1.5]])
+    >>> nouns = torch.tensor([[0.1, 2.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.5], [0.0, 0.0, 0.2, 3.0]])
+    >>> metric.update(verbs, nouns, torch.tensor([0, 1, 2]), torch.tensor([1, 3, 3]))
+    >>> out = metric.compute()
+    >>> [round(float(out[k]), 4) for k in ("verb/top1", "noun/top1", "action/top1")]
+    [1.0, 0.6667, 0.6667]
+    """
 
     higher_is_better = True
 
@@ -127,6 +138,7 @@ class ActionMetrics(VideoMetric):
     def update(self, verb_scores: Tensor, noun_scores: Tensor, verb_target: Tensor, noun_target: Tensor,
                video_ids: Optional[Tensor] = None, clip_ids: Optional[Tensor] = None,
                groups: Optional[Tensor] = None) -> None:
+        """Add a batch of verb and noun scores with their targets (and segment ids); free checks raise at once, value checks at ``compute()``."""
         video_ids, clip_ids = id_tensor(video_ids, "video_ids"), id_tensor(clip_ids, "clip_ids")
         check_scores(verb_scores, self.num_verbs, "verb_scores")
         check_scores(noun_scores, self.num_nouns, "noun_scores")
@@ -178,6 +190,7 @@ class ActionMetrics(VideoMetric):
 
     # ------------------------------------------------------------------------------ compute
     def compute(self) -> Dict[str, Tensor]:
+        """Verb, noun and action top-k accuracy, class-mean recall and (with ``many_shot``) the many-shot keys, synced."""
         self._check_rows()
         sv, sn, combine, tv, tn, groups = self._segments()
         return self._keys(sv, sn, combine, tv, tn, groups)

@@ -92,6 +92,7 @@ def poisson_weights(keys: Tensor, replicates: int, seed: int, dtype=torch.float6
 
 
 def check_bootstrap(bootstrap: Any, ci: Any, unit: Any, seed: Any) -> None:
+    """Check the bootstrap options (replicates >= 0, ``ci`` in (0, 1), the resampling unit, an int seed)."""
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise ValueError(f"`bootstrap` must be a non-negative int (the number of replicates; 0: no intervals), "
                          f"got {bootstrap!r}")
@@ -272,8 +273,8 @@ def weighted_stats(level, unit: Tensor, w: Tensor, missing: Optional[Tensor] = N
     ``level``: a :class:`~video_metrics.levels.Level`; ``unit``: the unit (column of ``w``) of
     each of its rows; ``w``: ``(B, U)`` replicate counts; ``missing``: ``(B,)`` weighted count of
     expected videos without clips (video level, ``missing="count_as_wrong"``). Per-unit tables
-    come from one row pass (:func:`_unit_tables`), replicated by matrix products; AP and AUROC from
-    the weighted ranking (:func:`_ranking_stats`)."""
+    come from one row pass (a table per resampling unit), replicated by matrix products; AP and AUROC from
+    the weighted ranking."""
     cfg, task = level.config, level.task
     keys = keys_for(task, cfg.top_k, level.reduction) if keys is None else list(keys)
     c, n = level.c, level.n

@@ -26,6 +26,7 @@ DESCRIPTION = "Evaluate video classifiers: clip- and video-level metrics, report
 
 # ------------------------------------------------------------------ demo
 def demo(args: argparse.Namespace) -> int:
+    """``video-metrics demo``: train the tiny 3D CNN on synthetic clips and write its report."""
     from .demo import DemoConfig, run_demo
 
     kw = dict(out=args.out, seed=args.seed, progress=not args.no_progress)
@@ -148,6 +149,7 @@ def _epic_results(args):
 
 
 def epic_report(args: argparse.Namespace, loaded=None) -> int:
+    """``video-metrics report --format epic``: verb/noun/action metrics of an EPIC-Kitchens results file."""
     from .epic import EpicFileError, evaluate_results, format_action_table, write_action_report
 
     if not args.labels:
@@ -176,6 +178,7 @@ def epic_report(args: argparse.Namespace, loaded=None) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
+    """``video-metrics report``: read a predictions file and write the metrics table, JSON, figures and HTML report."""
     import warnings
 
     from .io import PredictionFileError
@@ -243,6 +246,7 @@ def _gates(specs: List[str]):
 
 
 def compare(args: argparse.Namespace) -> int:
+    """``video-metrics compare a b``: pair two predictions files row by row and write the comparison."""
     import warnings
 
     from .io import PredictionFileError
@@ -431,6 +435,7 @@ def _eval_options(r: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``argparse`` parser of ``video-metrics`` (``demo``, ``report``, ``compare``)."""
     parser = argparse.ArgumentParser(prog="video-metrics", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train a tiny 3D CNN on generated clips and report clip/video metrics",
@@ -492,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The ``video-metrics`` entry point: returns the exit status (2 for a usage or input error, named in one line)."""
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo(args)

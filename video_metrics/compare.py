@@ -41,6 +41,11 @@ LOWER_IS_BETTER = ("ece", "mce", "nll", "brier", "challenge_score")
 
 
 def lower_is_better(key: str) -> bool:
+    """Whether a key is a loss or an error (ECE, MCE, NLL, Brier, challenge score): its delta is better when negative.
+
+    >>> lower_is_better("video/ece"), lower_is_better("video/top1")
+    (True, False)
+    """
     return key.rpartition("/")[2] in LOWER_IS_BETTER
 
 
@@ -50,6 +55,11 @@ __all__ = ["compare", "Comparison", "lower_is_better", "Delta", "McNemar", "Clas
 
 @dataclass
 class Delta:
+    """The paired change of one key: ``a`` (baseline) and ``b`` (candidate) on the same videos,
+    ``delta = b - a``, its percentile interval ``[low, high]`` over the paired bootstrap replicates and
+    the two-sided bootstrap p-value of ``delta = 0`` (``< 1/B`` shown as such by
+    :func:`format_p_value`). See :class:`Comparison` for an example.
+    """
     key: str
     a: float
     b: float
@@ -61,6 +71,13 @@ class Delta:
 
 @dataclass
 class McNemar:
+    """McNemar's exact test of the top-1 decisions at one ``level``: ``a_right_b_wrong`` and
+    ``a_wrong_b_right`` are the discordant samples among ``num_paired``; ``p_value`` is the two-sided
+    binomial test of the discordant pairs at 1/2 (:func:`mcnemar_exact`).
+
+    >>> McNemar("video", a_right_b_wrong=2, a_wrong_b_right=9, num_paired=80, p_value=mcnemar_exact(2, 9)).p_value
+    0.0654296875
+    """
     level: str
     a_right_b_wrong: int
     a_wrong_b_right: int
@@ -70,6 +87,11 @@ class McNemar:
 
 @dataclass
 class ClassDelta:
+    """The paired change of one class's ``metric`` (recall for multiclass, AP for multilabel):
+    ``a``, ``b``, ``delta = b - a`` with its interval and bootstrap p-value, and the
+    Benjamini-Hochberg ``q_value`` over the classes (:func:`benjamini_hochberg`). ``Comparison.per_class``
+    lists them from the worst regression.
+    """
     index: int
     name: str
     metric: str
@@ -94,15 +116,36 @@ class SliceDelta:
 
     @property
     def label(self) -> str:
+        """``name=value`` of the slice."""
         return f"{self.name}={self.value}"
 
     def to_dict(self) -> Dict[str, Any]:
+        """The slice's deltas as JSON-ready values."""
         return {"name": self.name, "value": self.value, "num_videos": self.num_videos, "too_small": self.too_small,
                 "deltas": {k: asdict(v) for k, v in self.deltas.items()}}
 
 
 @dataclass
 class Comparison:
+    """What :func:`compare` returns: ``deltas`` (:class:`Delta` per key), ``mcnemar`` (:class:`McNemar`
+    per level), ``per_class`` (:class:`ClassDelta`, worst regression first, at ``per_class_level``),
+    ``flips`` (per level, the ids that went right -> wrong and wrong -> right), ``slices``
+    (:class:`SliceDelta`), and the bootstrap settings and number of paired videos.
+
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> def evaluated(signal):
+    ...     p = synthetic_predictions(num_videos=80, clips_per_video=2, num_classes=5, seed=0, signal=signal)
+    ...     suite = vm.VideoClassificationMetrics(5, video_reduction="mean_probs")
+    ...     suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
+    ...     return suite
+    >>> c = vm.compare(evaluated(0.5), evaluated(2.0), bootstrap=200, seed=0)
+    >>> d = c.deltas["video/top1"]
+    >>> round(d.a, 3), round(d.b, 3), format_p_value(d.p_value, c.bootstrap)
+    (0.338, 0.7, '< 0.005')
+    >>> c.mcnemar["video"].a_wrong_b_right, c.mcnemar["video"].a_right_b_wrong
+    (29, 0)
+    """
     bootstrap: int
     ci: float
     seed: int
@@ -126,6 +169,7 @@ class Comparison:
                           {k: f for k, f in self.flips.items() if k == level}, self.per_class_level, slices)
 
     def to_dict(self) -> Dict[str, Any]:
+        """Everything as JSON-ready values (what ``compare.json`` holds)."""
         return clean_json({
             "bootstrap": self.bootstrap, "ci": self.ci, "seed": self.seed, "num_videos": self.num_videos,
             "deltas": {k: asdict(v) for k, v in self.deltas.items()},
@@ -349,7 +393,20 @@ def _slice_deltas(a, ra, rb, ci: float) -> List[SliceDelta]:
 def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0,
             names: Tuple[str, str] = ("`a`", "`b`")) -> Comparison:
     """Paired comparison of suite ``a`` (baseline) and suite ``b`` (candidate); see the module doc.
-    ``names``: how errors name the two (e.g. their files)."""
+    ``names``: how errors name the two (e.g. their files).
+
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> def evaluated(signal):
+    ...     p = synthetic_predictions(num_videos=80, clips_per_video=2, num_classes=5, seed=0, signal=signal)
+    ...     suite = vm.VideoClassificationMetrics(5, video_reduction="mean_probs")
+    ...     suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
+    ...     return suite
+    >>> c = vm.compare(evaluated(0.5), evaluated(2.0), bootstrap=200, seed=0)
+    >>> d = c.deltas["video/top1"]
+    >>> round(d.delta, 3), d.low > 0, c.mcnemar["video"].p_value < 1e-6
+    (0.362, True, True)
+    """
     bs.check_bootstrap(bootstrap, ci, "video", seed)
     if bootstrap < 1:
         raise ValueError(f"`bootstrap` must be positive, got {bootstrap}")

@@ -78,4 +78,5 @@ class SuiteConfig:
         return torch.tensor(self.expected_video_ids, dtype=torch.long, device=device)
 
     def class_set_dict(self) -> Dict[Tuple[str, str], List[int]]:
+        """The class sets as a dict ``{(level, name): class indices}``."""
         return {k: list(v) for k, v in self.class_sets}

@@ -28,6 +28,14 @@ __all__ = ["DemoConfig", "run_demo", "summary_sentence"]
 
 @dataclass
 class DemoConfig:
+    """The demo's settings: clips of moving objects (``train_videos``, ``val_videos``,
+    ``clips_per_video``, ``frames``, ``size``; ``missing_evidence``: the share of clips where the
+    object is partly or wholly out of view), the tiny 3D CNN's training, the bootstrap
+    replicates and the report folder ``out``.
+
+    >>> DemoConfig.quick().epochs
+    2
+    """
     out: str = "video_metrics_demo"
     train_videos: int = 480
     val_videos: int = 60
@@ -44,6 +52,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **kw) -> "DemoConfig":
+        """A configuration that trains for seconds (the tests' demo)."""
         base = dict(train_videos=96, val_videos=16, epochs=2)
         base.update(kw)
         return cls(**base)

@@ -17,7 +17,12 @@ def stable_id(name: Union[str, Sequence[str]], device=None) -> Union[int, Tensor
     names in an :class:`IdRegistry` to have collisions detected.
 
     A list (or tuple) of strings gives an int64 tensor of their ids (on ``device``), ready to pass
-    as ``video_ids``."""
+    as ``video_ids``.
+
+    >>> from video_metrics import stable_id
+    >>> stable_id("kitchen_01") == stable_id("kitchen_01"), stable_id(["a", "b"]).dtype
+    (True, torch.int64)
+    """
     if isinstance(name, (list, tuple)):
         bad = next((x for x in name if not isinstance(x, str)), None)
         if bad is not None:
@@ -35,6 +40,12 @@ class IdRegistry:
     ``ids(names)`` returns an int64 tensor to pass as ``video_ids``; ``name(id)`` and
     ``names(ids)`` map ids back for reports; ``check()`` raises if two names share an id (the
     suites call it at ``compute()`` when given a registry).
+
+    >>> from video_metrics import IdRegistry
+    >>> registry = IdRegistry()
+    >>> ids = registry.ids(["kitchen_01", "garden_07", "kitchen_01"])
+    >>> bool(ids[0] == ids[2]), registry.names(ids)
+    (True, ['kitchen_01', 'garden_07', 'kitchen_01'])
     """
 
     def __init__(self, names: Optional[Iterable[str]] = None) -> None:
@@ -44,6 +55,7 @@ class IdRegistry:
             self.ids(names)
 
     def add(self, name: str) -> int:
+        """The int64 id of ``name`` (remembered, collisions recorded for :meth:`check`)."""
         i = stable_id(name)
         known = self._names.setdefault(i, name)
         if known != name:
@@ -51,15 +63,19 @@ class IdRegistry:
         return i
 
     def ids(self, names: Iterable[str], device=None) -> Tensor:
+        """The ids of ``names`` as an int64 tensor."""
         return torch.tensor([self.add(n) for n in names], dtype=torch.long, device=device)
 
     def name(self, i: int) -> str:
+        """The name of an id (its number as text if the registry never saw it)."""
         return self._names.get(int(i), str(int(i)))
 
     def names(self, ids) -> List[str]:
+        """The names of several ids."""
         return [self.name(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
 
     def check(self) -> None:
+        """Raise if two names mapped to one id (the suite calls this at ``compute()``)."""
         if self._collisions:
             a, b, i = self._collisions[0]
             raise ValueError(f"video id collision: {a!r} and {b!r} both map to {i} ({len(self._collisions)} collision(s))")

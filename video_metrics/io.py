@@ -41,6 +41,9 @@ class PredictionFileError(ValueError):
 
 @dataclass
 class Chunk:
+    """Rows of a predictions file: ``scores`` ``(n, C)``, ``target`` (class indices or an ``(n, C)``
+    {0, 1} matrix), and the ``video_ids`` and ``clip_ids`` when the file has them.
+    """
     scores: Tensor
     target: Tensor
     video_ids: Optional[Tensor]
@@ -73,6 +76,7 @@ class PredictionFile:
     rows_are: Optional[str] = None
 
     def chunks(self, size: int = 4096) -> Iterator[Chunk]:
+        """The rows in chunks of ``size`` (each a :class:`Chunk`), read lazily and checked as they are read."""
         for ch in self.read_chunks(size):
             if not self.multilabel and getattr(self, "_as_multilabel", False):
                 hot = torch.zeros(ch.target.shape[0], self.num_classes, dtype=torch.long)

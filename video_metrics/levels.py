@@ -83,7 +83,17 @@ def keys_for(task: str, top_k: Sequence[int], reduction: Optional[str]) -> List[
 
 @dataclass
 class LevelReport:
-    """Everything about one level (``"clip"`` or ``"video"``) for plots, callbacks and the CLI."""
+    """Everything about one level (``"clip"`` or ``"video"``) for plots, callbacks and the CLI.
+
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> p = synthetic_predictions(num_videos=20, clips_per_video=2, num_classes=4)
+    >>> suite = vm.VideoClassificationMetrics(4)
+    >>> suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
+    >>> clip = suite.report().clip
+    >>> clip.confusion.shape, clip.reliability.count.sum().item()
+    (torch.Size([4, 4]), 40)
+    """
 
     level: str
     scalars: Dict[str, float]
@@ -103,6 +113,7 @@ class LevelReport:
     pr_counts: Optional[Tensor] = None
 
     def to_dict(self) -> Dict[str, Any]:
+        """The level's report as JSON-ready values."""
         d: Dict[str, Any] = {
             "level": self.level, "scalars": clean_json(self.scalars), "support": self.support,
             "precision": clean_json(self.precision), "recall": clean_json(self.recall), "f1": clean_json(self.f1), "ap": clean_json(self.ap),
@@ -300,7 +311,7 @@ class Level:
     @classmethod
     def of_videos(cls, config, reduction: str, agg, missing: int = 0, detail: bool = True,
                   workspace: Optional[Workspace] = None) -> "Level":
-        """The video level of an :class:`~video_metrics.videos.AggregatedVideos`."""
+        """The video level of an :class:`~video_metrics.functional.aggregation.AggregatedVideos`."""
         level = cls(config, "video", reduction, missing=missing, detail=detail, workspace=workspace)
         level.from_aggregated(agg.rank, agg.votes, agg.target)
         return level
@@ -374,6 +385,7 @@ class Level:
 
     # ------------------------------------------------------------------ scalars
     def scalars(self) -> Dict[str, Tensor]:
+        """The level's keys as float64 scalars (``compute()``'s values without the ``clip/``/``video/`` prefix)."""
         if not hasattr(self, "_scalars"):
             self._scalars = self._compute()
         return self._scalars
@@ -581,6 +593,7 @@ class Level:
 
     # ------------------------------------------------------------------ report
     def report(self, max_points: int = 200) -> LevelReport:
+        """The level's :class:`LevelReport`: per-class vectors, reliability, PR curves, top confusions."""
         scalars = {k: float(v) for k, v in self.scalars().items()}
         cfg = self.config
         avg = prf_from_counts(self.tp, self.pc, self.support, "none")
@@ -650,6 +663,7 @@ class HistLevel:
         self.n = int(states["n_rows"])
 
     def scalars(self) -> Dict[str, Tensor]:
+        """The histogram-mode level's keys as float64 scalars."""
         if not hasattr(self, "_scalars"):
             self._scalars = self._compute()
         return self._scalars
@@ -678,6 +692,7 @@ class HistLevel:
         return level_scalars(cfg, self.task, keys_for(self.task, cfg.top_k, None), S)
 
     def report(self, max_points: int = 200) -> LevelReport:
+        """The histogram-mode level's :class:`LevelReport`."""
         cfg, st = self.config, self.states
         scalars = {k: float(v) for k, v in self.scalars().items()}
         avg = prf_from_counts(self.tp, self.pc, self.support, "none")

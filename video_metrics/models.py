@@ -24,6 +24,7 @@ class TinyVideoNet(nn.Module):
         self.head = nn.Linear(2 * width, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits ``(N, num_classes)`` of clips ``(N, 3, T, H, W)``."""
         x = self.block3(self.block2(self.block1(x)))
         return self.head(torch.flatten(self.pool(x), 1))
 
@@ -38,6 +39,7 @@ class LitVideoClassifier(pl.LightningModule):
         self.net, self.lr, self.task = net, lr, task
 
     def forward(self, x: Tensor) -> Tensor:
+        """The network's logits."""
         return self.net(x)
 
     def _loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -46,6 +48,7 @@ class LitVideoClassifier(pl.LightningModule):
         return nn.functional.binary_cross_entropy_with_logits(logits, target.float())
 
     def training_step(self, batch, batch_idx):
+        """Cross-entropy of the batch."""
         loss = self._loss(self(batch["clip"]), batch["target"])
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["clip"].shape[0])
         return loss
@@ -56,12 +59,15 @@ class LitVideoClassifier(pl.LightningModule):
                 "clip_ids": batch["clip_id"]}
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        """Logits, targets and ids for :class:`~video_metrics.callbacks.VideoMetricsCallback`."""
         return self._eval(batch)
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
+        """As :meth:`validation_step`."""
         return self._eval(batch)
 
     def configure_optimizers(self):
+        """Adam with a cosine learning-rate schedule over the epochs."""
         opt = torch.optim.Adam(self.parameters(), lr=self.lr)
         epochs = max(int(getattr(self.trainer, "max_epochs", None) or 1), 1) if self._trainer is not None else 1
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)}

@@ -59,6 +59,7 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 
 
 def fmt_value(v, digits: int = 4) -> str:
+    """A value as the tables print it: integers as such, floats with ``digits`` decimals, '–' for none."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     if isinstance(v, (int, np.integer)):
@@ -139,6 +140,14 @@ def _top_confusions(report, level: str) -> str:
 _SLICE_KEYS = ("top1", "top5", "acc", "balanced_acc", "mean_class_top1", "f1_macro", "mAP", "auprc_macro", "ap")
 
 
+def _slice_cells(sl, num_clips: Optional[int] = None) -> List[str]:
+    """A slice's label (noted when too small), videos and, when given, clips as sortable cells."""
+    cells = [f"<td data-v=\"{html.escape(sl.label)}\">{html.escape(sl.label)}"
+             + (" <span class=\"note\">(too small)</span>" if sl.too_small else "") + "</td>",
+             f"<td data-v=\"{sl.num_videos}\">{sl.num_videos}</td>"]
+    return cells + ([f"<td data-v=\"{num_clips}\">{num_clips}</td>"] if num_clips is not None else [])
+
+
 def _slices(report) -> str:
     if not getattr(report, "slices", None):
         return ""
@@ -152,9 +161,7 @@ def _slices(report) -> str:
     head = "<th>slice</th><th>videos</th><th>clips</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     rows = []
     for sl in report.slices:
-        cells = [f"<td data-v=\"{html.escape(sl.label)}\">{html.escape(sl.label)}"
-                 + (" <span class=\"note\">(too small)</span>" if sl.too_small else "") + "</td>",
-                 f"<td data-v=\"{sl.num_videos}\">{sl.num_videos}</td>", f"<td data-v=\"{sl.num_clips}\">{sl.num_clips}</td>"]
+        cells = _slice_cells(sl, sl.num_clips)
         for k in keys:
             v = sl.scalars.get(k)
             iv = sl.intervals.get(k)
@@ -241,21 +248,26 @@ def write_report(report, out_dir: str, title: str = "video_metrics report", sour
     :class:`~video_metrics.suite.SuiteReport`, or a suite, whose ``report()`` is taken) into
     ``out_dir`` (created; the files of an earlier report there are replaced, every other file is
     kept): the folder ``video-metrics report`` writes. ``extra_figures``: more figures (name ->
-    matplotlib ``Figure``) shown at the end, e.g. explanation overlays. Returns name -> path."""
+    matplotlib ``Figure``) shown at the end, e.g. explanation overlays. Returns name -> path.
+
+    >>> import os, tempfile
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> p = synthetic_predictions(num_videos=20, clips_per_video=2, num_classes=4)
+    >>> suite = vm.VideoClassificationMetrics(4, video_reduction="mean_logits")
+    >>> suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths = vm.write_report(suite, folder)
+    ...     [name in os.listdir(folder) for name in ("report.html", "metrics.json", "video_reliability.png")]
+    [True, True, True]
+    """
     if not hasattr(report, "scalars") and callable(getattr(report, "report", None)):
         report = report.report()
     out_dir = os.path.abspath(out_dir)
     images: Dict[str, str] = {}
     with report_folder(out_dir) as tmp:
-        for tag, fig in report_figures(report, max_classes_in_matrix):
-            name = tag.replace("/", "_") + ".png"
-            save_png(fig, os.path.join(tmp, name))
-            images[tag] = name
-            del fig
-        for tag, fig in (extra_figures or {}).items():
-            name = tag.replace("/", "_") + ".png"
-            save_png(fig, os.path.join(tmp, name))
-            images[tag] = name
+        save_figures(tmp, report_figures(report, max_classes_in_matrix), images)
+        save_figures(tmp, (extra_figures or {}).items(), images)
         with open(os.path.join(tmp, "metrics.json"), "w") as f:
             json.dump(report.to_dict(), f, indent=1, allow_nan=False)
         with open(os.path.join(tmp, "report.html"), "w") as f:
@@ -263,6 +275,16 @@ def write_report(report, out_dir: str, title: str = "video_metrics report", sour
     paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
     paths.update({n: os.path.join(out_dir, n) for n in REPORT_FILES})
     return paths
+
+
+def save_figures(folder: str, figures, images: Dict[str, str], prefix: str = "") -> None:
+    """Write each ``(tag, figure)`` as ``<prefix><tag>.png`` into ``folder`` and note its file name
+    in ``images`` (one figure in memory at a time)."""
+    for tag, fig in figures:
+        name = prefix + tag.replace("/", "_") + ".png"
+        save_png(fig, os.path.join(folder, name))
+        images[tag] = name
+        del fig
 
 
 def _img(images: Dict[str, str], tag: str, alt: str) -> str:
@@ -346,11 +368,7 @@ def write_comparison(comparison, out_dir: str, title: str = "video_metrics compa
     out_dir = os.path.abspath(out_dir)
     images: Dict[str, str] = {}
     with report_folder(out_dir, "compare") as tmp:
-        for tag, fig in comparison_figures(comparison):
-            name = f"compare_{tag}.png"
-            save_png(fig, os.path.join(tmp, name))
-            images[tag] = name
-            del fig
+        save_figures(tmp, comparison_figures(comparison), images, prefix="compare_")
         with open(os.path.join(tmp, "compare.json"), "w") as f:
             json.dump(comparison.to_dict(), f, indent=1, allow_nan=False)
         with open(os.path.join(tmp, "compare.html"), "w") as f:
@@ -380,9 +398,7 @@ def _compare_slices(c) -> str:
     head = "<th>slice</th><th>videos</th>" + "".join(f"<th>{html.escape(k)} b - a</th>" for k in keys)
     rows = []
     for sl in c.slices:
-        cells = [f"<td data-v=\"{html.escape(sl.label)}\">{html.escape(sl.label)}"
-                 + (" <span class=\"note\">(too small)</span>" if sl.too_small else "") + "</td>",
-                 f"<td data-v=\"{sl.num_videos}\">{sl.num_videos}</td>"]
+        cells = _slice_cells(sl)
         for k in keys:
             d = sl.deltas.get(k)
             if d is None or d.delta != d.delta:

@@ -64,7 +64,7 @@ from .functional.ranking import (
     transpose_rows,
 )
 from .levels import add_video_counts, block_sizes, keys_for, level_scalars
-from .metrics.base import COLLECTIVES
+from .metrics.base import COLLECTIVES, all_gather_packed
 from .functional.aggregation import kept_rows, missing_video_ids
 
 __all__ = ["AUTO_BYTES", "should_shard", "evaluate", "shard_bounds", "RankRows"]
@@ -98,31 +98,12 @@ def shard_bounds(c: int, world: int) -> List[Tuple[int, int]]:
 
 # ------------------------------------------------------------------------------------ collectives
 def _all_gather_rows(tensors: Sequence[Tensor], group) -> Tuple[List[Tensor], List[int]]:
-    """Row-concatenate (rank order) tensors of one row count: two all-gathers (sizes, bytes)."""
-    dev = tensors[0].device
-    world = dist.get_world_size(group)
-    n = tensors[0].shape[0]
-    cols = [t.contiguous().view(torch.uint8).reshape(n, math.prod(t.shape[1:]) * t.element_size()) for t in tensors]
-    widths = [c.shape[1] for c in cols]
-    packed = torch.cat(cols, 1) if cols else torch.zeros(n, 0, dtype=torch.uint8, device=dev)
-    size = torch.tensor([n], dtype=torch.long, device=dev)
-    sizes = [torch.zeros_like(size) for _ in range(world)]
-    dist.all_gather(sizes, size, group=group)
-    COLLECTIVES["all_gather"] += 1
-    counts = [int(x) for x in torch.cat(sizes).cpu()]
-    width = max(counts)
-    buf = torch.zeros(width, packed.shape[1], dtype=torch.uint8, device=dev)
-    buf[:n] = packed
-    out = [torch.empty_like(buf) for _ in range(world)]
-    dist.all_gather(out, buf, group=group)
-    COLLECTIVES["all_gather"] += 1
-    rows = torch.cat([o[:k] for o, k in zip(out, counts)])
-    res, off = [], 0
-    for t, w in zip(tensors, widths):
-        part = rows[:, off:off + w].contiguous()
-        off += w
-        res.append(part.view(t.dtype).reshape(rows.shape[0], *t.shape[1:]))
-    return res, counts
+    """Row-concatenate (rank order) tensors of one row count (the first with non-empty rows):
+    :func:`~video_metrics.metrics.base.all_gather_packed`, two collectives."""
+    pieces, table = all_gather_packed([[t] for t in tensors], group, tensors[0].device)
+    row_bytes = math.prod(tensors[0].shape[1:]) * tensors[0].element_size()
+    counts = [int(b) // row_bytes for b in table[:, 0]]
+    return [torch.cat([p.view(t.dtype).view(-1, *t.shape[1:]) for p in ps]) for t, ps in zip(tensors, pieces)], counts
 
 
 def _all_gather_same(x: Tensor, group) -> Tensor:
@@ -295,7 +276,7 @@ def _row_quantities(cfg, rows: RankRows, step: int, dev) -> List[Tensor]:
 
 
 def _same_rows(rows: RankRows, valid: Tensor, offsets: List[int], counts: List[int], rank: int, group, dev):
-    """``same_rows`` of :func:`~video_metrics.videos.kept_rows` across ranks: each rank fingerprints
+    """``same_rows`` of :func:`~video_metrics.functional.aggregation.kept_rows` across ranks: each rank fingerprints
     its own rows among the repeated ones and the rows they repeat, and one gather (two collectives,
     only when rows repeat) shares them."""
     def same(a: Tensor, b: Tensor) -> Tensor:
@@ -315,11 +296,11 @@ def _same_rows(rows: RankRows, valid: Tensor, offsets: List[int], counts: List[i
 def evaluate(cfg, rows: RankRows, group) -> Dict[str, Tensor]:
     """``compute()`` with class shards (the summed states are already synced and checked; every
     rank calls this with its own rows). Stages: 1. row quantities of the own rows, gathered with
-    the ids (:func:`_row_quantities`); 2. the de-duplication, alike on every rank; 3. one
-    ``all_to_all`` of the class shards (:func:`_exchange`); 4. the clip level of the shard
-    (:func:`_clip_shard`); 5. the video level (:class:`_VideoShard`); 6. the micro AP
-    (:func:`_micro_ap`); 7. the per-class vectors of every shard gathered by name
-    (:class:`_PerClass`) and the keys computed from them (:func:`_scalars`)."""
+    the ids (``_row_quantities``); 2. the de-duplication, alike on every rank; 3. one
+    ``all_to_all`` of the class shards (``_exchange``); 4. the clip level of the shard
+    (``_clip_shard``); 5. the video level (``_VideoShard``); 6. the micro AP
+    (``_micro_ap``); 7. the per-class vectors of every shard gathered by name
+    (``_PerClass``) and the keys computed from them (``_scalars``)."""
     group = group if group is not None else dist.group.WORLD
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     mc, c = cfg.row_task == "multiclass", cfg.columns

@@ -40,7 +40,18 @@ SAMPLE_KEYS = ("ece", "mce", "nll", "brier")
 
 @dataclass
 class SliceResult:
-    """One slice: ``name`` (the group column, ``"frequency"`` or ``"classes"``) and ``value``."""
+    """One slice: ``name`` (the group column, ``"frequency"`` or ``"classes"``) and ``value``.
+
+    >>> import torch
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> p = synthetic_predictions(num_videos=60, clips_per_video=2, num_classes=4, seed=2)
+    >>> suite = vm.VideoClassificationMetrics(4, video_reduction="mean_logits", slices=("camera",), min_slice_size=5)
+    >>> camera = (p.video_ids % 2)[:, None]  # one group column: the camera of each clip's video
+    >>> suite.update(p.scores, p.target, p.video_ids, p.clip_ids, groups=camera)
+    >>> [(s.label, s.num_videos) for s in suite.report().slices]
+    [('camera=0', 30), ('camera=1', 30)]
+    """
 
     name: str
     value: Any
@@ -54,9 +65,11 @@ class SliceResult:
 
     @property
     def label(self) -> str:
+        """``name=value`` of the slice."""
         return f"{self.name}={self.value}"
 
     def to_dict(self) -> Dict[str, Any]:
+        """The slice as JSON-ready values."""
         return {"name": self.name, "value": self.value, "kind": self.kind, "num_videos": self.num_videos,
                 "num_clips": self.num_clips, "too_small": self.too_small, "classes": self.classes,
                 "scalars": clean_json(self.scalars), "intervals": {k: clean_json(list(v)) for k, v in self.intervals.items()}}

@@ -191,6 +191,15 @@ class VideoAggregator(_ClipRows):
     pairs count once. Clips of one video with different targets are reported at ``compute()``.
     ``reduction`` is one of ``mean_logits``, ``mean_probs``, ``max``, ``vote`` (see
     :mod:`video_metrics.functional.aggregation`). ``compute()`` returns :class:`AggregatedVideos`.
+
+    >>> import torch
+    >>> import video_metrics as vm
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 3.0]])
+    >>> agg = vm.VideoAggregator(2, reduction="mean_probs")
+    >>> agg.update(logits, torch.tensor([0, 0, 1, 1]), torch.tensor([7, 7, 9, 9]), torch.tensor([0, 1, 0, 0]))
+    >>> videos = agg.compute()  # (9, 0) twice: a padding duplicate, counted once
+    >>> videos.video_ids.tolist(), videos.num_clips.tolist(), videos.coverage.duplicates_dropped
+    ([7, 9], [2, 1], 1)
     """
 
     higher_is_better = None
@@ -205,11 +214,13 @@ class VideoAggregator(_ClipRows):
                                   expected_video_ids=_id_tuple(self.expected_video_ids), expected_clips=expected_clips)
 
     def update(self, scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids: Optional[Tensor] = None) -> None:
+        """Add clip rows with their video ids (and clip ids); free checks raise at once."""
         if video_ids is None:
             raise ValueError("`video_ids` is required by VideoAggregator")
         self._append(scores, target, video_ids, clip_ids)
 
     def compute(self) -> AggregatedVideos:
+        """The :class:`~video_metrics.functional.aggregation.AggregatedVideos` of every kept row, synced."""
         return self._aggregate(*self.kept_rows(), self.reduction)
 
     def plot(self, val: Optional[AggregatedVideos] = None, ax: Any = None):
@@ -264,7 +275,17 @@ class SuiteReport:
     """What :meth:`VideoClassificationMetrics.report` returns: scalars (the ``compute()``
     dict), one :class:`LevelReport` per level, coverage and class names. ``to_dict()`` is
     JSON-serialisable and small (per-class vectors, bins, top confusions; no per-clip arrays,
-    no curves)."""
+    no curves).
+
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> p = synthetic_predictions(num_videos=40, clips_per_video=3, num_classes=5, seed=1)
+    >>> suite = vm.VideoClassificationMetrics(5, video_reduction="mean_logits")
+    >>> suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
+    >>> report = suite.report()
+    >>> round(report.scalars["video/top1"], 4), len(report.video.f1), report.video.support
+    (0.75, 5, [12, 11, 3, 6, 8])
+    """
 
     task: str
     num_classes: int
@@ -301,6 +322,7 @@ class SuiteReport:
     __str__ = __repr__
 
     def to_dict(self) -> Dict[str, Any]:
+        """The report as JSON-ready values (what ``metrics.json`` holds)."""
         return {
             "task": self.task, "num_classes": self.num_classes, "class_names": self.class_names,
             "video_reduction": self.video_reduction, "scalars": clean_json(self.scalars), "rows": self.rows,
@@ -358,6 +380,15 @@ class VideoClassificationMetrics(_ClipRows):
 
     ``shard_classes``: ``"auto"`` / ``True`` / ``False``, class-sharded ``compute()`` under DDP
     (:mod:`video_metrics.sharded`).
+
+    >>> import video_metrics as vm
+    >>> from video_metrics.data.predictions import synthetic_predictions
+    >>> p = synthetic_predictions(num_videos=40, clips_per_video=3, num_classes=5, seed=1)
+    >>> suite = vm.VideoClassificationMetrics(5, top_k=(1, 3), video_reduction="mean_logits")
+    >>> suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
+    >>> out = suite.compute()
+    >>> round(float(out["clip/top1"]), 4), round(float(out["video/top1"]), 4), int(out["video/num_videos"])
+    (0.6417, 0.75, 40)
     """
 
     higher_is_better = None
@@ -472,6 +503,7 @@ class VideoClassificationMetrics(_ClipRows):
 
     # ------------------------------------------------------------------------------ compute
     def compute(self) -> Dict[str, Tensor]:
+        """Every key (``clip/...``, ``video/...``) as float64 scalars, synced; raises for bad rows or no data."""
         if getattr(self, "_sharded", False):  # under DDP, classes split across ranks (video_metrics.sharded)
             return _sharded.evaluate(self.config, self._rank_rows(), self._shard_group)
         return self.evaluation("scalars").scalars

@@ -24,9 +24,8 @@ import torch
 from torch import Tensor
 
 from .bootstrap import mix64
-from .functional.aggregation import aggregate_blocks, group_rows
+from .functional.aggregation import RowStore, aggregate_blocks, group_rows, video_targets
 from .functional.calibration import ReliabilityData, bin_update, binned_calibration_error, fit_temperature, binned_reliability, uniform_edges
-from .functional.aggregation import RowStore
 from .levels import block_sizes, clean_json
 
 __all__ = ["TemperatureFit", "fit"]
@@ -36,6 +35,11 @@ BOUNDS = (1e-2, 1e2)
 
 @dataclass
 class TemperatureFit:
+    """A fitted temperature at ``level``: ``temperature`` (the NLL minimiser), the NLL and ECE before
+    and after scaling, the ECE of a two-fold cross-fit (``ece_cross_fitted``: T fitted on one half of
+    the videos, scored on the other; ``temperatures_halves``), ``num_samples`` and both reliability
+    diagrams. ``VideoClassificationMetrics.fit_temperature`` returns it.
+    """
     level: str
     temperature: float
     nll_before: float
@@ -51,6 +55,7 @@ class TemperatureFit:
     reliability_after: Optional[ReliabilityData] = field(default=None, repr=False)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The fit as JSON-ready values."""
         keys = ("level", "temperature", "nll_before", "nll_after", "ece_before", "ece_after", "ece_cross_fitted",
                 "temperatures_halves", "num_samples")
         return clean_json({k: (list(v) if isinstance(v, tuple) else v) for k, v in ((k, getattr(self, k)) for k in keys)})
@@ -80,10 +85,7 @@ class _Data:
         self.n = int(self.t.shape[0])
 
     def _video_targets(self, t: Tensor, inverse: Tensor, v: int) -> Tensor:
-        if self.task == "multiclass":
-            return torch.zeros(v, dtype=torch.long, device=t.device).scatter_(0, inverse, t)
-        out = torch.zeros(v, t.shape[1], dtype=torch.bool, device=t.device)
-        return out.index_put_((inverse,), t.bool())
+        return video_targets(t, inverse, v)[0]  # the clips of a video agree (checked by the evaluation)
 
     def log_probs(self, temp: float) -> Tuple[Tensor, Optional[Tensor]]:
         """``(log p, log (1 - p))`` at the level (the second for multilabel only)."""
@@ -138,6 +140,7 @@ class _Data:
 
 
 def check_level(cfg, level: str) -> None:
+    """Whether a temperature can be fitted at ``level`` (exact mode, logits, a mean video reduction)."""
     if level not in ("clip", "video"):
         raise ValueError(f"`level` must be 'clip' or 'video', got {level!r}")
     if cfg.bins is not None:

@@ -40,11 +40,13 @@ class EvalContext:
         return RowStore(self.rows.chunks, full, self.rows.c, block_sizes(int(rows_mask.sum()), self.rows.c)[0])
 
     def clip_level(self, rows_mask: Optional[Tensor] = None) -> Level:
+        """The clip level of a subset of the kept rows (all of them: the suite's own)."""
         if rows_mask is None:
             return self.clip
         return Level.of_rows(self.config, "clip", self.subset_rows(rows_mask), self.t[rows_mask])
 
     def missing_ids(self, seen: Tensor) -> Optional[Tensor]:
+        """The expected video ids missing from ``seen`` when they count as wrong, else None."""
         cfg = self.config
         if cfg.expected_video_ids is None or cfg.missing != "count_as_wrong":
             return None

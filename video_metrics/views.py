@@ -31,6 +31,11 @@ __all__ = ["ViewsReport", "views_report", "subset_rank"]
 
 @dataclass
 class ViewsReport:
+    """Multi-view diagnostics: video top-1 with the first ``k`` views (``top1_first``) and with ``k``
+    random views averaged over ``draws`` (``top1_random``) for ``k`` in ``views``; the video keys under
+    every reduction (``by_reduction``); and the number of videos with identical views
+    (``duplicate_views``).
+    """
     views: List[int]  # k = 1 .. max views per video
     top1_random: List[float]  # mean over the random k-subsets
     top1_first: List[float]  # the first k views by clip id
@@ -39,6 +44,7 @@ class ViewsReport:
     duplicate_views: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
+        """The diagnostics as JSON-ready values."""
         return clean_json({"views": self.views, "top1_random": self.top1_random, "top1_first": self.top1_first,
                        "draws": self.draws, "by_reduction": self.by_reduction, "duplicate_views": self.duplicate_views})
 

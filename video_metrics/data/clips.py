@@ -54,6 +54,7 @@ class ClipSet:
         return self.clips.shape[0]
 
     def float_clips(self, idx=slice(None)) -> Tensor:
+        """Clips ``idx`` as float32 in [0, 1], ``(N, 3, T, H, W)``."""
         return self.clips[idx].float().div_(255.0)
 
 

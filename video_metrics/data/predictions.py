@@ -27,6 +27,13 @@ class SyntheticPredictions:
 
 def synthetic_predictions(num_videos: int = 300, clips_per_video: int = 4, num_classes: int = 20,
                           task: str = "multiclass", seed: int = 0, signal: float = 2.0) -> SyntheticPredictions:
+    """Clip scores with a known signal for tests and examples: ``num_videos`` videos of ``clips_per_video`` clips,
+    logits that favour each video's class by ``signal`` (multiclass) or its labels (multilabel).
+
+    >>> p = synthetic_predictions(num_videos=5, clips_per_video=2, num_classes=4)
+    >>> p.scores.shape, p.video_ids.tolist()
+    (torch.Size([10, 4]), [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    """
     g = torch.Generator().manual_seed(seed)
     c = num_classes
     if task == "multiclass":

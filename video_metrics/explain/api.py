@@ -183,7 +183,18 @@ def explain(model: nn.Module, clips: Union[Tensor, Sequence[Tensor]], method: st
     ``"clip"``. ``head_fusion``, ``discard_ratio``: rollout options.
 
     The model's train/eval mode, its parameters' ``.grad`` and its hooks are left as they were;
-    works under ``torch.no_grad()`` and ``torch.inference_mode()``."""
+    works under ``torch.no_grad()`` and ``torch.inference_mode()``.
+
+    >>> import torch
+    >>> from video_metrics.models import TinyVideoNet
+    >>> from video_metrics.explain import explain
+    >>> _ = torch.manual_seed(0)
+    >>> e = explain(TinyVideoNet(num_classes=4).eval(), torch.rand(2, 3, 8, 32, 32))
+    >>> e.method, e.layer, tuple(e.maps.shape)
+    ('gradcam', 'block3', (2, 8, 32, 32))
+    >>> e.reading
+    '(N, C, T, H, W) -> grid t=8, h=8, w=8'
+    """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}, got {method!r}")
     if weights not in ("frame", "clip"):

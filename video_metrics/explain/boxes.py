@@ -20,7 +20,13 @@ _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
 class Box(NamedTuple):
     """A box in pixel coordinates of the frame: columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1``
     (``x1``, ``y1`` exclusive, like slicing ``frame[y0:y1, x0:x1]``); ``score`` is the peak
-    heatmap value inside the component (in [0, 1] for normalised maps)."""
+    heatmap value inside the component (in [0, 1] for normalised maps).
+
+    >>> from video_metrics.explain import Box
+    >>> b = Box(x0=3, y0=2, x1=7, y1=5, score=1.0)
+    >>> (b.x1 - b.x0) * (b.y1 - b.y0)
+    12
+    """
 
     x0: int
     y0: int
@@ -35,7 +41,15 @@ def saliency_to_boxes(heatmaps: Tensor, threshold: float = 0.2, mode: str = "lar
     Per frame, pixels ``>= threshold * (max of the clip)`` (the *clip's* max, so frames without
     salient content get no box, as in the CAM paper's 20% rule) are grouped into 8-connected
     components; ``mode="largest"`` keeps the component with most pixels (ties: the higher peak),
-    ``"all"`` keeps every component, by decreasing peak. ``heatmaps``: ``(N, T, H, W)``."""
+    ``"all"`` keeps every component, by decreasing peak. ``heatmaps``: ``(N, T, H, W)``.
+
+    >>> import torch
+    >>> from video_metrics.explain import saliency_to_boxes
+    >>> maps = torch.zeros(1, 1, 8, 8)
+    >>> maps[0, 0, 2:5, 3:7] = 1.0
+    >>> saliency_to_boxes(maps)
+    [[[Box(x0=3, y0=2, x1=7, y1=5, score=1.0)]]]
+    """
     if mode not in ("largest", "all"):
         raise ValueError(f"`mode` must be 'largest' or 'all', got {mode!r}")
     if not 0.0 < threshold <= 1.0:

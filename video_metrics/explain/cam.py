@@ -42,7 +42,14 @@ class TokenGrid:
 
     ``order="thw"``: tokens time-major (VideoMAE: ``t`` = frames / tubelet size); ``"hwt"``:
     space-major, time-minor (TimeSformer). ``cls_token=True`` skips (and restores) a leading
-    CLS token."""
+    CLS token.
+
+    >>> import torch
+    >>> from video_metrics.explain import TokenGrid
+    >>> grid = TokenGrid(t=2, h=2, w=2, cls_token=True)
+    >>> grid.num_tokens, tuple(grid.to_grid(torch.zeros(3, 9, 16)).shape)
+    (9, (3, 16, 2, 2, 2))
+    """
 
     def __init__(self, t: int, h: int, w: int, cls_token: bool = False, order: str = "thw") -> None:
         if order not in ("thw", "hwt"):
@@ -51,12 +58,15 @@ class TokenGrid:
 
     @property
     def num_tokens(self) -> int:
+        """Tokens per clip: ``t * h * w`` plus the class token if there is one."""
         return self.t * self.h * self.w + int(self.cls_token)
 
     def reading(self, item: Tuple[int, ...] = (), channels: int = 0) -> Reading:
+        """The :class:`~video_metrics.explain.structure.Reading` of these tokens (``item``: where they sit in the layer's output)."""
         return Reading("tokens", item, self.t, self.h, self.w, channels, prefix=int(self.cls_token), order=self.order)
 
     def to_grid(self, tokens: Tensor) -> Tensor:
+        """``(N, L, D)`` tokens as a ``(N, D, t, h, w)`` grid (the class token dropped); a wrong token count raises."""
         n, length, d = tokens.shape
         if length != self.num_tokens:
             raise ValueError(f"TokenGrid({self.t}, {self.h}, {self.w}, cls_token={self.cls_token}) expects "
@@ -64,12 +74,19 @@ class TokenGrid:
         return self.reading(channels=d).to_grid(tokens, n)
 
     def to_tokens(self, grid: Tensor, like: Tensor) -> Tensor:
+        """A ``(N, D, t, h, w)`` grid back to tokens shaped as ``like`` (the class token's slot from ``like``)."""
         return self.reading(channels=grid.shape[1]).from_grid(grid, like)
 
 
 def normalize_per_clip(cam: Tensor) -> Tensor:
     """Min-max normalise each clip's map over all of (T, H, W) (frames stay comparable);
-    a constant map becomes 0."""
+    a constant map becomes 0.
+
+    >>> import torch
+    >>> from video_metrics.explain import normalize_per_clip
+    >>> normalize_per_clip(torch.tensor([[[[1.0, 3.0]]], [[[2.0, 2.0]]]])).flatten().tolist()
+    [0.0, 1.0, 0.0, 0.0]
+    """
     flat = cam.reshape(cam.shape[0], -1)
     lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
     rng = hi - lo
@@ -218,6 +235,7 @@ _METHODS = {"gradcam": gradcam_weights, "gradcam++": gradcam_plus_plus_weights}
 
 
 def cam_from(method: str, pairs: Sequence[Tuple[Tensor, Tensor]], weights: str) -> List[Tensor]:
+    """The maps of ``method`` (``gradcam``, ``gradcam++``) from ``(activation, gradient)`` grid pairs."""
     return [_METHODS[method](a, g, weights) for a, g in pairs]
 
 
@@ -323,6 +341,7 @@ class _LayerCAM:
 
 
 def unreadable(rec, tr: Trace) -> str:
+    """Why a recorded layer's output cannot be read as one map per clip (the error ``explain()`` gives)."""
     why = f" ({rec.note})" if rec.note else ""
     n = tr.clips.n
     return (f"the output of layer {rec.name!r} is {rec.summary}{why}, which cannot be read as one map per clip for "
@@ -337,7 +356,17 @@ class GradCAM(_LayerCAM):
     ``weights="clip"``: one weight per channel, the gradient averaged over (T', H', W') — computed
     by Captum's ``LayerGradCam(relu_attributions=True)`` on the layer's grid. ``weights="frame"``:
     one weight per channel per time step, averaged over (H', W') only (as PySlowFast and
-    mmaction2 do), so that each frame's map uses that frame's evidence."""
+    mmaction2 do), so that each frame's map uses that frame's evidence.
+
+    >>> import torch
+    >>> from video_metrics.models import TinyVideoNet
+    >>> from video_metrics.explain import GradCAM
+    >>> _ = torch.manual_seed(0)
+    >>> model = TinyVideoNet(num_classes=4).eval()
+    >>> maps = GradCAM(model, "block3")(torch.rand(2, 3, 8, 32, 32), target=torch.tensor([0, 3]))
+    >>> tuple(maps.shape), float(maps.max())
+    ((2, 8, 32, 32), 1.0)
+    """
 
     method = "gradcam"
 
@@ -349,7 +378,16 @@ class GradCAMPlusPlus(_LayerCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018) generalised to 3D: per position,
     ``alpha = g**2 / (2 g**2 + sum(A) g**3)`` (0 where the denominator is 0), channel weights
     ``w = sum(alpha * relu(g))``; sums over (T', H', W') for ``"clip"`` weights, over (H', W') per
-    time step for ``"frame"`` weights; map ``relu(sum_k w_k A_k)``."""
+    time step for ``"frame"`` weights; map ``relu(sum_k w_k A_k)``.
+
+    >>> import torch
+    >>> from video_metrics.models import TinyVideoNet
+    >>> from video_metrics.explain import GradCAMPlusPlus
+    >>> _ = torch.manual_seed(0)
+    >>> model = TinyVideoNet(num_classes=4).eval()
+    >>> tuple(GradCAMPlusPlus(model, model.block3, weights="clip")(torch.rand(1, 3, 8, 32, 32)).shape)
+    (1, 8, 32, 32)
+    """
 
     method = "gradcam++"
 

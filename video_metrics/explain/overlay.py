@@ -16,7 +16,12 @@ __all__ = ["overlay_frames", "frame_indices", "overlay_animation", "write_gif"]
 
 
 def frame_indices(t: int, max_frames: int) -> np.ndarray:
-    """Up to ``max_frames`` evenly spaced frame indices of ``t`` (first and last included)."""
+    """Up to ``max_frames`` evenly spaced frame indices of ``t`` (first and last included).
+
+    >>> from video_metrics.explain import frame_indices
+    >>> frame_indices(16, 4).tolist(), frame_indices(3, 8).tolist()
+    ([0, 5, 10, 15], [0, 1, 2])
+    """
     if t <= max_frames:
         return np.arange(t)
     return np.unique(np.round(np.linspace(0, t - 1, max_frames)).astype(int))
@@ -32,7 +37,14 @@ def overlay_frames(clip: Tensor, heatmaps: Tensor, boxes: Optional[Sequence[Sequ
     and ``std`` undo the model's input normalisation (``x * std + mean``) for display.
     ``heatmaps``: ``(T, H, W)`` in [0, 1]. ``boxes``: per frame, a list of
     :class:`~video_metrics.explain.Box` (as :func:`~video_metrics.explain.saliency_to_boxes`
-    returns for one clip). ``title``: e.g. the true and predicted class names with scores."""
+    returns for one clip). ``title``: e.g. the true and predicted class names with scores.
+
+    >>> import torch
+    >>> from video_metrics.explain import overlay_frames
+    >>> fig, rgb = overlay_frames(torch.rand(3, 8, 32, 32), torch.rand(8, 32, 32), max_frames=4)
+    >>> len(fig.axes), rgb.dtype.name, rgb.shape[2]
+    (4, 'uint8', 3)
+    """
     frames, h = _display(clip, heatmaps, mean, std, layout)
     idx = frame_indices(frames.shape[0], max_frames)
     jet = colormaps["jet"]

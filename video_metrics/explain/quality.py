@@ -36,7 +36,15 @@ def pointing_game(heatmaps: Tensor, gt_boxes: Tensor, tolerance_px: int = 0, red
     pixels (Zhang et al. 2016; their tolerance is 15 px at 224 px). Frames with a flat (e.g.
     all-zero) map count as misses; frames whose boxes are all empty (no object to point at) are
     not scored. ``"mean"``: hit rate over the scored frames (NaN if none); ``"none"``: (N, T)
-    bool (False where not scored)."""
+    bool (False where not scored).
+
+    >>> import torch
+    >>> from video_metrics.explain import pointing_game
+    >>> maps = torch.zeros(1, 1, 8, 8)
+    >>> maps[0, 0, 2, 5] = 1.0  # the peak at x = 5, y = 2
+    >>> pointing_game(maps, torch.tensor([[[4, 0, 8, 4]]]))  # box (x0, y0, x1, y1)
+    1.0
+    """
     hm = heatmaps.detach().float().cpu()
     n, t, h, w = hm.shape
     inside = _box_masks(gt_boxes.cpu(), hm.shape, tolerance_px)
@@ -54,7 +62,15 @@ def pointing_game(heatmaps: Tensor, gt_boxes: Tensor, tolerance_px: int = 0, red
 def energy_pointing_game(heatmaps: Tensor, gt_boxes: Tensor, reduction: str = "mean"):
     """Per frame, the share of the (non-negative) heatmap's mass inside the true boxes (Wang et
     al. 2020, Score-CAM); 0 for frames with no mass. Random maps score the boxes' area share.
-    Frames without an object (empty boxes) are left out of the mean (NaN if none)."""
+    Frames without an object (empty boxes) are left out of the mean (NaN if none).
+
+    >>> import torch
+    >>> from video_metrics.explain import energy_pointing_game
+    >>> maps = torch.zeros(1, 1, 8, 8)
+    >>> maps[0, 0, 2, 5], maps[0, 0, 7, 0] = 3.0, 1.0
+    >>> energy_pointing_game(maps, torch.tensor([[[4, 0, 8, 4]]]))  # 3 of the 4 units of energy in the box
+    0.75
+    """
     hm = heatmaps.detach().float().cpu().clamp_min(0)
     inside = _box_masks(gt_boxes.cpu(), hm.shape, 0)
     total = hm.sum((2, 3))
@@ -72,7 +88,17 @@ def deletion_auc(model: Callable[[Tensor], Tensor], clips: Tensor, heatmaps: Ten
     (ranked over all of T, H, W) are set to ``baseline`` in ``steps`` equal parts, the softmax
     probability of ``target`` (default: the predicted class) is read after each, and the curve
     from 0 to 100% deleted is integrated with the trapezoid rule over [0, 1]. Lower is better.
-    ``model`` maps clips to logits (pass ``lambda x: hf(pixel_values=x).logits`` for HF models)."""
+    ``model`` maps clips to logits (pass ``lambda x: hf(pixel_values=x).logits`` for HF models).
+
+    >>> import torch
+    >>> from video_metrics.models import TinyVideoNet
+    >>> from video_metrics.explain import deletion_auc, explain
+    >>> _ = torch.manual_seed(0)
+    >>> model, clips = TinyVideoNet(num_classes=4).eval(), torch.rand(2, 3, 8, 32, 32)
+    >>> auc = deletion_auc(model, clips, explain(model, clips).maps, steps=4)
+    >>> tuple(auc.shape), bool(((auc >= 0) & (auc <= 1)).all())
+    ((2,), True)
+    """
     if layout not in ("NCTHW", "NTCHW"):
         raise ValueError(f"`layout` must be 'NCTHW' or 'NTCHW', got {layout!r}")
     x = clips.detach().clone()
@@ -100,7 +126,13 @@ def deletion_auc(model: Callable[[Tensor], Tensor], clips: Tensor, heatmaps: Ten
 
 
 def spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman rank correlation between two maps of each clip (ties get average ranks): (N,)."""
+    """Spearman rank correlation between two maps of each clip (ties get average ranks): (N,).
+
+    >>> import torch
+    >>> from video_metrics.explain import spearman
+    >>> spearman(torch.tensor([[1.0, 2, 3, 4]]), torch.tensor([[10.0, 20, 40, 30]]))
+    tensor([0.8000], dtype=torch.float64)
+    """
     a = a.detach().double().cpu().reshape(a.shape[0], -1).numpy()
     b = b.detach().double().cpu().reshape(b.shape[0], -1).numpy()
     out = []
@@ -115,7 +147,16 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
 def randomize_parameters(model: nn.Module, num_modules: Optional[int] = None, seed: int = 0) -> nn.Module:
     """A deep copy of ``model`` whose top ``num_modules`` parametrised modules (in registration
     order from the end, i.e. from the logits down: Adebayo et al.'s cascading randomisation;
-    ``None``: all) are re-initialised with ``reset_parameters()`` under ``seed``."""
+    ``None``: all) are re-initialised with ``reset_parameters()`` under ``seed``.
+
+    >>> import torch
+    >>> from video_metrics.models import TinyVideoNet
+    >>> from video_metrics.explain import randomize_parameters
+    >>> model = TinyVideoNet(num_classes=4)
+    >>> rnd = randomize_parameters(model, num_modules=1, seed=0)
+    >>> rnd is model, bool((rnd.head.weight == model.head.weight).all())  # a copy, its last layer redrawn
+    (False, False)
+    """
     rnd = copy.deepcopy(model)
     mods = [m for m in rnd.modules() if hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False))]
     chosen = mods if num_modules is None else mods[len(mods) - int(num_modules):]
@@ -133,7 +174,17 @@ def randomization_check(make_explainer: Callable[[nn.Module], Callable[[Tensor],
     ``model`` and of :func:`randomize_parameters` ``(model)``, both for ``target``. A faithful
     method gives clearly lower correlation than two independently trained models do.
     ``make_explainer(m)`` builds the explainer for a model, e.g.
-    ``lambda m: GradCAM(m, m.block3)``."""
+    ``lambda m: GradCAM(m, m.block3)``.
+
+    >>> import torch
+    >>> from video_metrics.models import TinyVideoNet
+    >>> from video_metrics.explain import GradCAM, randomization_check
+    >>> _ = torch.manual_seed(0)
+    >>> corr = randomization_check(lambda m: GradCAM(m, m.block3), TinyVideoNet(num_classes=4).eval(),
+    ...                            torch.rand(2, 3, 8, 32, 32))
+    >>> tuple(corr.shape), bool(((corr >= -1) & (corr <= 1)).all())
+    ((2,), True)
+    """
     maps = make_explainer(model)(clips, target)
     rnd = randomize_parameters(model, num_modules, seed)
     return spearman(maps, make_explainer(rnd)(clips, target))

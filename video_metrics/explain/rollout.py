@@ -45,7 +45,13 @@ __all__ = ["AttentionRollout", "fuse_heads", "rollout_rows", "timesformer_rollou
 def fuse_heads(attn: Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0, protect_first: bool = False) -> Tensor:
     """``(B, heads, L, L)`` -> ``(B, L, L)`` rows of ``0.5·A + 0.5·I`` renormalised. With
     ``discard_ratio``, the lowest entries of each fused matrix are zeroed first (the first
-    column is kept when ``protect_first``, e.g. a CLS token)."""
+    column is kept when ``protect_first``, e.g. a CLS token).
+
+    >>> import torch
+    >>> from video_metrics.explain import fuse_heads
+    >>> fuse_heads(torch.full((1, 2, 3, 3), 1 / 3))[0, 0].tolist()  # (mean over heads + identity) / 2, rows sum to 1
+    [0.6666666865348816, 0.1666666716337204, 0.1666666716337204]
+    """
     if head_fusion == "mean":
         a = attn.mean(1)
     elif head_fusion == "max":
@@ -72,7 +78,14 @@ def fuse_heads(attn: Tensor, head_fusion: str = "mean", discard_ratio: float = 0
 
 def rollout_rows(attentions: List[Tensor], start: Tensor, head_fusion: str = "mean", discard_ratio: float = 0.0,
                  protect_first: bool = False) -> Tensor:
-    """Row-vector rollout: ``start (B, L) · Ã_L · … · Ã_1`` for per-layer ``(B, heads, L, L)``."""
+    """Row-vector rollout: ``start (B, L) · Ã_L · … · Ã_1`` for per-layer ``(B, heads, L, L)``.
+
+    >>> import torch
+    >>> from video_metrics.explain import rollout_rows
+    >>> uniform = torch.full((1, 2, 3, 3), 1 / 3)
+    >>> rollout_rows([uniform, uniform], start=torch.tensor([[1.0, 0.0, 0.0]]))
+    tensor([[0.5000, 0.2500, 0.2500]])
+    """
     r = start.float()
     for attn in reversed(attentions):
         a = fuse_heads(attn, head_fusion, discard_ratio, protect_first)
@@ -84,7 +97,16 @@ def timesformer_rollout_rows(spatial: List[Tensor], temporal: List[Tensor], batc
                              head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
     """Divided space-time rollout from the CLS token. ``spatial[l]``: ``(B·T, heads, 1+N, 1+N)``
     (frame-major: row ``b·T + t``); ``temporal[l]``: ``(B·N, heads, T, T)`` (row ``b·N + p``).
-    Returns ``(B, 1 + N·T)`` over ``[CLS] + (patch, frame)`` tokens in (p, t) order."""
+    Returns ``(B, 1 + N·T)`` over ``[CLS] + (patch, frame)`` tokens in (p, t) order.
+
+    >>> import torch
+    >>> from video_metrics.explain import timesformer_rollout_rows
+    >>> spatial = [torch.full((1 * 2, 1, 1 + 4, 1 + 4), 1 / 5)]  # 1 clip, 2 frames, 4 patches, one head
+    >>> temporal = [torch.full((1 * 4, 1, 2, 2), 1 / 2)]
+    >>> r = timesformer_rollout_rows(spatial, temporal, batch=1, frames=2)
+    >>> tuple(r.shape), round(float(r.sum()), 4)  # [CLS] + 4 patches x 2 frames; the rollout keeps the mass
+    ((1, 9), 1.0)
+    """
     t = frames
     n = spatial[0].shape[-1] - 1
     r_cls = torch.ones(batch, device=spatial[0].device)
@@ -122,7 +144,13 @@ def _is_mvit(model: nn.Module) -> bool:
 
 def rollout_arch(model: nn.Module) -> Optional[str]:
     """The rollout this library can do on ``model`` (``"videomae"``, ``"timesformer"``,
-    ``"vivit"``, ``"xclip"``), or None."""
+    ``"vivit"``, ``"xclip"``), or None.
+
+    >>> import torch
+    >>> from video_metrics.explain import rollout_arch
+    >>> rollout_arch(torch.nn.Conv3d(3, 8, 3)) is None  # not a Hugging Face video transformer
+    True
+    """
     return _hf_model(model)[1]
 
 
@@ -132,7 +160,15 @@ class AttentionRollout:
     ``(N, T, 3, H, W)``), or a module that holds one (a LightningModule, a wrapper).
 
     ``arch="auto"`` reads ``config.model_type``. Rollout is class-agnostic (where the model attends,
-    not why it chose a class); Grad-CAM (``explain(..., method="gradcam")``) is class-specific."""
+    not why it chose a class); Grad-CAM (``explain(..., method="gradcam")``) is class-specific.
+
+    >>> import torch
+    >>> from video_metrics.explain import AttentionRollout
+    >>> AttentionRollout(torch.nn.Linear(2, 2))
+    Traceback (most recent call last):
+    ...
+    ValueError: `arch` must be one of ('videomae', 'timesformer', 'vivit', 'xclip') (or 'auto' on a Hugging Face VideoMAE, TimeSformer, ViViT or X-CLIP model), got None; other models: use Grad-CAM
+    """
 
     def __init__(self, model: nn.Module, arch: str = "auto", head_fusion: str = "mean", discard_ratio: float = 0.0) -> None:
         hf, kind = _hf_model(model)

@@ -49,9 +49,11 @@ class Clips:
 
     @property
     def n(self) -> int:
+        """The number of clips."""
         return int(self.pathways[0].shape[0])
 
     def frames_of(self, i: int) -> int:
+        """Frames of pathway ``i``."""
         x = self.pathways[i]
         return int(x.shape[2] if self.layout == "NCTHW" else x.shape[1])
 
@@ -62,18 +64,22 @@ class Clips:
 
     @property
     def reference(self) -> int:
+        """The pathway with the most frames: maps are placed on its frames."""
         return max(range(len(self.pathways)), key=self.frames_of)
 
     @property
     def height(self) -> int:
+        """Frame height of the reference pathway."""
         return int(self.pathways[self.reference].shape[3])
 
     @property
     def width(self) -> int:
+        """Frame width of the reference pathway."""
         return int(self.pathways[self.reference].shape[4])
 
     @property
     def device(self) -> torch.device:
+        """The device of the clips."""
         return self.pathways[0].device
 
     def model_input(self, pathways: Optional[Sequence[Tensor]] = None) -> Union[Tensor, List[Tensor]]:
@@ -82,9 +88,11 @@ class Clips:
         return list(xs) if self.is_list else xs[0]
 
     def with_pathways(self, pathways: Sequence[Tensor]) -> "Clips":
+        """The same clips with other input tensors (e.g. a perturbed copy)."""
         return replace(self, pathways=tuple(pathways))
 
     def describe(self) -> str:
+        """The input as the errors and notes name it, e.g. ``(2, 3, 8, 32, 32) (NCTHW)``."""
         shapes = ", ".join(str(tuple(p.shape)) for p in self.pathways)
         return f"{'[' + shapes + ']' if self.is_list else shapes} ({self.layout})"
 
@@ -196,17 +204,21 @@ class Reading:
 
     @property
     def grid(self) -> Tuple[int, int, int]:
+        """``(t, h, w)`` of the map."""
         return self.t, self.h, self.w
 
     @property
     def is_tokens(self) -> bool:
+        """Whether the tensor is a token sequence."""
         return self.kind in ("tokens", "fold-tokens")
 
     @property
     def is_folded(self) -> bool:
+        """Whether the clips' frames are folded into the batch dimension."""
         return self.kind.startswith("fold")
 
     def describe(self) -> str:
+        """The reading in words (layout, extra tokens, token order, grid)."""
         d = _DESCRIBE[self.kind]
         if self.is_tokens:
             d += f", {self.prefix} extra token{'s' if self.prefix != 1 else ''} in front, order {self.order}"
@@ -342,15 +354,18 @@ class LayerMap:
     call: int = 0
 
     def describe(self) -> str:
+        """The readings of the layer in words, one per pathway."""
         return "; ".join(r.describe() for r in self.readings)
 
     @property
     def grids(self) -> Tuple[Tuple[int, int, int], ...]:
+        """``(t, h, w)`` of every reading."""
         return tuple(r.grid for r in self.readings)
 
 
 # ---------------------------------------------------------------------------------------- output items
 def get_item(output: Any, item: Tuple[int, ...]) -> Any:
+    """The tensor at ``item`` (a path of indices) in a nested output of tuples and lists."""
     for i in item:
         output = output[i]
     return output
@@ -408,4 +423,5 @@ def place_on_frames(cam: Tensor, frames: int, height: int, width: int) -> Tensor
 
 
 def all_orders(axes: str) -> List[str]:
+    """Every order of the axis letters, e.g. ``all_orders("th") == ["th", "ht"]``."""
     return ["".join(p) for p in itertools.permutations(axes)]

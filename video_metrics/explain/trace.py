@@ -64,6 +64,7 @@ def model_logits(out: Any) -> Tensor:
 
 
 def run_model(model: nn.Module, forward_fn: Optional[Callable], clips: Clips) -> Tensor:
+    """The model's logits for the clips (through ``forward_fn`` when given)."""
     x = clips.model_input()
     return model_logits(forward_fn(x) if forward_fn is not None else model(x))
 
@@ -85,11 +86,15 @@ class Record:
 
     @property
     def collapsed(self) -> bool:
+        """Whether the layer's map has no spatial extent (1 x 1): a pooled output, no place to point at."""
         return self.layer_map is not None and all(r.h * r.w == 1 for r in self.layer_map.readings)
 
 
 @dataclass
 class Trace:
+    """One traced forward of the model on the clips: their logits and every module call
+    (:class:`Record`, in the order the calls finished) with how its output reads as a map.
+    """
     clips: Clips
     logits: Tensor
     records: List[Record]
@@ -101,6 +106,7 @@ class Trace:
         return [r for r in self.records if r.layer_map is not None and not r.superseded and not r.collapsed]
 
     def by_name(self, name: str) -> Optional[Record]:
+        """The last call of the module called ``name`` that holds a map (else its last call; None if never called)."""
         hits = [r for r in self.records if r.name == name]
         if not hits:
             return None
@@ -473,6 +479,7 @@ def find_layer(model: nn.Module, layer: Any) -> Tuple[str, nn.Module]:
 
 
 def pinned_layer(model: nn.Module) -> Optional[Tuple[str, str]]:
+    """``(layer name, why)`` when the model is one whose layer is fixed by a known architecture, else None."""
     for why, finder in PINNED:
         name = finder(model)
         if name is not None:

@@ -153,6 +153,9 @@ def row_fingerprints(*columns: Tensor) -> Tensor:
 
 
 def log_probabilities(x: Tensor, task: str, input: str) -> Tensor:
+    """Clip log-probabilities in float64: log-softmax (multiclass) or log-sigmoid (multilabel) of logits, or the
+    logarithm of given probabilities.
+    """
     xd = x.double()
     if task == "multiclass":
         return xd - xd.logsumexp(1, keepdim=True) if input == "logits" else xd.clamp_min(0).log()
@@ -320,7 +323,15 @@ def same_rows_in(chunks: Sequence[Tensor], *columns: Tensor) -> Callable[[Tensor
 class Coverage:
     """How complete the video-level evaluation is. ``duplicates_dropped``: rows whose
     ``(video_id, clip_id)`` was already seen (sampler padding); ``missing_videos``: expected ids
-    with no clip; ``videos_with_fewer_clips``: videos with fewer than ``expected_clips`` clips."""
+    with no clip; ``videos_with_fewer_clips``: videos with fewer than ``expected_clips`` clips.
+
+    >>> import torch
+    >>> from video_metrics.functional import aggregate_videos
+    >>> agg = aggregate_videos(torch.zeros(3, 2), torch.tensor([0, 0, 1]), torch.tensor([3, 3, 5]), num_classes=2,
+    ...                        expected_video_ids=[3, 5, 8])
+    >>> agg.coverage.num_videos, agg.coverage.missing_video_ids
+    (2, [8])
+    """
 
     num_videos: int
     num_clips: int
@@ -339,7 +350,15 @@ class AggregatedVideos:
     ``scores``: video probabilities (float64; for ``vote``, the mean clip probabilities);
     ``rank``: scores ordering videos as ``scores`` without fp saturation (log-probabilities or
     logits); ``key``: what the video prediction is the argmax of (for ``vote``: votes + mean
-    probability / 2); ``votes``: clip-argmax counts (``vote`` only); ``num_clips`` per video."""
+    probability / 2); ``votes``: clip-argmax counts (``vote`` only); ``num_clips`` per video.
+
+    >>> import torch
+    >>> from video_metrics.functional import aggregate_videos
+    >>> agg = aggregate_videos(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]), torch.tensor([3, 3]),
+    ...                        num_classes=2, reduction="mean_logits")
+    >>> agg.scores  # softmax of the mean logits [1, 1]
+    tensor([[0.5000, 0.5000]], dtype=torch.float64)
+    """
 
     video_ids: Tensor
     scores: Tensor
@@ -358,6 +377,7 @@ def missing_video_ids(expected: Tensor, seen: Tensor) -> Tensor:
 
 
 def check_reduction(reduction, task, input, name: str = "reduction") -> None:
+    """Check a video reduction against the task and input (``mean_logits`` needs logits, ``vote`` a multiclass task)."""
     check_choice(name, reduction, REDUCTIONS)
     if reduction == "mean_logits" and input == "probs":
         raise ValueError(f"`{name}='mean_logits'` needs input='logits'; with probabilities use 'mean_probs'")

@@ -91,6 +91,13 @@ class ReliabilityData:
     correct; for multilabel, the fraction of positive labels) of bin ``m``, NaN for empty bins;
     ``count[m]`` the number of samples (sample-label pairs for multilabel); ``edges`` the
     ``n_bins + 1`` bin edges.
+
+    >>> import torch
+    >>> from video_metrics.functional import reliability
+    >>> rel = reliability(torch.tensor([0.9, 0.8, 0.3, 0.6]), torch.tensor([1, 1, 0, 0]), task="binary", n_bins=2,
+    ...                   input="probs")
+    >>> rel.count.tolist(), [round(a, 4) for a in rel.accuracy.tolist()]
+    ([1, 3], [0.0, 0.6667])
     """
 
     confidence: Tensor
@@ -102,6 +109,7 @@ class ReliabilityData:
 
 
 def binned_reliability(sums: Tensor, edges: Tensor) -> ReliabilityData:
+    """Reliability-diagram data from ``(3, M)`` bin sums and the ``M + 1`` edges."""
     count = sums[0]
     nonempty = count > 0
     den = count.clamp_min(1e-300)
@@ -169,6 +177,14 @@ def fit_temperature(logits: Tensor, target: Tensor, task: str = "multiclass", bo
     ``bounds``; when the minimiser lies beyond (e.g. perfectly separated data, where the NLL keeps
     falling as ``T -> 0``), the nearest bound is returned. ``logits``: ``(N, C)`` (binary:
     ``(N,)``), finite; ``target``: class indices ``(N,)``, or 0/1 ``(N, C)`` (binary ``(N,)``).
+
+    >>> import torch
+    >>> from video_metrics.functional import fit_temperature
+    >>> g = torch.Generator().manual_seed(0)
+    >>> target = torch.randint(0, 5, (400,), generator=g)
+    >>> logits = 3.0 * torch.randn(400, 5, generator=g) + 6.0 * torch.nn.functional.one_hot(target, 5)
+    >>> round(fit_temperature(logits, target), 3)  # over-confident logits: T > 1
+    1.703
     """
     if task not in ("multiclass", "multilabel", "binary"):
         raise ValueError(f"`task` must be one of ('multiclass', 'multilabel', 'binary'), got {task!r}")

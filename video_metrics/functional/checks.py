@@ -17,6 +17,13 @@ INPUTS = ("logits", "probs")
 
 
 def check_choice(name: str, value, choices) -> None:
+    """Raise a ``ValueError`` naming the argument when ``value`` is not one of ``choices``.
+
+    >>> check_choice("average", "mean", ("macro", "micro"))
+    Traceback (most recent call last):
+    ...
+    ValueError: `average` must be one of ('macro', 'micro'), got 'mean'
+    """
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
 
@@ -60,6 +67,7 @@ def check_num_classes(num_classes, task: str = "multiclass") -> int:
 
 
 def check_scores(scores, num_classes: int, name: str = "scores") -> None:
+    """``scores`` must be a floating tensor of shape ``(N, num_classes)``."""
     if not isinstance(scores, Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(scores).__name__}")
     if not scores.is_floating_point():
@@ -71,6 +79,7 @@ def check_scores(scores, num_classes: int, name: str = "scores") -> None:
 
 
 def check_target(target, scores: Tensor, task: str, name: str = "target") -> None:
+    """``target`` must be ``(N,)`` class indices (multiclass) or an ``(N, C)`` {0, 1} tensor (multilabel), on the scores' device."""
     if not isinstance(target, Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(target).__name__}")
     n, c = scores.shape
@@ -94,6 +103,7 @@ def check_target(target, scores: Tensor, task: str, name: str = "target") -> Non
 
 
 def check_ids(ids: Optional[Tensor], n: int, device, name: str) -> None:
+    """Video or clip ids: None, or an integer tensor of shape ``(N,)`` on the scores' device."""
     if ids is None:
         return
     if not isinstance(ids, Tensor):
@@ -116,7 +126,15 @@ def check_device(scores: Tensor, owner) -> None:
 
 
 class NoDataError(ValueError):
-    """No valid row on any process: ``compute()`` (or a functional metric) has nothing to compute."""
+    """No valid row on any process: ``compute()`` (or a functional metric) has nothing to compute.
+
+    >>> import torch
+    >>> from video_metrics import TopKAccuracy
+    >>> TopKAccuracy(num_classes=3).compute()
+    Traceback (most recent call last):
+    ...
+    video_metrics.functional.checks.NoDataError: TopKAccuracy.compute() was called with no valid data (no rows on any process). Call update() with at least one valid row first.
+    """
 
 
 @dataclass(frozen=True)

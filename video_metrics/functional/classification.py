@@ -154,6 +154,7 @@ def rowwise_f64(fn, x: Tensor, rows: int = 256) -> Tensor:
 
 
 def ranking_to_probability(values: Tensor, task: str, input: str) -> Tensor:
+    """Map ranking scores (:func:`ranking_scores`) back to probabilities: ``exp`` of a log-softmax, ``sigmoid`` of a logit."""
     if input == "probs":
         return values
     return values.exp() if task == "multiclass" else values.sigmoid()

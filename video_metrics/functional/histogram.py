@@ -58,6 +58,7 @@ def hist_state(num_classes: int, bins: int, device=None) -> Tensor:
 
 
 def hist_view(flat: Tensor, num_classes: int, bins: int) -> Tensor:
+    """The ``(C, B, 2)`` counts of the flat state (without its spare slot)."""
     return flat[:-1].view(num_classes, bins, 2)
 
 

@@ -1,5 +1,6 @@
 """The ranking metrics of all rows (average precision, AUROC, PR curves) and the kernels their
-classes in :mod:`video_metrics.metrics.ranking` share with them: the option checks, the value
+classes (:class:`~video_metrics.metrics.MeanAveragePrecision`, :class:`~video_metrics.metrics.AUROC`,
+:class:`~video_metrics.metrics.PRCurve`) share with them: the option checks, the value
 check and transposition of the kept rows (exact mode), and the exact, histogram
 (:mod:`~video_metrics.functional.histogram`) and per-sample (``average="samples"``) reductions.
 
@@ -42,6 +43,7 @@ AP_MODES = ("step", "interpolated", "voc11")
 
 
 def check_bins(bins: Optional[int], bin_range: float) -> None:
+    """``bins``: None (exact) or an int >= 2; ``bin_range``: a positive number."""
     if bins is not None and (isinstance(bins, bool) or not isinstance(bins, int) or bins < 2):
         raise ValueError(f"`bins` must be None (exact) or an int >= 2, got {bins!r}")
     if not (isinstance(bin_range, (int, float)) and bin_range > 0 and bin_range == bin_range):

@@ -167,6 +167,12 @@ class PRCurveData:
     ``precision[c]``, ``recall[c]`` have one more entry than ``thresholds[c]``: the curve ends at
     (recall 0, precision 1); thresholds increase, recall decreases. Thresholds are in
     probability space. A class with no positive gets recall 1 everywhere (sklearn's choice).
+
+    >>> import torch
+    >>> from video_metrics.functional import pr_curve
+    >>> curve = pr_curve(torch.tensor([0.9, 0.6, 0.1]), torch.tensor([1, 0, 1]), task="binary", input="probs")
+    >>> [round(t, 2) for t in curve.thresholds[0].tolist()]
+    [0.1, 0.6, 0.9]
     """
 
     precision: List[Tensor]
@@ -182,6 +188,7 @@ def key_to_value(key: Tensor) -> Tensor:
 
 
 def pr_curves(curves: RankingCurves, to_probability=None) -> PRCurveData:
+    """Per-class precision-recall curves from the ranking curves, in scikit-learn's layout (``to_probability``: maps thresholds)."""
     tp = curves.tp.double()
     prec = tp / (curves.tp + curves.fp).double()
     pos = curves.positives.double()[curves.cls]
@@ -410,7 +417,7 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
       statistic with ties counted one half (mid-ranks), which is sklearn's trapezoidal AUROC.
 
     ``lt`` comes from one batched ``searchsorted`` of the positives' scores into the sorted rows;
-    ``le`` from the run of equal values that follows (:func:`_count_le`); ``lt_pos`` from the
+    ``le`` from the run of equal values that follows (a few steps of comparisons, then a search); ``lt_pos`` from the
     positives' own sorted order.
 
     Positives are given as a (N, C) bool matrix ``positive``, or, for multiclass one-vs-rest, as

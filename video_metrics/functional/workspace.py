@@ -31,12 +31,14 @@ class Workspace:
 
     @property
     def free_bytes(self) -> int:
+        """Bytes left in the buffer after the tensors carved so far."""
         return 0 if self._bytes is None else max(0, self._bytes.numel() - self._aligned())
 
     def _aligned(self) -> int:
         return -(-self._off // _ALIGN) * _ALIGN
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An uninitialised tensor carved from the buffer when it fits (a fresh one otherwise)."""
         size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
         b = self._bytes
         start = self._aligned()
@@ -46,7 +48,9 @@ class Workspace:
         return b[start:start + size].view(dtype).view(tuple(shape))
 
     def zeros(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A zero tensor carved from the buffer when it fits."""
         return self.empty(shape, dtype, device).zero_()
 
     def full(self, shape: Sequence[int], value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A tensor filled with ``value``, carved from the buffer when it fits."""
         return self.empty(shape, dtype, device).fill_(value)

@@ -25,7 +25,7 @@ import functools
 import hashlib
 import warnings
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Generator, Optional, Tuple
+from typing import Any, Callable, Dict, Generator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -42,14 +42,29 @@ COLLECTIVES = {"all_reduce": 0, "all_gather": 0}
 
 
 def count_collectives() -> Dict[str, int]:
-    """Collectives issued by video_metrics' packed sync in this process so far."""
+    """Collectives issued by video_metrics' packed sync in this process so far.
+
+    >>> from video_metrics.metrics import count_collectives
+    >>> sorted(count_collectives())
+    ['all_gather', 'all_reduce']
+    """
     return dict(COLLECTIVES)
 
 
 class VideoMetric(Metric):
     """Base class: see the module docstring. Subclasses declare states with
-    :meth:`add_sum_state` and :meth:`add_cat_state` and call :meth:`_count_rows` in ``update``
-    and :meth:`_check_rows` at the start of ``compute``."""
+    :meth:`add_sum_state` and :meth:`add_cat_state`, count each batch's valid and bad rows in
+    ``update`` (``_count_rows``) and raise for them at the start of ``compute`` (``_check_rows``).
+
+    >>> import torch
+    >>> from video_metrics import TopKAccuracy
+    >>> metric = TopKAccuracy(num_classes=3)
+    >>> metric.update(torch.tensor([[0.1, 2.0, 0.3]]), torch.tensor([7]))  # a bad target: counted, not raised
+    >>> metric.compute()
+    Traceback (most recent call last):
+    ...
+    ValueError: TopKAccuracy: 1 row(s) with a `target` outside the valid labels (class indices must be in [0, 3)) were passed to update(); they were left out (0 valid row(s) kept). Fix the inputs, or call reset().
+    """
 
     full_state_update = False
     is_differentiable = False
@@ -64,6 +79,7 @@ class VideoMetric(Metric):
 
     # ----------------------------------------------------------------------------------- states
     def add_sum_state(self, name: str, default: Tensor) -> None:
+        """A state summed across processes (sent in the one packed ``all_reduce``)."""
         self.add_state(name, default=default, dist_reduce_fx="sum")
 
     def add_cat_state(self, name: str, dtype: torch.dtype, trailing: Tuple[int, ...] = ()) -> None:
@@ -124,6 +140,7 @@ class VideoMetric(Metric):
     # ------------------------------------------------------------- sync with error recovery
     def sync(self, dist_sync_fn: Optional[Callable] = None, process_group: Optional[Any] = None,
              should_sync: bool = True, distributed_available: Optional[Callable] = None) -> None:
+        """torchmetrics' ``sync``; the states are restored to their local values if the sync raises."""
         try:
             super().sync(dist_sync_fn=dist_sync_fn, process_group=process_group, should_sync=should_sync,
                          distributed_available=distributed_available)
@@ -305,44 +322,50 @@ class VideoMetric(Metric):
             setattr(self, name, part.to(t.dtype))
 
     def _sync_cats(self, names, group) -> None:
-        """One ``all_gather`` of the per-rank byte sizes, then one of a byte buffer holding every
-        concatenated state of the rank (each state's bytes padded to 8, so that every piece can be
-        viewed in its dtype). The stored chunks are copied straight into that buffer, gathered into
-        one ``(world, width)`` tensor (``all_gather_single``: no per-rank output list to flatten),
-        and each state becomes the list of its per-rank pieces, viewed in place: memory for the
-        gathered rows once, plus the rank's own buffer."""
-        world = dist.get_world_size(group)
+        """The concatenated states in :func:`all_gather_packed`'s two collectives: the stored chunks
+        are copied straight into one byte buffer, and each state becomes the list of its per-rank
+        pieces, viewed in place (memory for the gathered rows once, plus the rank's own buffer)."""
         parts = []
         for name in names:
             value = getattr(self, name)
             parts.append([x for x in (value if isinstance(value, list) else [value]) if x.numel()])
-        nbytes = [sum(x.numel() * x.element_size() for x in p) for p in parts]
-        sizes = torch.tensor(nbytes, dtype=torch.long, device=self.device)
-        all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
-        dist.all_gather(all_sizes, sizes, group=group)
-        COLLECTIVES["all_gather"] += 1
-        table = torch.stack(all_sizes).cpu()
-        padded = (table + 7) // 8 * 8
-        width = int(padded.sum(1).max())
-        first = padded.cumsum(1) - padded  # where each state starts in a rank's buffer
-        buf = torch.zeros(width, dtype=torch.uint8, device=self.device)
-        offset = 0
-        for p, nb in zip(parts, nbytes):
-            for x in p:
-                k = x.numel() * x.element_size()
-                buf[offset:offset + k] = x.contiguous().reshape(-1).view(torch.uint8)
-                offset += k
-            offset += -nb % 8
-        gathered = torch.empty(world * width, dtype=torch.uint8, device=self.device)
-        gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-        gather_single(gathered, buf, group=group)
-        COLLECTIVES["all_gather"] += 1
-        del buf, parts
-        for i, name in enumerate(names):
+        pieces, _ = all_gather_packed(parts, group, self.device)
+        del parts
+        for name, per_rank in zip(names, pieces):
             dtype, trailing = self._cat_specs[name]
-            pieces = []
-            for r in range(world):
-                start = r * width + int(first[r, i])
-                raw = gathered[start:start + int(table[r, i])]
-                pieces.append(raw.view(dtype).view(-1, *trailing))
-            setattr(self, name, pieces)
+            setattr(self, name, [raw.view(dtype).view(-1, *trailing) for raw in per_rank])
+
+
+def all_gather_packed(parts: Sequence[Sequence[Tensor]], group, device) -> Tuple[List[List[Tensor]], Tensor]:
+    """Every rank's tensors in two collectives, whatever their number, dtypes and sizes: one
+    ``all_gather`` of the per-rank byte sizes of each entry of ``parts`` (a list of chunks), then one
+    (``all_gather_single``: no per-rank output list to flatten) of one byte buffer holding all of
+    them, each entry's bytes padded to 8 so that every piece can be viewed in its dtype. Returns,
+    for each entry, its per-rank pieces (uint8 views into the gathered buffer) and the
+    ``(world, entries)`` table of byte sizes. The one packed gather of the metrics' sync and of the
+    suite's class shards."""
+    world = dist.get_world_size(group)
+    nbytes = [sum(x.numel() * x.element_size() for x in p) for p in parts]
+    sizes = torch.tensor(nbytes, dtype=torch.long, device=device)
+    all_sizes = [torch.zeros_like(sizes) for _ in range(world)]
+    dist.all_gather(all_sizes, sizes, group=group)
+    COLLECTIVES["all_gather"] += 1
+    table = torch.stack(all_sizes).cpu()
+    padded = (table + 7) // 8 * 8
+    width = int(padded.sum(1).max())
+    first = padded.cumsum(1) - padded  # where each entry starts in a rank's buffer
+    buf = torch.zeros(width, dtype=torch.uint8, device=device)
+    offset = 0
+    for p, nb in zip(parts, nbytes):
+        for x in p:
+            k = x.numel() * x.element_size()
+            buf[offset:offset + k] = x.contiguous().reshape(-1).view(torch.uint8)
+            offset += k
+        offset += -nb % 8
+    gathered = torch.empty(world * width, dtype=torch.uint8, device=device)
+    gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather_single(gathered, buf, group=group)
+    COLLECTIVES["all_gather"] += 1
+    pieces = [[gathered[r * width + int(first[r, i]):r * width + int(first[r, i]) + int(table[r, i])]
+               for r in range(world)] for i in range(len(parts))]
+    return pieces, table

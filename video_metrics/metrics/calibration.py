@@ -35,6 +35,15 @@ class CalibrationError(ScoresMetric):
     confidence of exactly 1.0 in the last) with O(bins) state; ``"quantile"`` uses equal-mass
     bins and keeps every confidence. ``reliability()`` returns
     :class:`~video_metrics.functional.calibration.ReliabilityData` for plotting.
+
+    >>> import torch
+    >>> from video_metrics import CalibrationError
+    >>> metric = CalibrationError(task="binary", n_bins=2, input="probs")
+    >>> metric.update(torch.tensor([0.9, 0.8, 0.3, 0.6]), torch.tensor([1, 1, 0, 0]))
+    >>> metric.compute()  # bins (0, 0.5] and (0.5, 1]: gaps 0.3 (1 row) and 0.1 (3 rows)
+    tensor(0.1500, dtype=torch.float64)
+    >>> metric.reliability().count.tolist()
+    [1, 3]
     """
 
     higher_is_better = False
@@ -53,6 +62,7 @@ class CalibrationError(ScoresMetric):
             self.add_cat_state("valid", torch.bool, ())
 
     def update(self, scores: Tensor, target: Tensor) -> None:
+        """Add a batch: free checks raise at once; rows with bad values are counted and left out (no host sync)."""
         s, t, valid, counts = self._prepare(scores, target)
         conf, correct, w = calibration_rows(self._layout, scores, s, t, valid)
         if self.binning == "uniform":
@@ -70,6 +80,7 @@ class CalibrationError(ScoresMetric):
         return quantile_bins(self._cat("conf")[valid].reshape(-1), self._cat("correct")[valid].reshape(-1), self.n_bins)
 
     def compute(self) -> Tensor:
+        """The calibration error of every valid row so far, synced (float64)."""
         self._check_rows()
         sums, _ = self._sums_edges()
         return binned_calibration_error(sums, self.norm)

@@ -43,6 +43,16 @@ class TopKAccuracy(ScoresMetric):
 
     Matches ``sklearn.metrics.top_k_accuracy_score`` (micro) and ``balanced_accuracy_score`` of the
     top-1 prediction (macro, k = 1).
+
+    >>> import torch
+    >>> from video_metrics import TopKAccuracy
+    >>> scores = torch.tensor([[2.0, 0.5, 0.1], [0.2, 0.1, 1.5], [0.3, 2.2, 0.4], [1.1, 0.9, 0.2]])
+    >>> target = torch.tensor([0, 2, 1, 1])
+    >>> metric = TopKAccuracy(num_classes=3)
+    >>> metric.update(scores[:2], target[:2])
+    >>> metric.update(scores[2:], target[2:])
+    >>> metric.compute()
+    tensor(0.7500, dtype=torch.float64)
     """
 
     binary_layout = "two_class"
@@ -59,6 +69,7 @@ class TopKAccuracy(ScoresMetric):
         self.add_sum_state("support", torch.zeros(self._c, dtype=torch.long))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
+        """Add a batch: free checks raise at once; rows with bad values are counted and left out (no host sync)."""
         s, t, valid, counts = self._prepare(scores, target)
         hits, support = top_k_counts(s, t, valid, self.k, self._c)
         self.hits += hits
@@ -66,6 +77,7 @@ class TopKAccuracy(ScoresMetric):
         self._count_rows(*counts)
 
     def compute(self) -> Tensor:
+        """Top-k accuracy of every valid row so far, synced (float64)."""
         self._check_rows()
         return top_k_value(self.hits, self.support, self.average)
 
@@ -110,6 +122,14 @@ class PrecisionRecallF1(_ClassCounts):
     * ``"weighted"``: the same mean weighted by support;
     * ``"micro"``: from counts pooled over classes (for multiclass, equal to accuracy);
     * ``"none"``: per-class vectors of length ``num_classes``.
+
+    >>> import torch
+    >>> from video_metrics import PrecisionRecallF1
+    >>> scores = torch.tensor([[2.0, 0.5, 0.1], [0.2, 0.1, 1.5], [0.3, 2.2, 0.4], [1.1, 0.9, 0.2]])
+    >>> metric = PrecisionRecallF1(num_classes=3)
+    >>> metric.update(scores, torch.tensor([0, 2, 1, 1]))
+    >>> {k: round(float(v), 4) for k, v in metric.compute().items()}
+    {'precision': 0.8333, 'recall': 0.8333, 'f1': 0.7778}
     """
 
     #: options that only change compute(): metrics differing in them share state in a MetricCollection
@@ -127,6 +147,7 @@ class PrecisionRecallF1(_ClassCounts):
         return prf_value(self.counts, self._task, self.average, self.beta, self.zero_division)
 
     def compute(self) -> Dict[str, Tensor]:
+        """``{"precision", "recall", "f1"}`` of every valid row so far, synced (float64)."""
         return self._values()
 
 
@@ -134,22 +155,48 @@ class Precision(PrecisionRecallF1):
     """Precision as a tensor (see :class:`PrecisionRecallF1` for the options). Works with
     ``self.log("val/precision", metric)``, ``BootStrapper`` and, with ``average="none"``,
     ``ClasswiseWrapper``; in a ``MetricCollection`` it shares its counts with :class:`Recall`,
-    :class:`F1Score` and :class:`PrecisionRecallF1` of the same task, classes, threshold and input."""
+    :class:`F1Score` and :class:`PrecisionRecallF1` of the same task, classes, threshold and input.
+
+    >>> import torch
+    >>> from video_metrics import Precision
+    >>> metric = Precision(task="binary", input="probs")
+    >>> metric.update(torch.tensor([0.9, 0.8, 0.2]), torch.tensor([1, 0, 0]))
+    >>> metric.compute()
+    tensor(0.5000, dtype=torch.float64)
+    """
 
     _key = "precision"
 
     def compute(self) -> Tensor:
+        """The one value of the class, synced (float64)."""
         return self._values()[self._key]
 
 
 class Recall(Precision):
-    """Recall as a tensor (see :class:`Precision`)."""
+    """Recall as a tensor (see :class:`Precision`).
+
+    >>> import torch
+    >>> from video_metrics import Recall
+    >>> metric = Recall(task="binary", input="probs")
+    >>> metric.update(torch.tensor([0.9, 0.8, 0.2]), torch.tensor([1, 0, 1]))
+    >>> metric.compute()
+    tensor(0.5000, dtype=torch.float64)
+    """
 
     _key = "recall"
 
 
 class F1Score(Precision):
-    """F-beta (``beta=1``: F1) as a tensor (see :class:`Precision`)."""
+    """F-beta (``beta=1``: F1) as a tensor (see :class:`Precision`).
+
+    >>> import torch
+    >>> from video_metrics import F1Score
+    >>> scores = torch.tensor([[2.0, 0.5, 0.1], [0.2, 0.1, 1.5], [0.3, 2.2, 0.4], [1.1, 0.9, 0.2]])
+    >>> metric = F1Score(num_classes=3, average="none")
+    >>> metric.update(scores, torch.tensor([0, 2, 1, 1]))
+    >>> metric.compute()
+    tensor([0.6667, 0.6667, 1.0000], dtype=torch.float64)
+    """
 
     _key = "f1"
 
@@ -161,6 +208,14 @@ class BalancedAccuracy(_ClassCounts):
     classes present in the targets. ``"zero"`` is mmaction2's ``mean_class_accuracy``: the mean over
     classes present in the targets *or* the predictions, a class predicted but absent from the
     targets counting 0. Example: targets [2,2,2,3], predictions [2,2,2,4] give 0.5 and 1/3.
+
+    >>> import torch
+    >>> from video_metrics import BalancedAccuracy
+    >>> scores = torch.eye(5)[[2, 2, 2, 4]]
+    >>> metric = BalancedAccuracy(num_classes=5, input="probs")
+    >>> metric.update(scores, torch.tensor([2, 2, 2, 3]))
+    >>> metric.compute()
+    tensor(0.5000, dtype=torch.float64)
     """
 
     binary_layout = "two_class"
@@ -175,6 +230,7 @@ class BalancedAccuracy(_ClassCounts):
         self.predicted_absent = predicted_absent
 
     def compute(self) -> Tensor:
+        """Balanced accuracy of every valid row so far, synced (float64)."""
         self._check_rows()
         return balanced_accuracy_from_counts(self.counts[0], self.counts[1], self.counts[2], self.predicted_absent)
 
@@ -186,6 +242,18 @@ class ConfusionMatrix(ScoresMetric):
     ``"true"``), predicted classes (columns, ``"pred"``) or everything (``"all"``), with 0 where a
     row or column is empty (as sklearn). ``top_confusions(n)`` lists the ``n`` largest
     off-diagonal cells, for datasets with hundreds of classes.
+
+    >>> import torch
+    >>> from video_metrics import ConfusionMatrix
+    >>> scores = torch.tensor([[2.0, 0.5, 0.1], [0.2, 0.1, 1.5], [0.3, 2.2, 0.4], [1.1, 0.9, 0.2]])
+    >>> metric = ConfusionMatrix(num_classes=3)
+    >>> metric.update(scores, torch.tensor([0, 2, 1, 1]))
+    >>> metric.compute()
+    tensor([[1, 0, 0],
+            [1, 1, 0],
+            [0, 0, 1]])
+    >>> metric.top_confusions(2)
+    [(1, 0, 1)]
     """
 
     higher_is_better = None
@@ -202,11 +270,13 @@ class ConfusionMatrix(ScoresMetric):
         self.add_sum_state("confmat", torch.zeros(self._c, self._c, dtype=torch.long))
 
     def update(self, scores: Tensor, target: Tensor) -> None:
+        """Add a batch's top-1 predictions to the counts (no host sync)."""
         s, t, valid, counts = self._prepare(scores, target)
         self.confmat += confusion_counts(argmax_lowest(s), t, valid, self._c)
         self._count_rows(*counts)
 
     def compute(self) -> Tensor:
+        """The synced matrix (int64 counts, or float64 when normalised)."""
         self._check_rows()
         return normalize_confusion(self.confmat, self.normalize)
 

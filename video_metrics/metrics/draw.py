@@ -40,10 +40,12 @@ def figure_to_array(fig: Figure) -> np.ndarray:
 
 
 def save_png(fig: Figure, path) -> None:
+    """Write a figure as PNG."""
     fig.savefig(path, format="png")
 
 
 def to_numpy(x) -> np.ndarray:
+    """A tensor (float as float64) or array-like as a NumPy array."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
         if x.dtype.is_floating_point:
@@ -53,20 +55,24 @@ def to_numpy(x) -> np.ndarray:
 
 
 def class_labels(class_names: Optional[Sequence[str]], c: int) -> List[str]:
+    """The class names, or the class indices as text."""
     return list(class_names) if class_names is not None else [str(i) for i in range(c)]
 
 
 def shorten(name: str, n: int = 24) -> str:
+    """``name`` cut to ``n`` characters with an ellipsis."""
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
 def row_normalise(cm: np.ndarray) -> np.ndarray:
+    """A confusion matrix normalised by its rows (0 for an empty row)."""
     support = cm.sum(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(support > 0, cm / np.maximum(support, 1), 0.0)
 
 
 def draw_heatmap(ax, norm: np.ndarray, rows: Sequence[int], cols: Sequence[int], names: List[str], text: bool) -> None:
+    """Draw the ``rows x cols`` part of a normalised matrix with class names (cell values when ``text``)."""
     sub = norm[np.ix_(rows, cols)]
     im = ax.imshow(sub, vmin=0.0, vmax=1.0, cmap="Blues", interpolation="nearest", aspect="auto")
     k = len(rows)

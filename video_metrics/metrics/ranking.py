@@ -140,6 +140,15 @@ class MeanAveragePrecision(_RankingMetric):
     as AP 0 (what ``sklearn.metrics.average_precision_score`` does for multilabel input). With no
     positive at all, ``"weighted"`` and ``"micro"`` give 0 under ``"zero"`` (as scikit-learn) and
     NaN otherwise; with ``"samples"``, a sample without a positive label follows the same policy.
+
+    >>> import torch
+    >>> from video_metrics import MeanAveragePrecision
+    >>> scores = torch.tensor([[2.0, 0.5, 0.1], [0.2, 0.1, 1.5], [0.3, 2.2, 0.4], [1.1, 0.9, 0.2]])
+    >>> labels = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    >>> metric = MeanAveragePrecision(num_classes=3, average="none")
+    >>> metric.update(scores, labels)
+    >>> metric.compute()
+    tensor([0.8333, 0.7500, 0.4167], dtype=torch.float64)
     """
 
     _kind = "ap"
@@ -166,6 +175,13 @@ class AUROC(_RankingMetric):
     ``average="samples"`` (multilabel: each sample's AUROC over its labels, averaged over samples,
     scikit-learn's ``average="samples"``; computed batch by batch), samples whose labels are all
     0 or all 1. ``task="binary"``: scores ``(N,)``, the AUROC of the positive class.
+
+    >>> import torch
+    >>> from video_metrics import AUROC
+    >>> metric = AUROC(task="binary")
+    >>> metric.update(torch.tensor([2.0, -1.0, 0.5, 0.5]), torch.tensor([1, 0, 0, 1]))
+    >>> metric.compute()  # the tie at 0.5 counts one half
+    tensor(0.8750, dtype=torch.float64)
     """
 
     _kind = "auroc"
@@ -189,7 +205,16 @@ class AUROC(_RankingMetric):
 class PRCurve(_RankingMetric):
     """Exact per-class precision-recall curves (:class:`~video_metrics.functional.ranking.PRCurveData`),
     point for point equal to ``sklearn.metrics.precision_recall_curve`` of each class; thresholds
-    are probabilities."""
+    are probabilities.
+
+    >>> import torch
+    >>> from video_metrics import PRCurve
+    >>> metric = PRCurve(task="binary", input="probs")
+    >>> metric.update(torch.tensor([0.9, 0.6, 0.1]), torch.tensor([1, 0, 1]))
+    >>> curve = metric.compute()
+    >>> curve.precision[0].tolist(), curve.recall[0].tolist()
+    ([0.6666666666666666, 0.5, 1.0, 1.0], [1.0, 0.5, 0.5, 0.0])
+    """
 
     higher_is_better = None
 
@@ -215,6 +240,7 @@ class PRCurve(_RankingMetric):
         return fig, ax
 
     def compute(self) -> PRCurveData:
+        """The curves of every valid row so far, synced."""
         if self.bins is not None:
             self._check_rows()
             return hist_pr_curves(self._hist(), self.bin_range)
