@@ -36,6 +36,12 @@ def _untouched(model):
     assert all(len(m._forward_hooks) == 0 and len(m._backward_hooks) == 0 for m in model.modules())
 
 
+
+def seeded(make_model, draw, shape):
+    """The model (eval mode) and clips of ``shape`` drawn by ``draw``, after seeding torch with 0."""
+    torch.manual_seed(0)
+    return make_model().eval(), draw(*shape)
+
 # ------------------------------------------------------------------ channels last (Swin3D)
 def test_channels_last_stage_is_read_channels_last_and_equals_the_hand_written_map():
     torch.manual_seed(0)
@@ -56,9 +62,7 @@ def test_channels_last_stage_is_read_channels_last_and_equals_the_hand_written_m
 
 # ------------------------------------------------------------------ (x, thw) tuples and a CLS-only head (MViT)
 def test_tuple_token_blocks_with_a_cls_head_step_back_to_the_last_block_with_a_gradient():
-    torch.manual_seed(0)
-    model = TupleTokensNet().eval()
-    x = torch.randn(2, 3, 8, 16, 16)
+    model, x = seeded(TupleTokensNet, torch.randn, (2, 3, 8, 16, 16))
     e = explain(model, x)
     # the last block's patch tokens reach the score only through CLS: its map is all zero; the block before is used
     assert e.layer == "blocks.1" and "class token" in e.reason
@@ -143,9 +147,7 @@ def test_frames_in_batch_tokens_give_one_map_per_clip():
 
 # ------------------------------------------------------------------ a 1x1x1 head conv after the last map (X3D)
 def test_the_last_map_is_taken_before_the_pooled_head_convs():
-    torch.manual_seed(0)
-    model = HeadConvNet().eval()
-    x = torch.rand(2, 3, 6, 16, 16)
+    model, x = seeded(HeadConvNet, torch.rand, (2, 3, 6, 16, 16))
     e = explain(model, x)
     assert e.layer == "pre_act" and e.grids == ((6, 8, 8),) and not e.flat
     tr = trace_model(model, parse_clips(x))

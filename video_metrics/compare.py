@@ -60,13 +60,13 @@ class Delta:
     the two-sided bootstrap p-value of ``delta = 0`` (``< 1/B`` shown as such by
     :func:`format_p_value`). See :class:`Comparison` for an example.
     """
-    key: str
-    a: float
-    b: float
-    delta: float
-    low: float
-    high: float
-    p_value: float
+    key: str  #: the suite key, e.g. ``video/top1``
+    a: float  #: the baseline's value
+    b: float  #: the candidate's value
+    delta: float  #: ``b - a``
+    low: float  #: the interval's lower end
+    high: float  #: the interval's upper end
+    p_value: float  #: two-sided bootstrap p-value of ``delta = 0``
 
 
 @dataclass
@@ -92,16 +92,16 @@ class ClassDelta:
     Benjamini-Hochberg ``q_value`` over the classes (:func:`benjamini_hochberg`). ``Comparison.per_class``
     lists them from the worst regression.
     """
-    index: int
-    name: str
-    metric: str
+    index: int  #: the class index
+    name: str  #: the class name (its index as text without names)
+    metric: str  #: ``recall`` or ``ap``
     a: float
     b: float
     delta: float
     low: float
     high: float
     p_value: float
-    q_value: float
+    q_value: float  #: Benjamini-Hochberg adjusted p-value over the classes
 
 
 @dataclass
@@ -395,17 +395,19 @@ def compare(a, b, bootstrap: int = 1000, ci: float = 0.95, seed: int = 0,
     """Paired comparison of suite ``a`` (baseline) and suite ``b`` (candidate); see the module doc.
     ``names``: how errors name the two (e.g. their files).
 
+    >>> import torch
     >>> import video_metrics as vm
-    >>> from video_metrics.data.predictions import synthetic_predictions
-    >>> def evaluated(signal):
-    ...     p = synthetic_predictions(num_videos=80, clips_per_video=2, num_classes=5, seed=0, signal=signal)
-    ...     suite = vm.VideoClassificationMetrics(5, video_reduction="mean_probs")
-    ...     suite.update(p.scores, p.target, p.video_ids, p.clip_ids)
-    ...     return suite
-    >>> c = vm.compare(evaluated(0.5), evaluated(2.0), bootstrap=200, seed=0)
-    >>> d = c.deltas["video/top1"]
-    >>> round(d.delta, 3), d.low > 0, c.mcnemar["video"].p_value < 1e-6
-    (0.362, True, True)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> target = torch.randint(0, 4, (200,), generator=g)
+    >>> noise, hot = 2 * torch.randn(200, 4, generator=g), torch.nn.functional.one_hot(target, 4)
+    >>> ids, clip = torch.arange(200), torch.zeros(200, dtype=torch.long)  # 200 one-clip videos
+    >>> a, b = vm.VideoClassificationMetrics(4), vm.VideoClassificationMetrics(4)
+    >>> a.update(noise + hot, target, ids, clip)
+    >>> b.update(noise + 3 * hot, target, ids, clip)  # b: the same clips, a stronger signal
+    >>> c = compare(a, b, bootstrap=200)
+    >>> d = c.deltas["clip/top1"]
+    >>> round(d.a, 3), round(d.b, 3), d.low > 0, c.mcnemar["clip"].a_wrong_b_right
+    (0.39, 0.71, True, 64)
     """
     bs.check_bootstrap(bootstrap, ci, "video", seed)
     if bootstrap < 1:

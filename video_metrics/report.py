@@ -8,6 +8,7 @@ looks complete.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import math
 import os
@@ -263,17 +264,24 @@ def write_report(report, out_dir: str, title: str = "video_metrics report", sour
     """
     if not hasattr(report, "scalars") and callable(getattr(report, "report", None)):
         report = report.report()
+    figures = itertools.chain(report_figures(report, max_classes_in_matrix), (extra_figures or {}).items())
+    return _write_folder(out_dir, "report", figures, "", ("metrics.json", report.to_dict()),
+                         ("report.html", lambda images: _html(report, images, title, source, notes)), REPORT_FILES)
+
+
+def _write_folder(out_dir: str, kind: str, figures, prefix: str, json_file, html_file, files) -> Dict[str, str]:
+    """A report folder (:func:`report_folder` keeps every file it did not write): the figures, one
+    JSON file ``(name, data)`` and one HTML page ``(name, html(images))``. Returns name -> path."""
     out_dir = os.path.abspath(out_dir)
     images: Dict[str, str] = {}
-    with report_folder(out_dir) as tmp:
-        save_figures(tmp, report_figures(report, max_classes_in_matrix), images)
-        save_figures(tmp, (extra_figures or {}).items(), images)
-        with open(os.path.join(tmp, "metrics.json"), "w") as f:
-            json.dump(report.to_dict(), f, indent=1, allow_nan=False)
-        with open(os.path.join(tmp, "report.html"), "w") as f:
-            f.write(_html(report, images, title, source, notes))
+    with report_folder(out_dir, kind) as tmp:
+        save_figures(tmp, figures, images, prefix)
+        with open(os.path.join(tmp, json_file[0]), "w") as f:
+            json.dump(json_file[1], f, indent=1, allow_nan=False)
+        with open(os.path.join(tmp, html_file[0]), "w") as f:
+            f.write(html_file[1](images))
     paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
-    paths.update({n: os.path.join(out_dir, n) for n in REPORT_FILES})
+    paths.update({n: os.path.join(out_dir, n) for n in files})
     return paths
 
 
@@ -365,17 +373,10 @@ def write_comparison(comparison, out_dir: str, title: str = "video_metrics compa
     :class:`~video_metrics.compare.Comparison` into ``out_dir``. Returns name -> path."""
     from .plots import comparison_figures
 
-    out_dir = os.path.abspath(out_dir)
-    images: Dict[str, str] = {}
-    with report_folder(out_dir, "compare") as tmp:
-        save_figures(tmp, comparison_figures(comparison), images, prefix="compare_")
-        with open(os.path.join(tmp, "compare.json"), "w") as f:
-            json.dump(comparison.to_dict(), f, indent=1, allow_nan=False)
-        with open(os.path.join(tmp, "compare.html"), "w") as f:
-            f.write(_compare_html(comparison, images, title, sources, gates))
-    paths = {k: os.path.join(out_dir, v) for k, v in images.items()}
-    paths.update({n: os.path.join(out_dir, n) for n in COMPARE_FILES})
-    return paths
+    return _write_folder(out_dir, "compare", comparison_figures(comparison), "compare_",
+                         ("compare.json", comparison.to_dict()),
+                         ("compare.html", lambda images: _compare_html(comparison, images, title, sources, gates)),
+                         COMPARE_FILES)
 
 
 def _sample_name(x) -> str:

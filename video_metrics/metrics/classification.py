@@ -177,10 +177,11 @@ class Recall(Precision):
 
     >>> import torch
     >>> from video_metrics import Recall
-    >>> metric = Recall(task="binary", input="probs")
-    >>> metric.update(torch.tensor([0.9, 0.8, 0.2]), torch.tensor([1, 0, 1]))
-    >>> metric.compute()
-    tensor(0.5000, dtype=torch.float64)
+    >>> recall = Recall(num_classes=3, average="none")
+    >>> recall.update(torch.tensor([[2.0, 0.5, 0.1], [0.2, 0.1, 1.5], [0.3, 2.2, 0.4], [1.1, 0.9, 0.2]]),
+    ...               torch.tensor([0, 2, 1, 1]))
+    >>> recall.compute()
+    tensor([1.0000, 0.5000, 1.0000], dtype=torch.float64)
     """
 
     _key = "recall"
