@@ -121,16 +121,6 @@ def _all_reduce(x: Tensor, group) -> Tensor:
     return x
 
 
-def _all_gather_padded(x: Tensor, group) -> List[Tensor]:
-    """All-gather of ``(k, ...)`` tensors whose first size differs between ranks."""
-    parts, counts = _all_gather_rows([x], group)
-    out, off = [], 0
-    for k in counts:
-        out.append(parts[0][off:off + k])
-        off += k
-    return out
-
-
 def _exchange(blocks, payloads, bounds, kept_counts: List[int], rank: int, group, dev) -> List[Tensor]:
     """One ``all_to_all``: every rank sends, for each of its kept rows, the columns of each
     destination's class shard of every payload (``(dtype, fn)``: ``fn(x, t)`` gives the ``(b, C)``
@@ -458,19 +448,8 @@ def _gather_lists(qs: List[Tensor], group) -> List[Tensor]:
     """All-gather several 1-D float64 vectors of per-rank lengths; returns each concatenated over
     ranks (rank order). Two collectives."""
     dev = qs[0].device if qs else torch.device("cpu")
-    lens = torch.tensor([q.numel() for q in qs], dtype=torch.float64, device=dev)
-    row = torch.cat([lens] + [q.double() for q in qs])[:, None]
-    per_rank = _all_gather_padded(row, group)
-    out: List[List[Tensor]] = [[] for _ in qs]
-    for r in per_rank:
-        r = r[:, 0]
-        k = len(qs)
-        ls = [int(x) for x in r[:k].tolist()]
-        off = k
-        for i, m in enumerate(ls):
-            out[i].append(r[off:off + m])
-            off += m
-    return [torch.cat(o) for o in out]
+    pieces, _ = all_gather_packed([[q.double()] for q in qs], group, dev)
+    return [torch.cat([p.view(torch.float64) for p in per_rank]) for per_rank in pieces]
 
 
 class _VideoShard:

@@ -26,18 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .functional.checks import (
-    INPUTS,
-    TASKS,
-    check_binary,
-    check_choice,
-    check_device,
-    check_ids,
-    check_num_classes,
-    check_probability,
-    check_scores,
-    check_target,
-)
+from .functional.checks import Layout, check_choice, check_device, check_ids, check_probability
 from .functional.calibration import bin_update
 from .functional.classification import (
     binary_losses,
@@ -58,8 +47,8 @@ from . import slices as _slices
 from . import views as _views
 from .config import SuiteConfig
 from .metrics.base import VideoMetric
-from .functional.aggregation import (AggregatedVideos, Coverage, RowStore, aggregate_rows, check_reduction, kept_rows,
-                                     same_rows_in)
+from .functional.aggregation import (AggregatedVideos, Coverage, RowStore, aggregate_rows, check_expected_clips,
+                                     check_reduction, kept_rows, same_rows_in)
 from .videos import EvalContext
 from .functional.rank_metrics import check_bins
 
@@ -81,15 +70,11 @@ class _ClipRows(VideoMetric):
                  id_registry: Optional[IdRegistry] = None, keep_rows: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.keep_rows = keep_rows
-        check_choice("task", task, TASKS)
-        check_choice("input", input, INPUTS)
-        self.num_classes = check_num_classes(num_classes, task)
         # binary rows are kept as one multilabel column (the positive class)
-        self._task = "multilabel" if task == "binary" else task
-        self._c = 1 if task == "binary" else self.num_classes
+        self._layout = Layout.of(num_classes, task, input)
+        self.num_classes, self._task, self._c = self._layout.num_classes, self._layout.rows_task, self._layout.columns
         check_choice("missing", missing, MISSING)
-        if expected_clips is not None and (isinstance(expected_clips, bool) or not isinstance(expected_clips, int) or expected_clips < 1):
-            raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
+        check_expected_clips(expected_clips)
         self.task, self.input, self.missing, self.expected_clips = task, input, missing, expected_clips
         self.expected_video_ids = None if expected_video_ids is None else torch.as_tensor(list(expected_video_ids), dtype=torch.long)
         self.id_registry = id_registry
@@ -106,12 +91,7 @@ class _ClipRows(VideoMetric):
     def _append(self, scores: Tensor, target: Tensor, video_ids: Optional[Tensor], clip_ids: Optional[Tensor]) -> None:
         video_ids = id_tensor(video_ids, "video_ids")
         clip_ids = id_tensor(clip_ids, "clip_ids")
-        if self.task == "binary":
-            check_binary(scores, target)
-            scores, target = scores[:, None], target[:, None]
-        else:
-            check_scores(scores, self.num_classes)
-            check_target(target, scores, self.task)
+        scores, target = self._layout.batch(scores, target)
         n = scores.shape[0]
         check_ids(video_ids, n, scores.device, "video_ids")
         check_ids(clip_ids, n, scores.device, "clip_ids")

@@ -421,6 +421,13 @@ def aggregate_rows(rows, t, vid, dropped, task, input, reduction, expected_video
     return AggregatedVideos(uniq, probs, rank, key, vt, counts, cov, votes)
 
 
+def check_expected_clips(expected_clips) -> None:
+    """``expected_clips``: None or a positive int."""
+    if expected_clips is not None and (isinstance(expected_clips, bool) or not isinstance(expected_clips, int)
+                                       or expected_clips < 1):
+        raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
+
+
 def aggregate_videos(scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids: Optional[Tensor] = None,
                      num_classes: Optional[int] = None, task: str = "multiclass", reduction: str = "mean_probs",
                      input: str = "logits", expected_video_ids: Optional[Sequence[int]] = None,
@@ -445,9 +452,7 @@ def aggregate_videos(scores: Tensor, target: Tensor, video_ids: Tensor, clip_ids
     s, t = layout.batch(scores, target)
     for name, ids in (("video_ids", video_ids), ("clip_ids", clip_ids)):
         check_ids(ids, s.shape[0], s.device, name)
-    if expected_clips is not None and (isinstance(expected_clips, bool) or not isinstance(expected_clips, int)
-                                       or expected_clips < 1):
-        raise ValueError(f"`expected_clips` must be None or a positive int, got {expected_clips!r}")
+    check_expected_clips(expected_clips)
     _, _, valid = valid_rows(layout, scores, target, "aggregate_videos", count_prob_like=True)
     rows = s.float()
     t = t.long() if layout.rows_task == "multiclass" else (t if t.dtype == torch.bool else t != 0)

@@ -149,17 +149,6 @@ def curves_average_precision(curves: RankingCurves, mode: str = "step") -> Tenso
     return torch.where(curves.positives > 0, ap, torch.full_like(ap, float("nan")))
 
 
-def curves_auroc(curves: RankingCurves) -> Tensor:
-    """(C,) float64 AUROC per class; NaN where a class has no positive or no negative."""
-    c = curves.positives.numel()
-    d_fp = curves.fp - _prev(curves.fp, curves.first)
-    tp_sum = curves.tp + _prev(curves.tp, curves.first)
-    twice_area = _per_class_sum(d_fp * tp_sum, curves.cls, c)  # exact in int64
-    den = 2 * curves.positives * curves.negatives
-    out = twice_area.double() / den.clamp_min(1).double()
-    return torch.where(den > 0, out, torch.full_like(out, float("nan")))
-
-
 @dataclass
 class PRCurveData:
     """Per-class precision-recall curves, as ``sklearn.metrics.precision_recall_curve``.
