@@ -55,6 +55,7 @@ def _metrics(c):
         "AUROC(binary)": lambda: vm.AUROC(task="binary"),
         "CalibrationError(binary)": lambda: vm.CalibrationError(task="binary"),
         "suite binary (clip+video)": lambda: vm.VideoClassificationMetrics(task="binary", video_reduction="mean_probs"),
+        "YouTube8MMetrics(top_k=20)": lambda: vm.YouTube8MMetrics(c, top_k=min(20, c), input="logits", max_labels=c),
         "ActionMetrics (views, tail, groups)": lambda: vm.ActionMetrics(c, c, tail_verbs=[0, 1], group_names={1: "unseen"}),
     }
 

@@ -33,4 +33,5 @@ def all_metrics(c: int = 10):
         "binary_ece": lambda: vm.CalibrationError(task="binary"),
         "binary_ece_quantile": lambda: vm.CalibrationError(task="binary", binning="quantile"),
         "binary_prcurve": lambda: vm.PRCurve(task="binary"),
+        "youtube8m": lambda: vm.YouTube8MMetrics(c, top_k=5, input="logits", max_labels=c),
     }

@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 _EXPORTS: Dict[str, str] = {
     **{name: "metrics" for name in (
         "TopKAccuracy", "PrecisionRecallF1", "Precision", "Recall", "F1Score", "BalancedAccuracy", "ConfusionMatrix",
-        "MeanAveragePrecision", "AUROC", "PRCurve", "CalibrationError", "VideoMetric", "count_collectives")},
+        "MeanAveragePrecision", "AUROC", "PRCurve", "CalibrationError", "YouTube8MMetrics", "VideoMetric",
+        "count_collectives")},
     "ReliabilityData": "functional.calibration",
     "PRCurveData": "functional.ranking",
     "stable_id": "ids",

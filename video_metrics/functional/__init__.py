@@ -31,9 +31,10 @@ from .classification import (
     top_k_accuracy,
 )
 from .rank_metrics import auroc, average_precision, mean_average_precision, pr_curve
+from .youtube8m import youtube8m_metrics
 
 __all__ = [
     "top_k_accuracy", "precision_recall_f1", "precision", "recall", "f1_score", "balanced_accuracy",
     "confusion_matrix", "average_precision", "mean_average_precision", "auroc", "pr_curve", "calibration_error",
-    "reliability", "aggregate_videos", "fit_temperature",
+    "reliability", "aggregate_videos", "fit_temperature", "youtube8m_metrics",
 ]

@@ -23,10 +23,18 @@ distinct scores every value is the official one.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .checks import Layout, check_row_counts
+from .classification import check_row_values, multilabel_target_ok
+
+#: the official ``eval.py``'s number of predictions kept per video
+TOP_K = 20
+#: the keys of the results, in order
+KEYS = ("gap", "hit_at_1", "perr", "map", "num_videos")
 
 
 def ranked_top_k(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -76,33 +84,199 @@ def video_quantities(vals: Tensor, hits: Tensor, num_labels: Tensor, counted: Te
     return hits[:, 0], perr
 
 
-def sparse_ap(scores: Tensor, classes: Tensor, hits: Tensor, positives: Tensor) -> Tensor:
+def sparse_ap(scores: Tensor, classes: Optional[Tensor], hits: Tensor, positives: Tensor) -> Tensor:
     """Per-class AP of a list of ``(score, class, hit)`` entries, each class's entries ranked by
     score (ties: one threshold, see the module doc), over ``positives[c]`` (all positives of the
     class, in the list or not): ``sum over hits of the precision at the hit / positives``. 0 for a
     class with positives and no hit listed, NaN for a class without positives. float64 ``(C,)``.
+    ``classes=None``: one list (``positives`` of shape ``(1,)``), the GAP.
+
+    Memory: two sorts of the entries and work on the hits only (no per-entry float temporaries):
+    the entries' dense score rank, a 64-bit key ``class * (n + 1) + rank`` sorted once, and for each
+    hit two binary searches (the end of its tie group, its class's first entry).
 
     >>> sparse_ap(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 0]), torch.tensor([True, False, True]),
     ...           torch.tensor([3]))  # (1/1 + 2/3) / 3 positives, one of them not listed
     tensor([0.5556], dtype=torch.float64)
     """
-    c = positives.numel()
-    n = scores.numel()
+    c, n = positives.numel(), scores.numel()
     ap = torch.zeros(c, dtype=torch.float64, device=scores.device)
     if n:
-        order = torch.argsort(scores, descending=True, stable=True)
-        order = order[torch.argsort(classes[order], stable=True)]  # by class, score descending within
-        s, cl, h = scores[order], classes[order], hits[order].long()
-        pos = torch.arange(n, device=s.device)
-        start = torch.ones(n, dtype=torch.bool, device=s.device)
-        start[1:] = cl[1:] != cl[:-1]
-        first = torch.where(start, pos, 0).cummax(0).values  # where each entry's class begins
-        cum = h.cumsum(0)
-        before = torch.where(first > 0, cum[(first - 1).clamp_min(0)], torch.zeros_like(cum))
-        end = torch.ones(n, dtype=torch.bool, device=s.device)  # the last entry of a tie group
-        end[:-1] = start[1:] | (s[1:] != s[:-1])
-        last = torch.where(end, pos, n).flip(0).cummin(0).values.flip(0)
-        precision = (cum[last] - before[last]).double() / (last - first + 1).double()
-        ap.index_add_(0, cl, torch.where(h.bool(), precision, torch.zeros_like(precision)))
+        key, h = _ranked_keys(scores, classes, hits)
+        pos = torch.nonzero(h).squeeze(1)  # the hits' places in the ranked list, ascending
+        del h
+        hk = key[pos]
+        cls = torch.div(hk, n + 1, rounding_mode="floor")
+        last = torch.searchsorted(key, hk, right=True) - 1  # the end of each hit's tie group
+        first = torch.searchsorted(key, cls * (n + 1))  # its class's first entry
+        del key, hk
+        found = torch.searchsorted(pos, last, right=True) - torch.searchsorted(pos, first)
+        ap.index_add_(0, cls, found.double() / (last - first + 1).double())
     total = positives.double()
     return torch.where(total > 0, ap / total.clamp_min(1), torch.full_like(ap, float("nan")))
+
+
+def _ranked_keys(scores: Tensor, classes: Optional[Tensor], hits: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(key, hits)`` in ranked order: key ``class * (n + 1) + dense rank`` ascending (class, then
+    score descending, equal scores one rank), the hits permuted alike."""
+    n = scores.numel()
+    ranked, order = torch.sort(scores, descending=True)
+    new = torch.ones(n, dtype=torch.bool, device=scores.device)
+    new[1:] = ranked[1:] != ranked[:-1]
+    del ranked
+    rank = new.cumsum(0)  # 1..n, in ranked order
+    del new
+    if classes is None:
+        return rank, hits[order]
+    key = torch.empty_like(rank)
+    key[order] = rank
+    del rank, order
+    key.add_(classes.long().mul_(n + 1))
+    key, order = torch.sort(key)
+    return key, hits[order]
+
+
+class VideoRows(NamedTuple):
+    """What YouTube-8M's evaluation keeps of each video (:func:`video_rows`): its ``top_k`` ranked
+    predictions (``scores``, ``classes`` (-1: none), ``hits``), its PERR, the first labels
+    (``labels``, -1 padded), its number of labels, and the row checks (``valid``, ``bad_target``,
+    ``bad_score``)."""
+
+    scores: Tensor
+    classes: Tensor
+    hits: Tensor
+    perr: Tensor
+    labels: Tensor
+    num_labels: Tensor
+    valid: Tensor
+    bad_target: Tensor
+    bad_score: Tensor
+
+
+def video_rows(scores: Tensor, target: Tensor, top_k: int, max_labels: int, input: str = "probs") -> VideoRows:
+    """Each video's quantities from dense ``scores`` and multi-hot ``target`` ``(N, C)``, on the
+    device and without a host sync. Rows are ranked in the scores' precision (fp16/bf16 as fp32);
+    a row with a NaN or inf (or, for probabilities, a value outside [0, 1]) or a target not in
+    {0, 1} is not valid. PERR needs each video's ``k``-th score for its ``k`` labels: the top
+    ``max(top_k, max_labels)`` are ranked; rows with more than ``max_labels`` labels keep a wrong
+    PERR and must be refused by the caller (``num_labels``)."""
+    x = scores if scores.dtype == torch.float64 else scores.float()
+    c = x.shape[1]
+    lo, hi = (x.amin(1), x.amax(1)) if x.numel() else (x.new_zeros(x.shape[0]),) * 2
+    valid, bad_t, bad_s, _ = check_row_values(lo, hi, target, "multilabel", input, c,
+                                              label_ok=multilabel_target_ok(target))
+    positive = (target > 0) & valid[:, None]
+    x = x.nan_to_num(0.0, 0.0, 0.0)
+    num_labels = positive.sum(1)
+    vals, cls = ranked_top_k(x, max(top_k, min(max_labels, c)))
+    hits = positive.gather(1, cls)
+    counted = vals > 0 if input == "probs" else torch.ones_like(hits)
+    _, perr = video_quantities(vals, hits, num_labels, counted)
+    k = min(top_k, c)
+    return VideoRows(vals[:, :k], cls[:, :k], hits[:, :k], perr, first_labels(positive, max_labels), num_labels,
+                     valid, bad_t, bad_s)
+
+
+def listed_rows(scores: Tensor, classes: Tensor, target: Tensor, top_k: int, max_labels: int,
+                input: str = "probs") -> VideoRows:
+    """:func:`video_rows` from each video's listed predictions only (a submission's top ``K``:
+    ``scores`` and ``classes`` ``(N, K)`` in any order, class -1 for no prediction) and its
+    multi-hot ``target`` ``(N, C)``. A class not listed is a prediction below every listed one:
+    PERR counts the labels among the listed predictions it ranks in the top ``k``, GAP and mAP
+    see the listed ones. A row with a class outside ``[-1, C)``, a class listed twice or a bad
+    listed score is not valid (``bad_score``). No host sync."""
+    c = target.shape[1]
+    x = scores if scores.dtype == torch.float64 else scores.float()
+    listed = (classes >= 0) & (classes < c)  # others make the row bad (class_ok)
+    finite_or_pad = torch.where(listed, x, torch.zeros_like(x))
+    lo = finite_or_pad.amin(1) if x.shape[1] else x.new_zeros(x.shape[0])
+    hi = finite_or_pad.amax(1) if x.shape[1] else x.new_zeros(x.shape[0])
+    ordered = torch.sort(torch.where(listed, classes.long(), c), dim=1).values
+    repeated = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < c)).any(1)
+    class_ok = ((classes >= -1) & (classes < c)).all(1) & ~repeated
+    in_unit = (lo >= 0) & (hi <= 1)
+    score_ok = (in_unit if input == "probs" else torch.isfinite(lo) & torch.isfinite(hi)) & class_ok
+    label_ok = multilabel_target_ok(target)
+    valid = label_ok & score_ok
+    bad_t, bad_s = (~label_ok).sum(), (~score_ok).sum()
+    positive = (target > 0) & valid[:, None]
+    key = torch.where(listed & valid[:, None], x.nan_to_num(0.0, 0.0, 0.0), float("-inf"))
+    by_class = torch.argsort(torch.where(listed, classes.long(), c), dim=1, stable=True)
+    order = by_class.gather(1, torch.argsort(key.gather(1, by_class), dim=1, descending=True, stable=True))
+    vals, cls = key.gather(1, order), torch.where(listed, classes.long(), -1).gather(1, order)
+    hits = positive.gather(1, cls.clamp_min(0)) & (cls >= 0)
+    counted = (vals > 0 if input == "probs" else torch.isfinite(vals)) & (cls >= 0)
+    num_labels = positive.sum(1)
+    _, perr = video_quantities(vals, hits, num_labels, counted)
+    vals, cls, hits = _width(vals, cls, hits, top_k)
+    return VideoRows(vals, cls, hits, perr, first_labels(positive, max_labels), num_labels, valid, bad_t, bad_s)
+
+
+def _width(vals: Tensor, cls: Tensor, hits: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """The first ``k`` ranked entries, padded (class -1, score -inf, no hit) when fewer are listed."""
+    have = vals.shape[1]
+    if have >= k:
+        return vals[:, :k], cls[:, :k], hits[:, :k]
+    pad = k - have
+    return (torch.cat([vals, vals.new_full((vals.shape[0], pad), float("-inf"))], 1),
+            torch.cat([cls, cls.new_full((cls.shape[0], pad), -1)], 1),
+            torch.cat([hits, hits.new_zeros((hits.shape[0], pad))], 1))
+
+
+def youtube8m_value(scores: Tensor, classes: Tensor, hits: Tensor, perr: Tensor, positives: Tensor) -> Dict[str, Tensor]:
+    """The official quantities from the kept videos' ranked top predictions ``(V, K)`` (class -1:
+    no prediction), their PERR ``(V,)`` and every class's positives ``(C,)``: ``gap``,
+    ``hit_at_1``, ``perr``, ``map``, ``num_videos`` and ``per_class_ap`` ``(C,)`` (NaN for a class
+    without positives). Sums are taken over sorted values: the result depends on the set of
+    videos only, not on their order or the number of processes."""
+    v = hits.shape[0]
+    listed = classes >= 0
+    if bool(listed.all()):
+        s, cl, h = scores.reshape(-1), classes.reshape(-1), hits.reshape(-1)
+    else:
+        s, cl, h = scores[listed], classes[listed], hits[listed]
+    total = positives.sum().reshape(1)
+    gap = sparse_ap(s, None, h, total)[0] if int(total) else torch.zeros((), dtype=torch.float64)
+    per_class = sparse_ap(s, cl, h, positives)
+    has = positives > 0
+    return {
+        "gap": gap,
+        "hit_at_1": hits[:, 0].double().mean() if v else torch.tensor(float("nan"), dtype=torch.float64),
+        "perr": torch.sort(perr.double()).values.sum() / max(v, 1),
+        "map": torch.sort(per_class[has]).values.mean(),
+        "num_videos": torch.tensor(v),
+        "per_class_ap": per_class,
+    }
+
+
+def youtube8m_metrics(scores: Tensor, target: Tensor, top_k: int = TOP_K, input: str = "probs") -> Dict[str, Tensor]:
+    """YouTube-8M's official evaluation (module doc) of dense ``scores`` and a multi-hot
+    ``target`` ``(N, C)``, as :class:`~video_metrics.YouTube8MMetrics` computes it from all rows.
+
+    >>> scores = torch.tensor([[0.9, 0.1, 0.3], [0.2, 0.8, 0.7], [0.6, 0.5, 0.1]])
+    >>> target = torch.tensor([[1, 0, 1], [0, 0, 1], [0, 1, 0]])
+    >>> out = youtube8m_metrics(scores, target, top_k=2)
+    >>> {k: round(float(out[k]), 4) for k in ("gap", "hit_at_1", "perr", "map")}
+    {'gap': 0.7333, 'hit_at_1': 0.3333, 'perr': 0.3333, 'map': 0.8333}
+    """
+    layout = Layout.of(scores.shape[1] if scores.ndim == 2 else None, "multilabel", input)
+    check_top_k(top_k)
+    scores, target = layout.batch(scores, target)
+    rows = video_rows(scores, target, top_k, int(target.shape[1]) if target.ndim == 2 else 1, input)
+    check_row_counts("youtube8m_metrics", layout.rules(), int(rows.bad_target), int(rows.bad_score), int(rows.valid.sum()),
+                     functional=True)
+    keep = rows.valid
+    positives = (target[keep] > 0).sum(0)
+    return summary(youtube8m_value(rows.scores[keep], rows.classes[keep], rows.hits[keep], rows.perr[keep], positives))
+
+
+def summary(values: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """The reported keys of :func:`youtube8m_value` (``num_videos`` as float64, as every value)."""
+    return {k: values[k].double() for k in KEYS}
+
+
+def check_top_k(top_k) -> int:
+    """``top_k``: a positive int (the official ``k``)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive int (YouTube-8M's official value is {TOP_K}), got {top_k!r}")
+    return top_k
