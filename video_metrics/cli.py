@@ -74,13 +74,7 @@ def _open(args, path: str, registry=None):
     """``(prediction file, task, reduction, input)`` for ``path`` under the shared options."""
     from .io import open_predictions
 
-    names = None
-    if args.class_names:
-        try:
-            with open(args.class_names) as f:
-                names = [ln.rstrip("\n\r") for ln in f if ln.strip()]
-        except OSError as e:
-            raise _Fail(f"--class-names {args.class_names}: cannot read ({e.strerror})")
+    names = _read_names(args.class_names) if args.class_names else None
     pf = open_predictions(path, names, getattr(args, "format", "auto"))
     if registry is not None:  # two files of one comparison: the same names get the same ids
         pf.registry = registry
@@ -159,7 +153,8 @@ def epic_report(args: argparse.Namespace, loaded=None) -> int:
         ("--preset", args.preset), ("--class-names", args.class_names), ("--bootstrap", args.bootstrap),
         ("--slices-from", args.slices_from), ("--fit-temperature", args.fit_temperature),
         ("--calibration-bins", args.calibration_bins != 15), ("--predicted-absent", args.predicted_absent != "ignore"),
-        ("--empty-class", args.empty_class != "skip"), ("--empty-videos", args.empty_videos != "keep")) if given]
+        ("--empty-class", args.empty_class != "skip"), ("--empty-videos", args.empty_videos != "keep"),
+        ("--num-classes", args.num_classes != 3862)) if given]
     if unused:
         return _fail("report", _Fail(f"--format epic does not use {', '.join(unused)}: EPIC results are scored per "
                                      "segment with ActionMetrics (options: --top-k, --input, --action-scores, --labels, "
@@ -177,15 +172,63 @@ def epic_report(args: argparse.Namespace, loaded=None) -> int:
     return 0
 
 
+def youtube8m_report(args: argparse.Namespace) -> int:
+    """``video-metrics report --format youtube8m``: GAP, Hit@1, PERR and mAP of a Kaggle-style submission."""
+    from .youtube8m import YouTube8MFileError, evaluate_submission, format_youtube8m_table, write_youtube8m_report
+
+    if not args.labels:
+        return _fail("report", _Fail("--format youtube8m needs --labels (a CSV VideoId,Labels with space-separated "
+                                     "label ids)"))
+    top_k = args.top_k or [20]
+    unused = [opt for opt, given in (
+        ("--task", args.task), ("--reduction", args.reduction), ("--histogram-bins", args.histogram_bins),
+        ("--preset", args.preset), ("--bootstrap", args.bootstrap), ("--slices-from", args.slices_from),
+        ("--fit-temperature", args.fit_temperature), ("--input", args.input not in (None, "probs")),
+        ("--top-k with several values", len(top_k) > 1), ("--tail-verbs", args.tail_verbs),
+        ("--tail-nouns", args.tail_nouns), ("--unseen-participants", args.unseen_participants)) if given]
+    if unused:
+        return _fail("report", _Fail(f"--format youtube8m does not use {', '.join(unused)} (options: --labels, "
+                                     "--num-classes, --top-k K, --class-names, --out)"))
+    try:
+        _check_out(args.out)
+        names = None
+        if args.class_names:
+            names = _read_names(args.class_names)
+            if len(names) != args.num_classes:
+                raise _Fail(f"--class-names {args.class_names}: {len(names)} names for --num-classes {args.num_classes}")
+        scalars, info, per_class = evaluate_submission(args.predictions, args.labels, args.num_classes, top_k[0],
+                                                       chunk=args.chunk_size)
+        paths = write_youtube8m_report(scalars, info, per_class, args.out, names, source=args.predictions,
+                                       title=f"video_metrics YouTube-8M report: {os.path.basename(args.predictions)}")
+    except (YouTube8MFileError, _Fail, ValueError) as e:
+        return _fail("report", e)
+    print(format_youtube8m_table(scalars, info))
+    print(f"\nReport: {paths['report.html']}")
+    return 0
+
+
+def _read_names(path: str) -> List[str]:
+    """Class names, one a line (``--class-names``)."""
+    try:
+        with open(path) as f:
+            return [ln.rstrip("\n\r") for ln in f if ln.strip()]
+    except OSError as e:
+        raise _Fail(f"--class-names {path}: cannot read ({e.strerror})")
+
+
 def report(args: argparse.Namespace) -> int:
     """``video-metrics report``: read a predictions file and write the metrics table, JSON, figures and HTML report."""
     import warnings
 
     from .io import PredictionFileError
 
+    if args.format == "youtube8m":
+        return youtube8m_report(args)
     epic, loaded = _epic_results(args)
     if epic:
         return epic_report(args, loaded)
+    if args.num_classes != 3862:
+        return _fail("report", _Fail("--num-classes is read with --format youtube8m only (other files give their classes)"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         code = _report(args, PredictionFileError)
@@ -452,13 +495,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and write metrics.json, report.html and PNG figures.")
     r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions, or an mmaction2 / PySlowFast "
                                        "results .pkl (read with a restricted unpickler)")
-    r.add_argument("--format", choices=["auto", "mmaction2", "slowfast", "epic"], default="auto",
+    r.add_argument("--format", choices=["auto", "mmaction2", "slowfast", "epic", "youtube8m"], default="auto",
                    help="auto: by extension, and for .pkl/.pt by the layout inside; mmaction2: tools/test.py --dump "
                         "results.pkl; slowfast: TEST.SAVE_RESULTS_PATH; epic: EPIC-Kitchens-100 action recognition "
-                        "results (verb_output, noun_output, narration_id), evaluated against --labels")
+                        "results (verb_output, noun_output, narration_id), evaluated against --labels; youtube8m: a "
+                        "Kaggle submission CSV (VideoId,LabelConfidencePairs), evaluated against --labels as the "
+                        "official eval.py (GAP@20, Hit@1, PERR, mAP)")
+    r.add_argument("--labels", default=None, help="epic: annotations CSV with narration_id, verb_class, noun_class, "
+                                                  "participant_id (EPIC_100_validation.csv); youtube8m: CSV "
+                                                  "VideoId,Labels with space-separated label ids")
+    y = r.add_argument_group("YouTube-8M (--format youtube8m)")
+    y.add_argument("--num-classes", type=_positive_int, default=3862,
+                   help="size of the vocabulary (default 3862, YouTube-8M 2018)")
     e = r.add_argument_group("EPIC-Kitchens (--format epic)")
-    e.add_argument("--labels", default=None, help="annotations CSV with narration_id, verb_class, noun_class, "
-                                                  "participant_id (EPIC_100_validation.csv)")
     e.add_argument("--tail-verbs", default=None, help="CSV with a 'verb' column (EPIC_100_tail_verbs.csv)")
     e.add_argument("--tail-nouns", default=None, help="CSV with a 'noun' column (EPIC_100_tail_nouns.csv)")
     e.add_argument("--unseen-participants", default=None,
