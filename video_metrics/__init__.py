@@ -32,6 +32,8 @@ _EXPORTS: Dict[str, str] = {
     "SliceResult": "slices",
     "ActionMetrics": "actions",
     "write_report": "report",
+    "summarize_runs": "runs",
+    "RunSummary": "runs",
 }
 
 __all__ = list(_EXPORTS) + ["compare"]

@@ -222,6 +222,12 @@ def report(args: argparse.Namespace) -> int:
 
     from .io import PredictionFileError
 
+    if args.runs:
+        return runs_report(args)
+    if len(args.predictions) > 1:
+        return _fail("report", _Fail(f"{len(args.predictions)} files given: pass --runs to summarize them as runs of "
+                                     "one protocol, or report one file at a time"))
+    args.predictions = args.predictions[0]
     if args.format == "youtube8m":
         return youtube8m_report(args)
     epic, loaded = _epic_results(args)
@@ -237,13 +243,64 @@ def report(args: argparse.Namespace) -> int:
     return code
 
 
+def _suite_report(args, path: str):
+    """``(the suite's report, the prediction file, the suite)`` of one predictions file under the options."""
+    pf, task, reduction, score_input = _open(args, path)
+    suite = _make_suite(args, pf, task, reduction, score_input)
+    _stream(args, pf, suite, score_input)
+    return suite.report(), pf, suite
+
+
+def runs_report(args: argparse.Namespace) -> int:
+    """``video-metrics report A B C --runs``: each run's keys summarized (:func:`video_metrics.runs.summarize_runs`).
+    A run is a metrics.json, a report folder, or a file evaluated as ``report`` would (suite formats, or
+    ``--format youtube8m`` with its ``--labels``)."""
+    import warnings
+
+    from .io import PredictionFileError
+    from .runs import RunsError, summarize_runs
+
+    if len(args.predictions) < 2:
+        return _fail("report", _Fail("--runs needs at least 2 runs (metrics.json files, report folders or prediction files)"))
+    try:
+        _check_out(args.out)
+        runs = []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for path in args.predictions:
+                runs.append(_one_run(args, path))
+        summary = summarize_runs(runs, names=args.predictions)
+        paths = summary.write(args.out)
+    except (RunsError, PredictionFileError, _Fail, ValueError) as e:
+        return _fail("report", e)
+    _say_warnings("report", caught)
+    print(summary.table())
+    print(f"\nRuns: {paths['runs.csv']}")
+    return 0
+
+
+def _one_run(args, path: str):
+    """A run for :func:`runs_report`: a metrics.json (or the report folder holding one) as it is,
+    else the file evaluated."""
+    if os.path.isdir(path) or path.lower().endswith(".json"):
+        return path
+    if args.format == "youtube8m":
+        from .youtube8m import evaluate_submission
+
+        if not args.labels:
+            raise _Fail("--format youtube8m needs --labels")
+        scalars, info, _ = evaluate_submission(path, args.labels, args.num_classes, (args.top_k or [20])[0],
+                                               chunk=args.chunk_size)
+        return {"scalars": scalars, "info": info}
+    if args.format == "epic":
+        raise _Fail("--runs reads EPIC-Kitchens runs from their report folders (metrics.json): report each file first")
+    return _suite_report(args, path)[0]
+
+
 def _report(args, PredictionFileError) -> int:
     try:
         _check_out(args.out)
-        pf, task, reduction, score_input = _open(args, args.predictions)
-        suite = _make_suite(args, pf, task, reduction, score_input)
-        _stream(args, pf, suite, score_input)
-        rep = suite.report()
+        rep, pf, suite = _suite_report(args, args.predictions)
         extra = {}
         if args.fit_temperature:
             from .plots import plot_temperature
@@ -493,8 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="evaluate saved per-clip predictions and write an HTML/PNG/JSON report",
                        description="Evaluate saved per-clip predictions (.npz, .pt or .csv) at clip and video level "
                                    "and write metrics.json, report.html and PNG figures.")
-    r.add_argument("predictions", help=".npz, .pt or .csv file of per-clip predictions, or an mmaction2 / PySlowFast "
-                                       "results .pkl (read with a restricted unpickler)")
+    r.add_argument("predictions", nargs="+",
+                   help=".npz, .pt or .csv file of per-clip predictions, or an mmaction2 / PySlowFast results .pkl "
+                        "(read with a restricted unpickler); with --runs, several: prediction files, metrics.json "
+                        "files or report folders")
+    r.add_argument("--runs", action="store_true",
+                   help="the files are runs of one protocol (splits, seeds, episodes): write runs.json and runs.csv "
+                        "with each key's mean, std (ddof=1), min, max and per-run values; the runs must share keys "
+                        "and classes")
     r.add_argument("--format", choices=["auto", "mmaction2", "slowfast", "epic", "youtube8m"], default="auto",
                    help="auto: by extension, and for .pkl/.pt by the layout inside; mmaction2: tools/test.py --dump "
                         "results.pkl; slowfast: TEST.SAVE_RESULTS_PATH; epic: EPIC-Kitchens-100 action recognition "
