@@ -40,23 +40,32 @@ KEYS = ("gap", "hit_at_1", "perr", "map", "num_videos")
 def ranked_top_k(scores: Tensor, k: int) -> Tuple[Tensor, Tensor]:
     """The ``k`` highest scores of each row and their classes, ranked: score descending, ties to the
     lower class index (exactly the row's first ``k`` under that order, including at the ``k``-th
-    score). No host sync: the ``k``-th value from ``topk``, the boundary filled by class index, and a
-    stable sort of the ``k`` kept.
+    score). No host sync, two ``topk`` passes over the row and comparisons: the ``k``-th score,
+    the classes above it (from the first ``topk``), the lowest classes equal to it (a ``topk`` of
+    their negated index), then a sort of the ``2k`` candidates.
 
     >>> ranked_top_k(torch.tensor([[0.2, 0.9, 0.2, 0.5, 0.2]]), 3)
     (tensor([[0.9000, 0.5000, 0.2000]]), tensor([[1, 3, 0]]))
     """
-    c = scores.shape[1]
+    n, c = scores.shape
     k = min(k, c)
-    kth = torch.topk(scores, k, dim=1).values[:, -1:]
-    greater = scores > kth
-    tied = scores == kth
-    member = greater | (tied & (tied.cumsum(1) <= k - greater.sum(1, keepdim=True)))
-    index = torch.arange(c, device=scores.device)
-    # the members in ascending class order: the k largest keys c - index among them
-    cls = c - torch.topk(torch.where(member, c - index, 0), k, dim=1).values
-    vals, order = torch.sort(scores.gather(1, cls), dim=1, descending=True, stable=True)
-    return vals, cls.gather(1, order)
+    vals, idx = torch.topk(scores, k, dim=1)
+    kth = vals[:, -1:]
+    above = vals > kth  # every score above the k-th is among the first topk's
+    room = k - above.sum(1, keepdim=True)  # places left for scores equal to the k-th
+    # the lowest classes whose score equals the k-th: a topk of (c - index) over them (exact in fp32 below 2**24)
+    dtype = torch.float32 if c < 2**24 else torch.float64
+    rev = torch.arange(c, 0, -1, dtype=dtype, device=scores.device)
+    tied = c - torch.topk(torch.where(scores == kth, rev, 0), k, dim=1).values.long()
+    take = torch.arange(k, device=scores.device)[None, :] < room
+    cand_cls = torch.cat([torch.where(above, idx, c), torch.where(take, tied, c)], 1)
+    cand_val = torch.cat([vals, kth.expand(n, k)], 1)
+    unused = cand_cls == c
+    # rank the candidates: used first, then score descending, then class ascending (three stable sorts)
+    order = torch.argsort(cand_cls, dim=1, stable=True)
+    order = order.gather(1, torch.argsort(cand_val.gather(1, order), dim=1, descending=True, stable=True))
+    order = order.gather(1, torch.argsort(unused.gather(1, order).to(torch.uint8), dim=1, stable=True))[:, :k]
+    return cand_val.gather(1, order), cand_cls.gather(1, order)
 
 
 def first_labels(positive: Tensor, width: int) -> Tensor:
@@ -66,8 +75,9 @@ def first_labels(positive: Tensor, width: int) -> Tensor:
     tensor([[ 1,  3, -1]])
     """
     c = positive.shape[1]
-    index = torch.arange(c, device=positive.device)
-    top = torch.topk(torch.where(positive, c - index, 0), min(width, c), dim=1).values
+    dtype = torch.float32 if c < 2**24 else torch.float64  # class indices exact
+    rev = torch.arange(c, 0, -1, dtype=dtype, device=positive.device)
+    top = torch.topk(torch.where(positive, rev, 0), min(width, c), dim=1).values.long()
     out = torch.where(top > 0, c - top, -1)
     if width > c:
         out = torch.cat([out, out.new_full((out.shape[0], width - c), -1)], 1)
@@ -165,16 +175,17 @@ def video_rows(scores: Tensor, target: Tensor, top_k: int, max_labels: int, inpu
     lo, hi = (x.amin(1), x.amax(1)) if x.numel() else (x.new_zeros(x.shape[0]),) * 2
     valid, bad_t, bad_s, _ = check_row_values(lo, hi, target, "multilabel", input, c,
                                               label_ok=multilabel_target_ok(target))
-    positive = (target > 0) & valid[:, None]
+    positive = target if target.dtype == torch.bool else target > 0  # an invalid row's labels masked below
     x = x.nan_to_num(0.0, 0.0, 0.0)
-    num_labels = positive.sum(1)
+    # (an int32 sum of bools is ~40x faster than the default int64 one on CPU)
+    num_labels = torch.where(valid, positive.sum(1, dtype=torch.int32), 0).long()
     vals, cls = ranked_top_k(x, max(top_k, min(max_labels, c)))
-    hits = positive.gather(1, cls)
+    hits = positive.gather(1, cls) & valid[:, None]
     counted = vals > 0 if input == "probs" else torch.ones_like(hits)
     _, perr = video_quantities(vals, hits, num_labels, counted)
     k = min(top_k, c)
-    return VideoRows(vals[:, :k], cls[:, :k], hits[:, :k], perr, first_labels(positive, max_labels), num_labels,
-                     valid, bad_t, bad_s)
+    labels = torch.where(valid[:, None], first_labels(positive, max_labels), -1)
+    return VideoRows(vals[:, :k], cls[:, :k], hits[:, :k], perr, labels, num_labels, valid, bad_t, bad_s)
 
 
 def listed_rows(scores: Tensor, classes: Tensor, target: Tensor, top_k: int, max_labels: int,
@@ -199,17 +210,18 @@ def listed_rows(scores: Tensor, classes: Tensor, target: Tensor, top_k: int, max
     label_ok = multilabel_target_ok(target)
     valid = label_ok & score_ok
     bad_t, bad_s = (~label_ok).sum(), (~score_ok).sum()
-    positive = (target > 0) & valid[:, None]
+    positive = target if target.dtype == torch.bool else target > 0  # an invalid row's labels masked below
     key = torch.where(listed & valid[:, None], x.nan_to_num(0.0, 0.0, 0.0), float("-inf"))
     by_class = torch.argsort(torch.where(listed, classes.long(), c), dim=1, stable=True)
     order = by_class.gather(1, torch.argsort(key.gather(1, by_class), dim=1, descending=True, stable=True))
     vals, cls = key.gather(1, order), torch.where(listed, classes.long(), -1).gather(1, order)
-    hits = positive.gather(1, cls.clamp_min(0)) & (cls >= 0)
+    hits = positive.gather(1, cls.clamp_min(0)) & (cls >= 0) & valid[:, None]
     counted = (vals > 0 if input == "probs" else torch.isfinite(vals)) & (cls >= 0)
-    num_labels = positive.sum(1)
+    num_labels = torch.where(valid, positive.sum(1, dtype=torch.int32), 0).long()
     _, perr = video_quantities(vals, hits, num_labels, counted)
     vals, cls, hits = _width(vals, cls, hits, top_k)
-    return VideoRows(vals, cls, hits, perr, first_labels(positive, max_labels), num_labels, valid, bad_t, bad_s)
+    labels = torch.where(valid[:, None], first_labels(positive, max_labels), -1)
+    return VideoRows(vals, cls, hits, perr, labels, num_labels, valid, bad_t, bad_s)
 
 
 def _width(vals: Tensor, cls: Tensor, hits: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:

@@ -97,6 +97,37 @@ class VideoMetric(Metric):
             self.add_cat_state("target", torch.bool, (num_classes,))
         self.add_cat_state("valid", torch.bool, ())
 
+    #: rows of the first block of a state filled by :meth:`append_rows` (doubling up to ``_BLOCK_MAX_BYTES``)
+    _BLOCK_MIN_ROWS = 1024
+    _BLOCK_MAX_BYTES = 8 << 20
+
+    def append_rows(self, name: str, rows: Tensor) -> None:
+        """Append ``rows`` to the concatenated state ``name`` by copying them into a preallocated
+        block (the state's list holds views of it), a new block when it is full: capacity doubling
+        from ``_BLOCK_MIN_ROWS`` rows to ``_BLOCK_MAX_BYTES``. For metrics that keep a few small
+        values per row over many batches: one small allocation per state and batch, interleaved
+        with the batch's large temporaries, fragments glibc's per-thread arenas on CPU (a million
+        YouTube-8M videos: 15 GB of RSS for a 203 MB state, against the state plus ~50 MB this
+        way). Copies, never aliases, the caller's tensor."""
+        dtype, trailing = self._cat_specs[name]
+        blocks = self.__dict__.setdefault("_row_blocks", {})
+        buf, filled = blocks.get(name, (None, 0))
+        n = rows.shape[0]
+        if buf is None or buf.device != rows.device or filled + n > buf.shape[0]:
+            row_bytes = max(1, torch.Size(trailing).numel() * torch.empty((), dtype=dtype).element_size())
+            grown = self._BLOCK_MIN_ROWS if buf is None else min(2 * buf.shape[0], max(1, self._BLOCK_MAX_BYTES // row_bytes))
+            buf, filled = torch.empty((max(grown, n), *trailing), dtype=dtype, device=rows.device), 0
+        view = buf[filled:filled + n]
+        view.copy_(rows)
+        blocks[name] = (buf, filled + n)
+        getattr(self, name).append(view)
+
+    def reset(self) -> None:
+        """torchmetrics' ``reset``; the blocks of :meth:`append_rows` are let go (the states' views
+        of them go with the states)."""
+        self.__dict__.pop("_row_blocks", None)
+        super().reset()
+
     def _cat(self, name: str) -> Tensor:
         value = getattr(self, name)
         dtype, trailing = self._cat_specs[name]

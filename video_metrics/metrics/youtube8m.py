@@ -122,16 +122,13 @@ class YouTube8MMetrics(VideoMetric):
 
     def _append(self, rows: VideoRows, video_ids: Optional[Tensor]) -> None:
         over = (rows.num_labels > self.max_labels) & rows.valid
-        self.top_scores.append(rows.scores.to(self.score_dtype))
-        self.top_classes.append(rows.classes.to(self._id_dtype))
-        self.top_hits.append(rows.hits)
-        self.labels.append(rows.labels.to(self._id_dtype))
-        self.perr_rows.append(rows.perr)
-        self.valid.append(rows.valid & ~over)
+        for name, x in (("top_scores", rows.scores), ("top_classes", rows.classes), ("top_hits", rows.hits),
+                        ("labels", rows.labels), ("perr_rows", rows.perr), ("valid", rows.valid & ~over)):
+            self.append_rows(name, x)
         n = rows.valid.shape[0]
         self.n_seen += n
         if video_ids is not None:
-            self.video_ids.append(video_ids.long())
+            self.append_rows("video_ids", video_ids)
             self.n_with_ids += n
         self.n_over_labels += over.sum()
         self._count_rows(rows.valid & ~over, rows.bad_target, rows.bad_score)
