@@ -343,3 +343,70 @@ def test_report_and_bootstrap_read_class_blocks_not_the_matrix(monkeypatch, redu
     assert reps_a.keys() == reps_b.keys() and any(k.endswith("auprc_macro") for k in reps_a)
     for k in reps_a:
         torch.testing.assert_close(reps_b[k], reps_a[k], rtol=1e-12, atol=1e-15, equal_nan=True, msg=k)
+
+
+@pytest.mark.filterwarnings("ignore:.*identical scores")
+@pytest.mark.parametrize("reduction, input, kw", [("max", "logits", {}), ("mean_probs", "probs", {"empty_videos": "exclude"}),
+                                                  ("mean_logits", "logits", {"ap_mode": "interpolated"})])
+def test_multilabel_compute_builds_class_blocks_from_the_rows(monkeypatch, reduction, input, kw):
+    """compute() and report() of a multilabel suite make no (C, N) ranking matrix: class blocks are
+    rebuilt from the rows, the micro AP counts each block's pairs below the positives' scores.
+    Scalars equal with one class block and with many, and the clip level equals sklearn's on the
+    de-duplicated rows (macro AP over classes with a positive, micro AP over every pair)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from video_metrics.functional import workspace as wsmod
+
+    s, t, vid, cid = _data("multilabel", n_videos=40, clips=3, c=11, seed=3)
+    if input == "probs":
+        s = s.sigmoid()
+    shapes = []
+    orig = wsmod.Workspace.empty
+
+    def spy(self, shape, dtype, device):
+        shapes.append(tuple(shape))
+        return orig(self, shape, dtype, device)
+
+    monkeypatch.setattr(wsmod.Workspace, "empty", spy)
+    results = []
+    for bv in (1 << 22, 23):
+        monkeypatch.setattr(levels, "BLOCK_VALUES", bv)
+        suite = vm.VideoClassificationMetrics(11, task="multilabel", video_reduction=reduction, input=input, **kw)
+        _feed(suite, s, t, vid, cid)
+        shapes.clear()
+        out = suite.compute()
+        rep = suite.report()
+        if bv == 23:
+            cb = levels.block_sizes(120, 11)[1]
+            assert cb < 11 and (cb, 120) in shapes and (cb, 40) in shapes, shapes
+            assert (11, 120) not in shapes and (11, 40) not in shapes, shapes
+        results.append((out, rep.scalars, rep.clip.pr_micro[0].tolist()))
+    (big, big_rep, big_curve), (tiny, tiny_rep, tiny_curve) = results
+    for k in big:
+        for other in (big_rep[k], float(tiny[k]), tiny_rep[k]):
+            assert float(big[k]) == pytest.approx(other, rel=1e-12, abs=1e-15, nan_ok=True), k
+    assert big_curve == pytest.approx(tiny_curve, rel=1e-12)
+    y, x = t[:120].numpy(), s[:120].double().numpy()
+    assert float(big["clip/mAP_micro"]) == pytest.approx(average_precision_score(y.ravel(), x.ravel()), abs=1e-6)
+    has = y.sum(0) > 0
+    if kw.get("ap_mode", "step") == "step":
+        rows = y.sum(1) > 0 if kw.get("empty_videos") == "exclude" else np.ones(120, bool)
+        per = [average_precision_score(y[rows, j], x[rows, j]) for j in np.flatnonzero(has)]
+        assert float(big["clip/mAP"]) == pytest.approx(np.mean(per), abs=1e-6)
+    auc = [roc_auc_score(y[:, j], x[:, j]) for j in np.flatnonzero(has)]
+    assert float(big["clip/auroc_macro"]) == pytest.approx(np.mean(auc), abs=1e-6)
+
+
+def test_bin_update_in_chunks_is_bitwise_one_pass(monkeypatch):
+    """bin_update bins BIN_CHUNK values at a time: each bin adds its values in the same order, so the
+    sums are bitwise those of one pass (values on bin edges included)."""
+    from video_metrics.functional import calibration as cal
+
+    g = torch.Generator().manual_seed(0)
+    conf = torch.cat([torch.rand(5000, generator=g), torch.arange(16) / 15.0]).float()
+    correct = torch.rand(conf.numel(), generator=g) < conf
+    weight = torch.rand(conf.numel(), generator=g) < 0.9
+    one = cal.bin_update(conf, correct, weight, 15)
+    monkeypatch.setattr(cal, "BIN_CHUNK", 7)
+    assert torch.equal(cal.bin_update(conf, correct, weight, 15), one)
+    assert one[0].sum() == weight.sum() and torch.equal(one[0], one[0].round())

@@ -40,3 +40,10 @@ def test_explain_example_runs(capsys):
     out = capsys.readouterr().out.strip()
     assert out == "gradcam block3 (2, 8, 32, 32) (N, C, T, H, W) -> grid t=8, h=8, w=8"
     assert f"prints `{out}`" in text
+
+
+def test_youtube8m_example_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "YouTube8MMetrics" in b]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "['gap', 'hit_at_1', 'map', 'num_videos', 'perr'] 64"

@@ -42,8 +42,10 @@ from .functional.ranking import (
     copy_transposed,
     exact_ap_auroc,
     positive_index,
-    pooled_ap,
+    pooled_ap_from_counts,
+    pooled_counts,
     pr_curves,
+    sorted_values,
     ranking_curves,
     reduce_classes,
     reduce_pooled,
@@ -409,11 +411,12 @@ class Level:
         else:
             counts = torch.zeros(3, c, dtype=torch.long, device=dev)
         need_rank = (not mc) or "auroc_macro" in keys
-        # a multiclass level: the class pass (and report()'s curves, and the bootstrap) builds each
-        # class block of ranking scores from the rows into one reused buffer (no (C, N) matrix);
-        # multilabel: the row pass writes the whole (C, N) matrix (the micro AP ranks all of it)
-        streamed = need_rank and mc
-        rank_t = self.workspace.empty((c, n), self.rank_dtype, dev) if need_rank and not streamed else None
+        # the class pass (and report()'s curves) builds each class block of ranking scores from the
+        # rows into one reused buffer: no (C, N) matrix. Multilabel: the row pass keeps the positive
+        # pairs' scores, and the micro AP counts every block's pairs below them (pooled_counts)
+        streamed = need_rank
+        rank_t = None
+        pos_scores: List[Tensor] = []
         # clip-level multiclass logits: one exponential pass per row block gives the log-sum-exp and
         # the losses (multiclass_rows), and the log-probabilities are written straight into the ranking matrix
         fused = mc and self._rows is not None and cfg.input == "logits"
@@ -441,11 +444,7 @@ class Level:
                 counts += multilabel_counts(probs > cfg.threshold, pos, ones)
                 if need_cal:
                     bins += bin_update(probs.reshape(-1), pos.reshape(-1), torch.ones_like(pos.reshape(-1)), nb)
-            if rank_t is not None:
-                if fused:
-                    sub_transposed(rank_t[:, start:start + b], key, lse)
-                else:
-                    copy_transposed(rank_t[:, start:start + b], rank)
+                pos_scores.append(rank[pos].to(self.rank_dtype))
         S: Dict[str, Any] = {"n": n, "missing": self.missing}
         if mc:
             support = cm.sum(1)
@@ -461,7 +460,7 @@ class Level:
             S.update(bins=bins, nll=nll, brier=brier)
         self._rank_t = rank_t
         if need_rank:
-            S.update(self._class_pass(rank_t, keys))
+            S.update(self._class_pass(rank_t, keys, pos_scores))
         self.stats = S
         return level_scalars(cfg, self.task, keys, S)
 
@@ -499,7 +498,8 @@ class Level:
             self._block_buf = self.workspace.empty((cb, self.n), self.rank_dtype, self.target.device)
         dst = self._block_buf[:c1 - c0]
         cols = slice(c0, c1)
-        if self._rows is not None and self.config.input == "logits" and self._lse is None:
+        mc = self.task == "multiclass"
+        if mc and self._rows is not None and self.config.input == "logits" and self._lse is None:
             self._lse = self.row_lse()  # a level whose row pass did not keep them
         if self._rows is None:
             b = self._blocks_rows
@@ -509,7 +509,9 @@ class Level:
             return dst
         for start, x in self._rows.blocks(columns=cols):
             b = x.shape[0]
-            if self._lse is not None:
+            if not mc:  # multilabel: the scores themselves (logits or probabilities)
+                copy_transposed(dst[:, start:start + b], x)
+            elif self._lse is not None:
                 sub_transposed(dst[:, start:start + b], x, self._lse[start:start + b])
             else:  # multiclass probabilities: their logarithms
                 copy_transposed(dst[:, start:start + b], x.log())
@@ -528,17 +530,37 @@ class Level:
         that would otherwise hold the whole matrix (the bootstrap)."""
         return ClassRows(self)
 
-    def _class_pass(self, rank_t: Optional[Tensor], keys) -> Dict[str, Tensor]:
+    def _class_pass(self, rank_t: Optional[Tensor], keys, pos_scores: Sequence[Tensor] = ()) -> Dict[str, Tensor]:
         """AP, AUROC (and multilabel micro AP) class block by class block
         (:func:`~video_metrics.functional.ranking.class_pass`): from ``rank_t`` (the whole ``(C, N)``
-        ranking matrix), or, when it is None (multiclass ``compute()``), from blocks rebuilt from the
-        rows (:meth:`class_block`)."""
+        ranking matrix), or, when it is None, from blocks rebuilt from the rows (:meth:`class_block`).
+        Multilabel: the micro AP from the positive pairs' scores (``pos_scores``, gathered by the row
+        pass) and, for each block as the class pass builds it, the number of its pairs below each
+        (:func:`~video_metrics.functional.ranking.pooled_counts`)."""
         cfg, c, n = self.config, self.c, self.n
         mc = self.task == "multiclass"
         _, cb = block_sizes(n, c)
+        q = None if mc else sorted_values(torch.cat(list(pos_scores)) if pos_scores else
+                                          torch.zeros(0, dtype=self.rank_dtype, device=self.target.device))
+        below = None if mc else torch.zeros(q.numel(), dtype=torch.long, device=q.device)
+        done: List[Tensor] = []  # the block the class pass has finished with, not yet counted
+
+        def count_done() -> None:
+            # its rows may have been sorted in place by the class pass: the same values, which are
+            # all the micro AP needs; sorted flat in place (the buffer is rebuilt for the next block)
+            if done:
+                below.add_(pooled_counts(done, q, inplace=True))
+                done.clear()
 
         def block(c0: int, c1: int) -> Tensor:
-            return rank_t[c0:c1] if rank_t is not None else self.class_block(c0, c1)
+            if rank_t is not None:
+                return rank_t[c0:c1]
+            if below is not None and counting:
+                count_done()
+            blk = self.class_block(c0, c1)
+            if below is not None and counting:
+                done.append(blk)
+            return blk
 
         if mc:
             positives = positive_index(*sorted_positives(self.target, 0, c), 0)
@@ -548,23 +570,27 @@ class Level:
             def positives(c0: int, c1: int) -> Tensor:
                 return target[:, c0:c1].bool()
         # a rebuilt class block (or compute()'s own matrix) may be sorted in place
-        overwrite = mc and (rank_t is None or not self.detail)
+        overwrite = rank_t is None or not self.detail
+        counting = True
         ap, auc, npos = class_pass(c, cb, block, positives, cfg.ap_mode, overwrite)
+        if below is not None:
+            count_done()
+        counting = False
         ap_k = npos_k = None
         if not mc and cfg.empty_videos == "exclude":
             has_pos = self.target.bool().any(1)
             if not bool(has_pos.all()):
-                ap_k, _, npos_k = class_pass(c, cb, block, positives, cfg.ap_mode, rows=torch.nonzero(has_pos).squeeze(1))
+                ap_k, _, npos_k = class_pass(c, cb, block, positives, cfg.ap_mode, overwrite,
+                                             rows=torch.nonzero(has_pos).squeeze(1))
         self.ap, self.npos = ap, npos
         out: Dict[str, Tensor] = {"ap": ap, "auc": auc, "npos": npos, "nneg": n - npos}
         if mc:
             return out
         out["ap_used"], out["npos_used"] = (ap_k, npos_k) if ap_k is not None else (ap, npos)
-        pos_all = self.target.bool()
-        cls, row = torch.nonzero(pos_all.T, as_tuple=True)
-        out["micro_ap"], self._micro_p, self._micro_r = pooled_ap((rank_t[c0:c0 + cb] for c0 in range(0, c, cb)),
-                                                                  rank_t[cls, row], n * c)
-        out["micro_npos"] = torch.tensor(cls.numel(), device=rank_t.device)
+        if rank_t is not None:
+            below = pooled_counts((rank_t[c0:c0 + cb] for c0 in range(0, c, cb)), q)
+        out["micro_ap"], self._micro_p, self._micro_r = pooled_ap_from_counts(q, below, n * c)
+        out["micro_npos"] = torch.tensor(q.numel(), device=q.device)
         return out
 
     def _binary(self) -> Dict[str, Tensor]:
@@ -623,7 +649,7 @@ class Level:
         """Per-class PR curves (class block by class block) and per-class AP."""
         n, c = self.n, self.c
         rank_t = self._rank_t
-        blocks = rank_t is None and self.task == "multiclass"
+        blocks = rank_t is None
         _, cb = block_sizes(n, c)
         out = PRCurveData([], [], [])
         aps = []

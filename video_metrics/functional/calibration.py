@@ -57,13 +57,24 @@ def bin_index(confidence: Tensor, n_bins: int) -> Tensor:
     return b.clamp_(0, n_bins - 1).long()
 
 
+#: values binned at a time by :func:`bin_update` (bounds its float64 temporaries to a few MB)
+BIN_CHUNK = 1 << 18
+
+
 def bin_update(confidence: Tensor, correct: Tensor, weight: Tensor, n_bins: int) -> Tensor:
-    """(3, n_bins) float64 sums per bin: count, confidence, correctness (no host sync)."""
-    b = bin_index(confidence, n_bins).reshape(-1)
-    w = weight.reshape(-1).double()
-    vals = torch.stack([w, confidence.reshape(-1).double() * w, correct.reshape(-1).double() * w])
+    """(3, n_bins) float64 sums per bin: count, confidence, correctness (no host sync). The values
+    are binned :data:`BIN_CHUNK` at a time, in order: the same sums as one pass (each bin adds its
+    values in the same order), with temporaries of a chunk (a multilabel block's every (row, class)
+    pair would otherwise take ~50 bytes a pair)."""
+    conf, corr, wt = confidence.reshape(-1), correct.reshape(-1), weight.reshape(-1)
     out = torch.zeros(3, n_bins, dtype=torch.float64, device=confidence.device)
-    return out.scatter_add_(1, b[None, :].expand(3, -1), vals)
+    for lo in range(0, conf.numel(), BIN_CHUNK):
+        part = slice(lo, lo + BIN_CHUNK)
+        b = bin_index(conf[part], n_bins)
+        w = wt[part].double()
+        vals = torch.stack([w, conf[part].double() * w, corr[part].double() * w])
+        out.scatter_add_(1, b[None, :].expand(3, -1), vals)
+    return out
 
 
 def quantile_bins(confidence: Tensor, correct: Tensor, n_bins: int):

