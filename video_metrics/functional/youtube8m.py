@@ -97,53 +97,64 @@ def video_quantities(vals: Tensor, hits: Tensor, num_labels: Tensor, counted: Te
 def sparse_ap(scores: Tensor, classes: Optional[Tensor], hits: Tensor, positives: Tensor) -> Tensor:
     """Per-class AP of a list of ``(score, class, hit)`` entries, each class's entries ranked by
     score (ties: one threshold, see the module doc), over ``positives[c]`` (all positives of the
-    class, in the list or not): ``sum over hits of the precision at the hit / positives``. 0 for a
-    class with positives and no hit listed, NaN for a class without positives. float64 ``(C,)``.
+    class, in the list or not): ``sum over hits of the precision at the hit / positives``, where a
+    hit's precision is the share of hits among the class's entries scoring at least as high. 0 for
+    a class with positives and no hit listed, NaN for a class without positives. float64 ``(C,)``.
     ``classes=None``: one list (``positives`` of shape ``(1,)``), the GAP.
 
-    Memory: two sorts of the entries and work on the hits only (no per-entry float temporaries):
-    the entries' dense score rank, a 64-bit key ``class * (n + 1) + rank`` sorted once, and for each
-    hit two binary searches (the end of its tie group, its class's first entry).
+    Memory: one int64 key an entry, ``class << 32 | code`` (``code``: the score's order-preserving
+    32-bit pattern; for float64 scores its dense rank), sorted in place, values only; then two
+    binary searches a hit. Sums are taken in key order: the result depends on the entries, not on
+    their order (nor on the number of processes that held them).
 
     >>> sparse_ap(torch.tensor([0.9, 0.8, 0.7]), torch.tensor([0, 0, 0]), torch.tensor([True, False, True]),
     ...           torch.tensor([3]))  # (1/1 + 2/3) / 3 positives, one of them not listed
     tensor([0.5556], dtype=torch.float64)
     """
+    from .ranking import sorted_values
+
     c, n = positives.numel(), scores.numel()
     ap = torch.zeros(c, dtype=torch.float64, device=scores.device)
     if n:
-        key, h = _ranked_keys(scores, classes, hits)
-        pos = torch.nonzero(h).squeeze(1)  # the hits' places in the ranked list, ascending
-        del h
-        hk = key[pos]
-        cls = torch.div(hk, n + 1, rounding_mode="floor")
-        last = torch.searchsorted(key, hk, right=True) - 1  # the end of each hit's tie group
-        first = torch.searchsorted(key, cls * (n + 1))  # its class's first entry
-        del key, hk
-        found = torch.searchsorted(pos, last, right=True) - torch.searchsorted(pos, first)
-        ap.index_add_(0, cls, found.double() / (last - first + 1).double())
+        key = class_score_keys(scores, classes)
+        hk = sorted_values(key[hits.reshape(-1)])
+        key = sorted_values(key, inplace=True)
+        end = ((hk >> 32) + 1) << 32  # the first key of the next class
+        at_least = torch.searchsorted(key, end) - torch.searchsorted(key, hk)  # the class's entries scoring >= the hit
+        hits_at_least = torch.searchsorted(hk, end) - torch.searchsorted(hk, hk)
+        del key
+        ap.index_add_(0, hk >> 32, hits_at_least.double() / at_least.double())
     total = positives.double()
     return torch.where(total > 0, ap / total.clamp_min(1), torch.full_like(ap, float("nan")))
 
 
-def _ranked_keys(scores: Tensor, classes: Optional[Tensor], hits: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(key, hits)`` in ranked order: key ``class * (n + 1) + dense rank`` ascending (class, then
-    score descending, equal scores one rank), the hits permuted alike."""
+def class_score_keys(scores: Tensor, classes: Optional[Tensor]) -> Tensor:
+    """int64 keys ordering entries by class, then score ascending, equal scores equal keys:
+    ``class << 32 | code``, ``code`` the score's IEEE pattern made order-preserving (fp32; -0.0 as
+    +0.0) or, for float64 scores, their dense rank. No (n,) temporary wider than 32 bits for fp32.
+
+    >>> k = class_score_keys(torch.tensor([0.5, -1.0, 0.5, 2.0]), torch.tensor([1, 0, 0, 0]))
+    >>> (k[1] < k[2] < k[3] < k[0]).item(), (k[0] - k[2]).item() == 1 << 32
+    (True, True)
+    """
     n = scores.numel()
-    ranked, order = torch.sort(scores, descending=True)
-    new = torch.ones(n, dtype=torch.bool, device=scores.device)
-    new[1:] = ranked[1:] != ranked[:-1]
-    del ranked
-    rank = new.cumsum(0)  # 1..n, in ranked order
-    del new
-    if classes is None:
-        return rank, hits[order]
-    key = torch.empty_like(rank)
-    key[order] = rank
-    del rank, order
-    key.add_(classes.long().mul_(n + 1))
-    key, order = torch.sort(key)
-    return key, hits[order]
+    key = classes.reshape(-1).long() if classes is not None else torch.zeros(n, dtype=torch.long, device=scores.device)
+    if key.data_ptr() == getattr(classes, "data_ptr", lambda: None)():
+        key = key.clone()
+    key.bitwise_left_shift_(32)
+    if scores.dtype == torch.float64:
+        ranked, order = torch.sort(scores.reshape(-1))
+        new = torch.ones(n, dtype=torch.bool, device=scores.device)
+        new[1:] = ranked[1:] != ranked[:-1]
+        del ranked
+        code = torch.empty(n, dtype=torch.long, device=scores.device)
+        code[order] = new.cumsum(0)
+        key += code
+        return key
+    bits = (scores.reshape(-1).float() + 0.0).view(torch.int32)
+    key += torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    key += 1 << 31
+    return key
 
 
 class VideoRows(NamedTuple):

@@ -165,12 +165,14 @@ class YouTube8MMetrics(VideoMetric):
 
     def _evaluate(self) -> Dict[str, Tensor]:
         keep = self._kept()
-        labels = self._cat("labels")[keep].long().reshape(-1)
-        labels = labels[labels >= 0]
-        positives = torch.zeros(self.num_classes, dtype=torch.long, device=labels.device)
-        positives.index_add_(0, labels, torch.ones_like(labels))
         all_kept = keep.numel() == self._cat("valid").shape[0]
         pick = (lambda x: x) if all_kept else (lambda x: x[keep])
+        positives = torch.zeros(self.num_classes + 1, dtype=torch.long, device=self.device)
+        table = pick(self._cat("labels"))
+        for lo in range(0, table.shape[0], 1 << 16):  # a block of videos at a time: no int64 copy of the table
+            part = table[lo:lo + (1 << 16)].reshape(-1).long()
+            positives.index_add_(0, torch.where(part >= 0, part, self.num_classes), torch.ones_like(part))
+        positives = positives[:-1]
         return youtube8m_value(pick(self._cat("top_scores")), pick(self._cat("top_classes")),
                                pick(self._cat("top_hits")), pick(self._cat("perr_rows")), positives) | {"positives": positives}
 
