@@ -35,6 +35,21 @@ def _data(task, n_videos=40, clips=3, c=11, seed=0):
     return torch.cat([s, s[pad]]), torch.cat([t, t[pad]]), torch.cat([vid, vid[pad]]), torch.cat([cid, cid[pad]])
 
 
+def _watch_workspace(monkeypatch) -> list:
+    """The shapes of every Workspace.empty() call from now on (the levels' ranking buffers)."""
+    from video_metrics.functional import workspace as wsmod
+
+    shapes = []
+    orig = wsmod.Workspace.empty
+
+    def spy(self, shape, dtype, device):
+        shapes.append(tuple(shape))
+        return orig(self, shape, dtype, device)
+
+    monkeypatch.setattr(wsmod.Workspace, "empty", spy)
+    return shapes
+
+
 def _same(a, b, path=""):
     if isinstance(a, dict):
         assert a.keys() == b.keys(), path
@@ -258,19 +273,10 @@ def test_compute_builds_class_blocks_from_the_rows(monkeypatch, reduction, input
     from the rows (their log-sum-exps, or logarithms of probabilities; padded duplicates dropped)
     into one reused buffer. With blocks forced tiny (many row and class blocks) its scalars equal
     report()'s, which ranks from the whole matrix."""
-    from video_metrics.functional import workspace as wsmod
-
     s, t, vid, cid = _data("multiclass", n_videos=40, clips=3, c=11, seed=3)
     if input == "probs":
         s = s.softmax(1)
-    shapes = []
-    orig = wsmod.Workspace.empty
-
-    def spy(self, shape, dtype, device):
-        shapes.append(tuple(shape))
-        return orig(self, shape, dtype, device)
-
-    monkeypatch.setattr(wsmod.Workspace, "empty", spy)
+    shapes = _watch_workspace(monkeypatch)
     results = []
     for bv in (1 << 22, 23):
         monkeypatch.setattr(levels, "BLOCK_VALUES", bv)
@@ -355,19 +361,10 @@ def test_multilabel_compute_builds_class_blocks_from_the_rows(monkeypatch, reduc
     de-duplicated rows (macro AP over classes with a positive, micro AP over every pair)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from video_metrics.functional import workspace as wsmod
-
     s, t, vid, cid = _data("multilabel", n_videos=40, clips=3, c=11, seed=3)
     if input == "probs":
         s = s.sigmoid()
-    shapes = []
-    orig = wsmod.Workspace.empty
-
-    def spy(self, shape, dtype, device):
-        shapes.append(tuple(shape))
-        return orig(self, shape, dtype, device)
-
-    monkeypatch.setattr(wsmod.Workspace, "empty", spy)
+    shapes = _watch_workspace(monkeypatch)
     results = []
     for bv in (1 << 22, 23):
         monkeypatch.setattr(levels, "BLOCK_VALUES", bv)

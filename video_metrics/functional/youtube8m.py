@@ -131,7 +131,7 @@ def sparse_ap(scores: Tensor, classes: Optional[Tensor], hits: Tensor, positives
 def class_score_keys(scores: Tensor, classes: Optional[Tensor]) -> Tensor:
     """int64 keys ordering entries by class, then score ascending, equal scores equal keys:
     ``class << 32 | code``, ``code`` the score's IEEE pattern made order-preserving (fp32; -0.0 as
-    +0.0) or, for float64 scores, their dense rank. No (n,) temporary wider than 32 bits for fp32.
+    +0.0) or, for float64 scores, their dense rank. For fp32 the key is the only (n,) array made.
 
     >>> k = class_score_keys(torch.tensor([0.5, -1.0, 0.5, 2.0]), torch.tensor([1, 0, 0, 0]))
     >>> (k[1] < k[2] < k[3] < k[0]).item(), (k[0] - k[2]).item() == 1 << 32
@@ -151,8 +151,10 @@ def class_score_keys(scores: Tensor, classes: Optional[Tensor]) -> Tensor:
         code[order] = new.cumsum(0)
         key += code
         return key
-    bits = (scores.reshape(-1).float() + 0.0).view(torch.int32)
-    key += torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    flat = scores.reshape(-1)
+    for lo in range(0, n, 1 << 20):  # a chunk at a time: no (n,) temporary besides the key
+        bits = (flat[lo:lo + (1 << 20)].float() + 0.0).view(torch.int32)  # + 0.0: -0.0 becomes +0.0
+        key[lo:lo + (1 << 20)] += torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
     key += 1 << 31
     return key
 

@@ -173,6 +173,7 @@ class YouTube8MMetrics(VideoMetric):
             part = table[lo:lo + (1 << 16)].reshape(-1).long()
             positives.index_add_(0, torch.where(part >= 0, part, self.num_classes), torch.ones_like(part))
         positives = positives[:-1]
+        del table
         return youtube8m_value(pick(self._cat("top_scores")), pick(self._cat("top_classes")),
                                pick(self._cat("top_hits")), pick(self._cat("perr_rows")), positives) | {"positives": positives}
 
