@@ -15,7 +15,8 @@ def test_gpu_check_cpu_smoke(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["all_updates_sync_free"] is True
-    assert len(res["ours_update_sync_check"]) == 21
+    assert len(res["ours_update_sync_check"]) == 22
+    assert res["ours_update_sync_check"]["YouTube8MMetrics(top_k=20)"] == "ok: no host sync"
     assert {"suite_exact_update_ms", "suite_bins1000_eager_update_ms", "torchmetrics_collection_update_ms"} <= set(
         res["suite_update_256x400"])
     ours, theirs = res["exact_compute"]["map_20kx157_values"]
