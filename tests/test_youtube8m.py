@@ -324,3 +324,22 @@ def test_processes_with_padding_and_an_empty_rank_equal_one_process(world):
     for padded, no_rows, raised in _dist.run(_worker, world, probs, target):
         assert padded == single and no_rows == single
         assert raised is not None and "1 row(s) with invalid `scores`" in raised
+
+
+def test_forward_gives_the_batch_value_and_a_checkpoint_round_trips():
+    logits, target = youtube_like(40, c=50, seed=1)
+    probs = torch.sigmoid(logits).float()
+    m = vm.YouTube8MMetrics(num_classes=50)
+    first = m(probs[:20], target[:20])  # the batch's own value (the rows go into preallocated blocks)
+    m(probs[20:], target[20:])
+    assert_values(as_dict(first), as_dict(F.youtube8m_metrics(probs[:20], target[:20])))
+    whole = as_dict(F.youtube8m_metrics(probs, target))
+    assert_values(as_dict(m.compute()), whole)
+    m.persistent(True)
+    again = vm.YouTube8MMetrics(num_classes=50)
+    again.persistent(True)
+    again.load_state_dict(m.state_dict())
+    assert_values(as_dict(again.compute()), whole)
+    again.reset()
+    again.update(probs[:20], target[:20])
+    assert_values(as_dict(again.compute()), as_dict(first))
