@@ -553,14 +553,12 @@ class Level:
                 done.clear()
 
         def block(c0: int, c1: int) -> Tensor:
-            if rank_t is not None:
-                return rank_t[c0:c1]
-            if below is not None and counting:
-                count_done()
-            blk = self.class_block(c0, c1)
-            if below is not None and counting:
-                done.append(blk)
-            return blk
+            return rank_t[c0:c1] if rank_t is not None else self.class_block(c0, c1)
+
+        def counted_block(c0: int, c1: int) -> Tensor:  # multilabel, rebuilt blocks: counted for the micro AP
+            count_done()
+            done.append(self.class_block(c0, c1))
+            return done[0]
 
         if mc:
             positives = positive_index(*sorted_positives(self.target, 0, c), 0)
@@ -571,11 +569,10 @@ class Level:
                 return target[:, c0:c1].bool()
         # a rebuilt class block (or compute()'s own matrix) may be sorted in place
         overwrite = rank_t is None or not self.detail
-        counting = True
-        ap, auc, npos = class_pass(c, cb, block, positives, cfg.ap_mode, overwrite)
-        if below is not None:
+        counted = below is not None and rank_t is None
+        ap, auc, npos = class_pass(c, cb, counted_block if counted else block, positives, cfg.ap_mode, overwrite)
+        if counted:
             count_done()
-        counting = False
         ap_k = npos_k = None
         if not mc and cfg.empty_videos == "exclude":
             has_pos = self.target.bool().any(1)

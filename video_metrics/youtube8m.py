@@ -24,12 +24,11 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .functional.youtube8m import KEYS
 from .metrics.youtube8m import YouTube8MMetrics
 
 __all__ = ["YouTube8MFileError", "read_labels", "read_submission", "evaluate_submission", "format_youtube8m_table",
            "write_youtube8m_report"]
-
-KEYS = ("gap", "hit_at_1", "perr", "map", "num_videos")
 
 
 class YouTube8MFileError(ValueError):
@@ -160,8 +159,9 @@ def evaluate_submission(submission: str, labels: str, num_classes: int = 3862, t
     for lo in range(0, len(rows), chunk):
         s, c, t, ids = _batch(rows[lo:lo + chunk], num_classes)
         metric.update_top_k(s, c, t, video_ids=ids)
-    scalars = {k: float(v) for k, v in metric.compute().items()}
-    per = metric.per_class()
+    out = metric.results()  # one evaluation for the scalars and the per-class terms
+    scalars = {k: float(out[k]) for k in KEYS}
+    per = {"ap": out["per_class_ap"], "positives": out["positives"]}
     ap = [None if not np.isfinite(v) else float(v) for v in per["ap"].tolist()]
     info = {"num_classes": num_classes, "top_k": top_k, "labelled_videos": len(truth), "submitted_videos": len(submitted),
             "missing_videos": len(missing), "classes_with_positives": int((per["positives"] > 0).sum()),

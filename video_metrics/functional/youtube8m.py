@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .checks import Layout, check_row_counts
 from .classification import check_row_values, multilabel_target_ok
+from .ranking import sorted_values
 
 #: the official ``eval.py``'s number of predictions kept per video
 TOP_K = 20
@@ -84,14 +85,13 @@ def first_labels(positive: Tensor, width: int) -> Tensor:
     return out
 
 
-def video_quantities(vals: Tensor, hits: Tensor, num_labels: Tensor, counted: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(hit@1, PERR)`` of each video from its ranked top predictions (``vals``, ``hits`` ``(N, K)``),
-    its number of labels and which scores count for PERR (``counted``: above 0 for probabilities).
-    ``K`` must be at least the number of labels of the videos whose PERR is used."""
-    position = torch.arange(vals.shape[1], device=vals.device)
+def video_perr(hits: Tensor, num_labels: Tensor, counted: Tensor) -> Tensor:
+    """Each video's PERR from the hits of its ranked top predictions ``(N, K)``, its number of labels
+    and which predictions count (``counted``: scores above 0 for probabilities). ``K`` must be at
+    least the number of labels of the videos whose PERR is used. (Hit@1 is ``hits[:, 0]``.)"""
+    position = torch.arange(hits.shape[1], device=hits.device)
     within = hits & counted & (position[None, :] < num_labels[:, None])
-    perr = within.sum(1).double() / num_labels.clamp_min(1).double()
-    return hits[:, 0], perr
+    return within.sum(1).double() / num_labels.clamp_min(1).double()
 
 
 def sparse_ap(scores: Tensor, classes: Optional[Tensor], hits: Tensor, positives: Tensor) -> Tensor:
@@ -111,8 +111,6 @@ def sparse_ap(scores: Tensor, classes: Optional[Tensor], hits: Tensor, positives
     ...           torch.tensor([3]))  # (1/1 + 2/3) / 3 positives, one of them not listed
     tensor([0.5556], dtype=torch.float64)
     """
-    from .ranking import sorted_values
-
     c, n = positives.numel(), scores.numel()
     ap = torch.zeros(c, dtype=torch.float64, device=scores.device)
     if n:
@@ -138,10 +136,10 @@ def class_score_keys(scores: Tensor, classes: Optional[Tensor]) -> Tensor:
     (True, True)
     """
     n = scores.numel()
-    key = classes.reshape(-1).long() if classes is not None else torch.zeros(n, dtype=torch.long, device=scores.device)
-    if key.data_ptr() == getattr(classes, "data_ptr", lambda: None)():
-        key = key.clone()
-    key.bitwise_left_shift_(32)
+    if classes is None:
+        key = torch.zeros(n, dtype=torch.long, device=scores.device)
+    else:  # a copy even of int64 classes: the key is written in place
+        key = classes.reshape(-1).to(torch.long, copy=True).bitwise_left_shift_(32)
     if scores.dtype == torch.float64:
         ranked, order = torch.sort(scores.reshape(-1))
         new = torch.ones(n, dtype=torch.bool, device=scores.device)
@@ -195,7 +193,7 @@ def video_rows(scores: Tensor, target: Tensor, top_k: int, max_labels: int, inpu
     vals, cls = ranked_top_k(x, max(top_k, min(max_labels, c)))
     hits = positive.gather(1, cls) & valid[:, None]
     counted = vals > 0 if input == "probs" else torch.ones_like(hits)
-    _, perr = video_quantities(vals, hits, num_labels, counted)
+    perr = video_perr(hits, num_labels, counted)
     k = min(top_k, c)
     labels = torch.where(valid[:, None], first_labels(positive, max_labels), -1)
     return VideoRows(vals[:, :k], cls[:, :k], hits[:, :k], perr, labels, num_labels, valid, bad_t, bad_s)
@@ -215,7 +213,9 @@ def listed_rows(scores: Tensor, classes: Tensor, target: Tensor, top_k: int, max
     finite_or_pad = torch.where(listed, x, torch.zeros_like(x))
     lo = finite_or_pad.amin(1) if x.shape[1] else x.new_zeros(x.shape[0])
     hi = finite_or_pad.amax(1) if x.shape[1] else x.new_zeros(x.shape[0])
-    ordered = torch.sort(torch.where(listed, classes.long(), c), dim=1).values
+    class_key = torch.where(listed, classes.long(), c)  # the listed classes, then the others after them
+    by_class = torch.argsort(class_key, dim=1, stable=True)
+    ordered = class_key.gather(1, by_class)
     repeated = ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < c)).any(1)
     class_ok = ((classes >= -1) & (classes < c)).all(1) & ~repeated
     in_unit = (lo >= 0) & (hi <= 1)
@@ -225,13 +225,12 @@ def listed_rows(scores: Tensor, classes: Tensor, target: Tensor, top_k: int, max
     bad_t, bad_s = (~label_ok).sum(), (~score_ok).sum()
     positive = target if target.dtype == torch.bool else target > 0  # an invalid row's labels masked below
     key = torch.where(listed & valid[:, None], x.nan_to_num(0.0, 0.0, 0.0), float("-inf"))
-    by_class = torch.argsort(torch.where(listed, classes.long(), c), dim=1, stable=True)
     order = by_class.gather(1, torch.argsort(key.gather(1, by_class), dim=1, descending=True, stable=True))
-    vals, cls = key.gather(1, order), torch.where(listed, classes.long(), -1).gather(1, order)
+    vals, cls = key.gather(1, order), torch.where(listed, class_key, -1).gather(1, order)
     hits = positive.gather(1, cls.clamp_min(0)) & (cls >= 0) & valid[:, None]
     counted = (vals > 0 if input == "probs" else torch.isfinite(vals)) & (cls >= 0)
     num_labels = torch.where(valid, positive.sum(1, dtype=torch.int32), 0).long()
-    _, perr = video_quantities(vals, hits, num_labels, counted)
+    perr = video_perr(hits, num_labels, counted)
     vals, cls, hits = _width(vals, cls, hits, top_k)
     labels = torch.where(valid[:, None], first_labels(positive, max_labels), -1)
     return VideoRows(vals, cls, hits, perr, labels, num_labels, valid, bad_t, bad_s)

@@ -10,7 +10,7 @@ video: 221 MB for a million videos, against 15 GB for their fp32 scores.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -134,9 +134,9 @@ class YouTube8MMetrics(VideoMetric):
         self._count_rows(rows.valid & ~over, rows.bad_target, rows.bad_score)
 
     # ------------------------------------------------------------------------------ compute
-    def _kept(self) -> Tensor:
-        """Indices of the rows that count: valid, and the first of each video id (the same on every
-        process after the sync)."""
+    def _kept(self) -> Tuple[Tensor, int]:
+        """``(indices of the rows that count, number of rows stored)``: the valid rows, the first of
+        each video id (the same on every process after the sync)."""
         self._check_rows()
         over = int(self.n_over_labels)
         if over:
@@ -146,7 +146,7 @@ class YouTube8MMetrics(VideoMetric):
         seen, with_ids = int(self.n_seen), int(self.n_with_ids)
         idx = torch.nonzero(valid).squeeze(1)
         if with_ids == 0:
-            return idx
+            return idx, valid.shape[0]
         if with_ids < seen:
             raise ValueError("`video_ids` were given for some batches only: pass them for every batch or for none")
         vid = self._cat("video_ids")[idx]
@@ -161,11 +161,11 @@ class YouTube8MMetrics(VideoMetric):
                 raise ValueError(f"YouTube8MMetrics: {bad} row(s) repeat the video_id of another row with different "
                                  f"predictions or labels (first: video {int(vid[dup[~same]].min())}); a padding "
                                  "sampler repeats rows unchanged, so the ids are wrong")
-        return torch.sort(idx[first]).values
+        return torch.sort(idx[first]).values, valid.shape[0]
 
     def _evaluate(self) -> Dict[str, Tensor]:
-        keep = self._kept()
-        all_kept = keep.numel() == self._cat("valid").shape[0]
+        keep, stored = self._kept()
+        all_kept = keep.numel() == stored
         pick = (lambda x: x) if all_kept else (lambda x: x[keep])
         positives = torch.zeros(self.num_classes + 1, dtype=torch.long, device=self.device)
         table = pick(self._cat("labels"))
@@ -182,8 +182,15 @@ class YouTube8MMetrics(VideoMetric):
         videos, each video once."""
         return summary(self._evaluate())
 
+    def results(self) -> Dict[str, Tensor]:
+        """``compute()``'s keys and the per-class terms of ``map`` from one evaluation of the synced
+        state: ``per_class_ap`` (C,) float64 (NaN for a class without positives) and ``positives``
+        (C,) int64."""
+        out = self.synced(self._evaluate)
+        return summary(out) | {"per_class_ap": out["per_class_ap"], "positives": out["positives"]}
+
     def per_class(self) -> Dict[str, Tensor]:
         """``{"ap": (C,) float64 (NaN for a class without positives), "positives": (C,) int64}``,
         over the synced state, as ``compute()`` reads it (the per-class terms of ``map``)."""
-        out = self.synced(self._evaluate)
+        out = self.results()
         return {"ap": out["per_class_ap"], "positives": out["positives"]}
